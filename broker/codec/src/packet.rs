@@ -1,0 +1,412 @@
+//! The types every packet shares ([`ProtocolVersion`], [`QoS`], [`PacketId`]), the [`Packet`]
+//! enum, and the dispatch from a whole frame to the per-packet decoders.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::ack::{PubResponse, PubResponseKind};
+use crate::auth::Auth;
+use crate::connack::ConnAck;
+use crate::connect::Connect;
+use crate::disconnect::Disconnect;
+use crate::error::DecodeError;
+use crate::framer::parse_fixed_header;
+use crate::publish::Publish;
+use crate::suback::SubAck;
+use crate::subscribe::Subscribe;
+use crate::unsuback::UnsubAck;
+use crate::unsubscribe::Unsubscribe;
+use crate::varint;
+
+/// A non-zero packet identifier ([MQTT-2.2.1-3]).
+pub type PacketId = std::num::NonZeroU16;
+
+/// User Properties in wire order; a name may repeat (§3.3.2.3.7).
+pub type UserProperties = Vec<(ByteString, ByteString)>;
+
+/// The protocol a connection speaks, fixed by its CONNECT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ProtocolVersion {
+    /// MQTT 3.1: protocol name "MQIsdp", level 3.
+    V3_1,
+    /// MQTT 3.1.1: protocol name "MQTT", level 4.
+    V3_1_1,
+    /// MQTT 5.0: protocol name "MQTT", level 5.
+    V5,
+}
+
+impl ProtocolVersion {
+    pub fn is_v5(self) -> bool {
+        self == ProtocolVersion::V5
+    }
+
+    /// The Protocol Level byte of CONNECT.
+    pub fn level(self) -> u8 {
+        match self {
+            ProtocolVersion::V3_1 => 3,
+            ProtocolVersion::V3_1_1 => 4,
+            ProtocolVersion::V5 => 5,
+        }
+    }
+
+    /// The Protocol Name string of CONNECT.
+    pub fn protocol_name(self) -> &'static str {
+        match self {
+            ProtocolVersion::V3_1 => "MQIsdp",
+            ProtocolVersion::V3_1_1 | ProtocolVersion::V5 => "MQTT",
+        }
+    }
+}
+
+/// Quality of service of a message or a subscription.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[repr(u8)]
+pub enum QoS {
+    AtMostOnce = 0,
+    AtLeastOnce = 1,
+    ExactlyOnce = 2,
+}
+
+impl TryFrom<u8> for QoS {
+    type Error = DecodeError;
+
+    #[inline]
+    fn try_from(value: u8) -> Result<Self, DecodeError> {
+        match value {
+            0 => Ok(QoS::AtMostOnce),
+            1 => Ok(QoS::AtLeastOnce),
+            2 => Ok(QoS::ExactlyOnce),
+            _ => Err(DecodeError::InvalidQoS),
+        }
+    }
+}
+
+/// MQTT Control Packet types: the high nibble of the first byte (§2.1.2).
+pub mod packet_type {
+    pub const CONNECT: u8 = 1;
+    pub const CONNACK: u8 = 2;
+    pub const PUBLISH: u8 = 3;
+    pub const PUBACK: u8 = 4;
+    pub const PUBREC: u8 = 5;
+    pub const PUBREL: u8 = 6;
+    pub const PUBCOMP: u8 = 7;
+    pub const SUBSCRIBE: u8 = 8;
+    pub const SUBACK: u8 = 9;
+    pub const UNSUBSCRIBE: u8 = 10;
+    pub const UNSUBACK: u8 = 11;
+    pub const PINGREQ: u8 = 12;
+    pub const PINGRESP: u8 = 13;
+    pub const DISCONNECT: u8 = 14;
+    pub const AUTH: u8 = 15;
+}
+
+/// Any MQTT control packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Packet {
+    /// Boxed: a CONNECT is large and rare, and would otherwise size every packet.
+    Connect(Box<Connect>),
+    ConnAck(ConnAck),
+    Publish(Publish),
+    PubAck(PubResponse),
+    PubRec(PubResponse),
+    PubRel(PubResponse),
+    PubComp(PubResponse),
+    Subscribe(Subscribe),
+    SubAck(SubAck),
+    Unsubscribe(Unsubscribe),
+    UnsubAck(UnsubAck),
+    PingReq,
+    PingResp,
+    Disconnect(Disconnect),
+    Auth(Auth),
+}
+
+impl Packet {
+    /// Decodes exactly one whole packet (fixed header included) from `frame`, zero-copy: strings
+    /// and binary fields are slices of `frame`. `version` is the one negotiated by CONNECT;
+    /// CONNECT itself ignores it (it carries its own level). Any validation failure is an `Err`,
+    /// never a panic.
+    pub fn decode(mut frame: Bytes, version: ProtocolVersion) -> Result<Packet, DecodeError> {
+        let header = parse_fixed_header(&frame, u32::MAX)?.ok_or(DecodeError::UnexpectedEnd)?;
+        let frame_len = header.frame_len();
+        if frame.len() < frame_len {
+            return Err(DecodeError::UnexpectedEnd);
+        }
+        if frame.len() > frame_len {
+            return Err(DecodeError::TrailingBytes);
+        }
+        // `advance` moves the start of the same `Bytes`: no reference-count traffic.
+        frame.advance(header.header_len);
+        Packet::decode_body(header.first_byte, frame, version)
+    }
+
+    /// Decodes a packet from its first byte and its body (everything after the fixed header),
+    /// for callers that parsed the fixed header themselves.
+    pub fn decode_body(
+        first_byte: u8,
+        body: Bytes,
+        version: ProtocolVersion,
+    ) -> Result<Packet, DecodeError> {
+        let flags = first_byte & 0x0F;
+        Ok(match first_byte >> 4 {
+            packet_type::PUBLISH => Packet::Publish(Publish::decode(flags, body, version)?),
+            packet_type::PUBACK => Packet::PubAck(PubResponse::decode(
+                PubResponseKind::PubAck,
+                flags,
+                body,
+                version,
+            )?),
+            packet_type::PUBREC => Packet::PubRec(PubResponse::decode(
+                PubResponseKind::PubRec,
+                flags,
+                body,
+                version,
+            )?),
+            packet_type::PUBREL => Packet::PubRel(PubResponse::decode(
+                PubResponseKind::PubRel,
+                flags,
+                body,
+                version,
+            )?),
+            packet_type::PUBCOMP => Packet::PubComp(PubResponse::decode(
+                PubResponseKind::PubComp,
+                flags,
+                body,
+                version,
+            )?),
+            packet_type::CONNECT => {
+                Packet::Connect(Box::new(Connect::decode(flags, body, version)?))
+            }
+            packet_type::CONNACK => Packet::ConnAck(ConnAck::decode(flags, body, version)?),
+            packet_type::SUBSCRIBE => Packet::Subscribe(Subscribe::decode(flags, body, version)?),
+            packet_type::SUBACK => Packet::SubAck(SubAck::decode(flags, body, version)?),
+            packet_type::UNSUBSCRIBE => {
+                Packet::Unsubscribe(Unsubscribe::decode(flags, body, version)?)
+            }
+            packet_type::UNSUBACK => Packet::UnsubAck(UnsubAck::decode(flags, body, version)?),
+            packet_type::PINGREQ => {
+                decode_empty(flags, &body)?;
+                Packet::PingReq
+            }
+            packet_type::PINGRESP => {
+                decode_empty(flags, &body)?;
+                Packet::PingResp
+            }
+            packet_type::DISCONNECT => {
+                Packet::Disconnect(Disconnect::decode(flags, body, version)?)
+            }
+            packet_type::AUTH => Packet::Auth(Auth::decode(flags, body, version)?),
+            _ => return Err(DecodeError::InvalidPacketType),
+        })
+    }
+
+    /// Writes the whole packet, fixed header included, after reserving [`Packet::encoded_len`]
+    /// bytes in `out`. Data MQTT 3.x cannot carry (properties, most reason codes) is dropped
+    /// when `version` is not v5. A CONNECT is written in its own `protocol`.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+        match self {
+            Packet::Connect(p) => p.encode(version, out),
+            Packet::ConnAck(p) => p.encode(version, out),
+            Packet::Publish(p) => p.encode(version, out),
+            Packet::PubAck(p) => p.encode(PubResponseKind::PubAck, version, out),
+            Packet::PubRec(p) => p.encode(PubResponseKind::PubRec, version, out),
+            Packet::PubRel(p) => p.encode(PubResponseKind::PubRel, version, out),
+            Packet::PubComp(p) => p.encode(PubResponseKind::PubComp, version, out),
+            Packet::Subscribe(p) => p.encode(version, out),
+            Packet::SubAck(p) => p.encode(version, out),
+            Packet::Unsubscribe(p) => p.encode(version, out),
+            Packet::UnsubAck(p) => p.encode(version, out),
+            Packet::PingReq => put_empty(out, packet_type::PINGREQ),
+            Packet::PingResp => put_empty(out, packet_type::PINGRESP),
+            Packet::Disconnect(p) => p.encode(version, out),
+            Packet::Auth(p) => p.encode(version, out),
+        }
+    }
+
+    /// Length of the whole encoded packet, fixed header included.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        match self {
+            Packet::Connect(p) => p.encoded_len(version),
+            Packet::ConnAck(p) => p.encoded_len(version),
+            Packet::Publish(p) => p.encoded_len(version),
+            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+                p.encoded_len(version)
+            }
+            Packet::Subscribe(p) => p.encoded_len(version),
+            Packet::SubAck(p) => p.encoded_len(version),
+            Packet::Unsubscribe(p) => p.encoded_len(version),
+            Packet::UnsubAck(p) => p.encoded_len(version),
+            Packet::PingReq | Packet::PingResp => 2,
+            Packet::Disconnect(p) => p.encoded_len(version),
+            Packet::Auth(p) => p.encoded_len(version),
+        }
+    }
+
+    /// The packet's name as the specification spells it, for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Packet::Connect(_) => "CONNECT",
+            Packet::ConnAck(_) => "CONNACK",
+            Packet::Publish(_) => "PUBLISH",
+            Packet::PubAck(_) => "PUBACK",
+            Packet::PubRec(_) => "PUBREC",
+            Packet::PubRel(_) => "PUBREL",
+            Packet::PubComp(_) => "PUBCOMP",
+            Packet::Subscribe(_) => "SUBSCRIBE",
+            Packet::SubAck(_) => "SUBACK",
+            Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+            Packet::UnsubAck(_) => "UNSUBACK",
+            Packet::PingReq => "PINGREQ",
+            Packet::PingResp => "PINGRESP",
+            Packet::Disconnect(_) => "DISCONNECT",
+            Packet::Auth(_) => "AUTH",
+        }
+    }
+}
+
+/// PINGREQ and PINGRESP: no flags, no body.
+fn decode_empty(flags: u8, body: &Bytes) -> Result<(), DecodeError> {
+    if flags != 0 {
+        return Err(DecodeError::ReservedFlags);
+    }
+    if !body.is_empty() {
+        return Err(DecodeError::TrailingBytes);
+    }
+    Ok(())
+}
+
+fn put_empty(out: &mut BytesMut, kind: u8) {
+    out.reserve(2);
+    out.put_u8(kind << 4);
+    out.put_u8(0);
+}
+
+/// Length of a whole packet whose body is `remaining` bytes long.
+#[inline]
+pub(crate) fn packet_len(remaining: usize) -> usize {
+    1 + varint::encoded_len(remaining) + remaining
+}
+
+/// Reserves room for the whole packet and writes its fixed header. Every encoder starts here, so
+/// the rest of the packet is written without reallocating `out`.
+#[inline]
+pub(crate) fn begin_packet(out: &mut BytesMut, first_byte: u8, remaining: usize) {
+    out.reserve(packet_len(remaining));
+    out.put_u8(first_byte);
+    varint::write(out, remaining);
+}
+
+/// Encodes `packet`, checks the length prediction, decodes the bytes again and checks the result
+/// is the same packet. Returns the encoding for byte-level assertions.
+#[cfg(test)]
+pub(crate) fn assert_round_trip(packet: &Packet, version: ProtocolVersion) -> Bytes {
+    let mut out = BytesMut::new();
+    packet.encode(version, &mut out);
+    assert_eq!(
+        out.len(),
+        packet.encoded_len(version),
+        "encoded_len of {packet:?}"
+    );
+    let bytes = out.freeze();
+    let decoded = Packet::decode(bytes.clone(), version)
+        .unwrap_or_else(|e| panic!("re-decoding {packet:?} under {version:?}: {e}"));
+    assert_eq!(&decoded, packet, "round trip under {version:?}");
+    bytes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ReasonCode;
+
+    const ALL: [ProtocolVersion; 3] = [
+        ProtocolVersion::V3_1,
+        ProtocolVersion::V3_1_1,
+        ProtocolVersion::V5,
+    ];
+
+    /// Proves PINGREQ and PINGRESP are two bytes in every version and decode back.
+    #[test]
+    fn ping_round_trip() {
+        for version in ALL {
+            for (packet, bytes) in [
+                (Packet::PingReq, [0b1100_0000, 0]), // PINGREQ, remaining length 0
+                (Packet::PingResp, [0b1101_0000, 0]), // PINGRESP, remaining length 0
+            ] {
+                let mut out = BytesMut::new();
+                packet.encode(version, &mut out);
+                assert_eq!(&out[..], &bytes);
+                assert_eq!(packet.encoded_len(version), 2);
+                assert_eq!(Packet::decode(out.freeze(), version), Ok(packet));
+            }
+        }
+    }
+
+    /// Proves [MQTT-2.1.3-1] for PINGREQ and that a ping has no body.
+    #[test]
+    fn ping_flags_and_body() {
+        let flags = Bytes::from_static(&[0b1100_0001, 0]); // PINGREQ with flag bit 0 set
+        assert_eq!(
+            Packet::decode(flags, ProtocolVersion::V5),
+            Err(DecodeError::ReservedFlags)
+        );
+        let body = Bytes::from_static(&[0b1101_0000, 1, 0]); // PINGRESP with a 1-byte body
+        assert_eq!(
+            Packet::decode(body, ProtocolVersion::V5),
+            Err(DecodeError::TrailingBytes)
+        );
+    }
+
+    /// Proves packet type 0 is refused, and AUTH (15) exists only in MQTT 5.
+    #[test]
+    fn reserved_packet_types() {
+        let zero = Bytes::from_static(&[0b0000_0000, 0]); // type 0: reserved
+        assert_eq!(
+            Packet::decode(zero, ProtocolVersion::V5),
+            Err(DecodeError::InvalidPacketType)
+        );
+        for version in [ProtocolVersion::V3_1, ProtocolVersion::V3_1_1] {
+            let auth = Bytes::from_static(&[0b1111_0000, 0]); // AUTH, remaining length 0
+            assert_eq!(
+                Packet::decode(auth, version),
+                Err(DecodeError::InvalidPacketType)
+            );
+        }
+    }
+
+    /// Proves a frame must hold exactly the packet its remaining length declares.
+    #[test]
+    fn frame_length_must_match() {
+        // DISCONNECT declaring 2 bytes, holding 1.
+        let short = Bytes::from_static(&[0b1110_0000, 2, 0x00]);
+        assert_eq!(
+            Packet::decode(short, ProtocolVersion::V5),
+            Err(DecodeError::UnexpectedEnd)
+        );
+        let long = Bytes::from_static(&[0b1110_0000, 0, 0x00]); // DISCONNECT declaring 0, holding 1
+        assert_eq!(
+            Packet::decode(long, ProtocolVersion::V5),
+            Err(DecodeError::TrailingBytes)
+        );
+        let empty = Bytes::new();
+        assert_eq!(
+            Packet::decode(empty, ProtocolVersion::V5),
+            Err(DecodeError::UnexpectedEnd)
+        );
+    }
+
+    /// Proves the helpers of the public types.
+    #[test]
+    fn versions_and_qos() {
+        assert_eq!(ALL.map(ProtocolVersion::level), [3, 4, 5]);
+        assert_eq!(ALL.map(ProtocolVersion::is_v5), [false, false, true]);
+        assert_eq!(QoS::try_from(2), Ok(QoS::ExactlyOnce));
+        assert_eq!(QoS::try_from(3), Err(DecodeError::InvalidQoS));
+        assert!(QoS::AtMostOnce < QoS::ExactlyOnce);
+        let d = Packet::Disconnect(crate::Disconnect {
+            reason_code: ReasonCode::Success,
+            properties: Default::default(),
+        });
+        assert_eq!(d.name(), "DISCONNECT");
+    }
+}

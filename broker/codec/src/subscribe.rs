@@ -1,0 +1,428 @@
+//! SUBSCRIBE (§3.8).
+//!
+//! Layout: fixed header flags 0010; packet id, [v5: properties], then one or more pairs of topic
+//! filter and options byte. In 3.x the options byte holds only the requested QoS.
+//!
+//! The codec checks what the bytes alone decide: UTF-8, non-empty filters, reserved bits, QoS and
+//! retain handling values. Where wildcards may stand (`a/#/b`) and the shared-subscription
+//! syntax (`$share/g/...`) are the core's business: such filters decode fine here.
+
+use std::num::NonZeroU32;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use bytestring::ByteString;
+
+use crate::error::DecodeError;
+use crate::packet::{
+    begin_packet, packet_len, packet_type, PacketId, ProtocolVersion, QoS, UserProperties,
+};
+use crate::properties::{
+    block_len, property_id as id, put_block_len, put_user_properties, unexpected,
+    user_properties_len, PropertyReader,
+};
+use crate::strings::{prefixed_len, put_string, Reader};
+use crate::varint;
+
+const FLAGS: u8 = 0b0010;
+
+const OPTION_QOS: u8 = 0b0000_0011;
+const OPTION_NO_LOCAL: u8 = 0b0000_0100;
+const OPTION_RETAIN_AS_PUBLISHED: u8 = 0b0000_1000;
+const OPTION_RETAIN_HANDLING_SHIFT: u8 = 4;
+const OPTION_RETAIN_HANDLING: u8 = 0b0011_0000;
+/// Bits 6 and 7 in v5 ([MQTT-3.8.3-5]); bits 2 to 7 in 3.x (3.1.1 [MQTT-3.8.3-4]).
+const OPTION_RESERVED_V5: u8 = 0b1100_0000;
+const OPTION_RESERVED_V3: u8 = 0b1111_1100;
+
+/// A SUBSCRIBE packet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscribe {
+    pub packet_id: PacketId,
+    /// At least one ([MQTT-3.8.3-2]).
+    pub filters: Vec<SubscribeFilter>,
+    /// v5 only.
+    pub properties: SubscribeProperties,
+}
+
+/// SUBSCRIBE properties (§3.8.2.1).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SubscribeProperties {
+    pub subscription_identifier: Option<NonZeroU32>,
+    pub user_properties: UserProperties,
+}
+
+/// One topic filter and its options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SubscribeFilter {
+    /// Not empty ([MQTT-4.7.3-1]); otherwise as the client sent it.
+    pub filter: ByteString,
+    pub options: SubscriptionOptions,
+}
+
+/// The Subscription Options byte (§3.8.3.1). 3.x carries only `qos`; the rest is written as 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SubscriptionOptions {
+    /// The maximum QoS the client asks for.
+    pub qos: QoS,
+    pub no_local: bool,
+    pub retain_as_published: bool,
+    pub retain_handling: RetainHandling,
+}
+
+/// When retained messages are sent for a new subscription (§3.8.3.1).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum RetainHandling {
+    #[default]
+    SendAtSubscribe = 0,
+    SendIfNewSubscription = 1,
+    DoNotSend = 2,
+}
+
+impl SubscriptionOptions {
+    /// Options as a 3.x client can express them: a QoS and defaults for the rest.
+    pub fn with_qos(qos: QoS) -> Self {
+        SubscriptionOptions {
+            qos,
+            no_local: false,
+            retain_as_published: false,
+            retain_handling: RetainHandling::SendAtSubscribe,
+        }
+    }
+
+    fn decode(byte: u8, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        let reserved = if version.is_v5() {
+            OPTION_RESERVED_V5
+        } else {
+            OPTION_RESERVED_V3
+        };
+        if byte & reserved != 0 {
+            return Err(DecodeError::SubscriptionOptionsReserved);
+        }
+        let qos =
+            QoS::try_from(byte & OPTION_QOS).map_err(|_| DecodeError::SubscriptionQoSInvalid)?;
+        let retain_handling = match (byte & OPTION_RETAIN_HANDLING) >> OPTION_RETAIN_HANDLING_SHIFT
+        {
+            0 => RetainHandling::SendAtSubscribe,
+            1 => RetainHandling::SendIfNewSubscription,
+            2 => RetainHandling::DoNotSend,
+            _ => return Err(DecodeError::RetainHandlingInvalid),
+        };
+        Ok(SubscriptionOptions {
+            qos,
+            no_local: byte & OPTION_NO_LOCAL != 0,
+            retain_as_published: byte & OPTION_RETAIN_AS_PUBLISHED != 0,
+            retain_handling,
+        })
+    }
+
+    fn encode(self, version: ProtocolVersion) -> u8 {
+        let mut byte = self.qos as u8;
+        if version.is_v5() {
+            if self.no_local {
+                byte |= OPTION_NO_LOCAL;
+            }
+            if self.retain_as_published {
+                byte |= OPTION_RETAIN_AS_PUBLISHED;
+            }
+            byte |= (self.retain_handling as u8) << OPTION_RETAIN_HANDLING_SHIFT;
+        }
+        byte
+    }
+}
+
+impl Subscribe {
+    pub fn decode(flags: u8, body: Bytes, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        if flags != FLAGS {
+            return Err(DecodeError::ReservedFlags);
+        }
+        let mut r = Reader::new(&body);
+        let packet_id = r.packet_id()?;
+        let properties = if version.is_v5() {
+            SubscribeProperties::decode(&mut r)?
+        } else {
+            SubscribeProperties::default()
+        };
+        let mut filters = Vec::new();
+        while !r.is_empty() {
+            let filter = r.string()?;
+            if filter.is_empty() {
+                return Err(DecodeError::EmptyTopicFilter);
+            }
+            let options = SubscriptionOptions::decode(r.u8()?, version)?;
+            filters.push(SubscribeFilter { filter, options });
+        }
+        if filters.is_empty() {
+            return Err(DecodeError::SubscribeNoFilters);
+        }
+        Ok(Subscribe {
+            packet_id,
+            filters,
+            properties,
+        })
+    }
+
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+        let properties_len = if version.is_v5() {
+            self.properties.encoded_len()
+        } else {
+            0
+        };
+        begin_packet(
+            out,
+            (packet_type::SUBSCRIBE << 4) | FLAGS,
+            self.remaining_len(version, properties_len),
+        );
+        out.put_u16(self.packet_id.get());
+        if version.is_v5() {
+            put_block_len(out, properties_len);
+            self.properties.encode(out);
+        }
+        for f in &self.filters {
+            put_string(out, &f.filter);
+            out.put_u8(f.options.encode(version));
+        }
+    }
+
+    pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        let properties_len = if version.is_v5() {
+            self.properties.encoded_len()
+        } else {
+            0
+        };
+        packet_len(self.remaining_len(version, properties_len))
+    }
+
+    fn remaining_len(&self, version: ProtocolVersion, properties_len: usize) -> usize {
+        let properties = if version.is_v5() {
+            block_len(properties_len)
+        } else {
+            0
+        };
+        let filters: usize = self
+            .filters
+            .iter()
+            .map(|f| prefixed_len(f.filter.as_bytes()) + 1)
+            .sum();
+        2 + properties + filters
+    }
+}
+
+impl SubscribeProperties {
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let mut p = SubscribeProperties::default();
+        let mut pr = PropertyReader::new(r)?;
+        while let Some(identifier) = pr.next_id()? {
+            match identifier {
+                id::SUBSCRIPTION_IDENTIFIER => {
+                    // Unlike in PUBLISH, at most one here (§3.8.2.1.2).
+                    if p.subscription_identifier.is_some() {
+                        return Err(DecodeError::DuplicateProperty { id: identifier });
+                    }
+                    p.subscription_identifier = Some(pr.subscription_identifier()?);
+                }
+                id::USER_PROPERTY => pr.user_property(&mut p.user_properties)?,
+                other => return Err(unexpected(other)),
+            }
+        }
+        Ok(p)
+    }
+
+    fn encoded_len(&self) -> usize {
+        let subscription_identifier = self
+            .subscription_identifier
+            .map_or(0, |s| 1 + varint::encoded_len(s.get() as usize));
+        subscription_identifier + user_properties_len(&self.user_properties)
+    }
+
+    fn encode(&self, out: &mut BytesMut) {
+        if let Some(s) = self.subscription_identifier {
+            out.put_u8(id::SUBSCRIPTION_IDENTIFIER);
+            varint::write(out, s.get() as usize);
+        }
+        put_user_properties(out, &self.user_properties);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{assert_round_trip, Packet};
+
+    const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
+    const V5: ProtocolVersion = ProtocolVersion::V5;
+
+    fn decode(bytes: &[u8], version: ProtocolVersion) -> Result<Subscribe, DecodeError> {
+        match Packet::decode(Bytes::copy_from_slice(bytes), version)? {
+            Packet::Subscribe(s) => Ok(s),
+            other => panic!("decoded {other:?}"),
+        }
+    }
+
+    /// Proves the 3.1.1 layout (the example of STYLE.md), with filters kept in order.
+    #[test]
+    #[rustfmt::skip]
+    fn v3_layout() {
+        let bytes = [
+            0b1000_0010, 12,                    // SUBSCRIBE, remaining length 12
+            0x01, 0x04,                         // packet id 260
+            0x00, 0x03, b'a', b'/', b'+', 0x01, // filter "a/+", QoS 1
+            0x00, 0x01, b'#', 0x02,             // filter "#", QoS 2
+        ];
+        let s = decode(&bytes, V3).unwrap();
+        assert_eq!(s.packet_id.get(), 260);
+        assert_eq!(
+            s.filters,
+            [
+                SubscribeFilter {
+                    filter: "a/+".into(),
+                    options: SubscriptionOptions::with_qos(QoS::AtLeastOnce)
+                },
+                SubscribeFilter {
+                    filter: "#".into(),
+                    options: SubscriptionOptions::with_qos(QoS::ExactlyOnce)
+                },
+            ]
+        );
+        let out = assert_round_trip(&Packet::Subscribe(s), V3);
+        assert_eq!(&out[..], &bytes);
+    }
+
+    /// Proves the v5 options byte bit by bit, and the property block before the filters.
+    #[test]
+    #[rustfmt::skip]
+    fn v5_layout() {
+        let bytes = [
+            0b1000_0010, 9,   // SUBSCRIBE, remaining length 9
+            0x00, 0x0A,       // packet id 10
+            0x02,             // property length 2
+            0x0B, 0x05,       //   subscription identifier 5
+            0x00, 0x01, b't', // filter "t"
+            0b0010_1101,      // retain handling 2, retain as published, no local, QoS 1
+        ];
+        let s = decode(&bytes, V5).unwrap();
+        assert_eq!(s.properties.subscription_identifier, NonZeroU32::new(5));
+        assert_eq!(
+            s.filters[0].options,
+            SubscriptionOptions {
+                qos: QoS::AtLeastOnce,
+                no_local: true,
+                retain_as_published: true,
+                retain_handling: RetainHandling::DoNotSend,
+            }
+        );
+        let out = assert_round_trip(&Packet::Subscribe(s), V5);
+        assert_eq!(&out[..], &bytes);
+    }
+
+    /// Proves every property and option round trips, and that 3.1.1 keeps only the QoS.
+    #[test]
+    fn round_trip_every_property() {
+        let s = Subscribe {
+            packet_id: PacketId::new(1).unwrap(),
+            filters: vec![
+                SubscribeFilter {
+                    filter: "$share/g/a/#".into(),
+                    options: SubscriptionOptions {
+                        qos: QoS::ExactlyOnce,
+                        no_local: false,
+                        retain_as_published: true,
+                        retain_handling: RetainHandling::SendIfNewSubscription,
+                    },
+                },
+                SubscribeFilter {
+                    filter: "a/#/b".into(),
+                    options: SubscriptionOptions::with_qos(QoS::AtMostOnce),
+                },
+            ],
+            properties: SubscribeProperties {
+                subscription_identifier: NonZeroU32::new(268_435_455),
+                user_properties: vec![("k".into(), "v".into())],
+            },
+        };
+        assert_round_trip(&Packet::Subscribe(s.clone()), V5);
+        let mut out = BytesMut::new();
+        s.encode(V3, &mut out);
+        let back = decode(&out, V3).unwrap();
+        assert_eq!(back.properties, SubscribeProperties::default());
+        assert_eq!(
+            back.filters[0].options,
+            SubscriptionOptions::with_qos(QoS::ExactlyOnce)
+        );
+    }
+
+    /// Proves [MQTT-3.8.1-1], [MQTT-3.8.3-2] (no filters) and [MQTT-4.7.3-1] (empty filter).
+    #[test]
+    fn structural_violations() {
+        assert_eq!(
+            decode(&[0b1000_0000, 6, 0x00, 0x01, 0x00, 0x01, b't', 0x00], V3), // flags 0000
+            Err(DecodeError::ReservedFlags)
+        );
+        assert_eq!(
+            decode(&[0b1000_0010, 2, 0x00, 0x01], V3), // packet id only
+            Err(DecodeError::SubscribeNoFilters)
+        );
+        assert_eq!(
+            decode(&[0b1000_0010, 3, 0x00, 0x01, 0x00], V5), // packet id, empty properties
+            Err(DecodeError::SubscribeNoFilters)
+        );
+        assert_eq!(
+            decode(&[0b1000_0010, 5, 0x00, 0x01, 0x00, 0x00, 0x00], V3), // filter "", QoS 0
+            Err(DecodeError::EmptyTopicFilter)
+        );
+        assert_eq!(
+            decode(&[0b1000_0010, 5, 0x00, 0x01, 0x00, 0x01, b't'], V3), // no options byte
+            Err(DecodeError::UnexpectedEnd)
+        );
+    }
+
+    /// Proves the options byte rules: reserved bits per version ([MQTT-3.8.3-5]), QoS 3,
+    /// retain handling 3.
+    #[test]
+    fn options_violations() {
+        for (options, version, error) in [
+            (0b0100_0000u8, V5, DecodeError::SubscriptionOptionsReserved),
+            (0b0000_0100, V3, DecodeError::SubscriptionOptionsReserved), // no local is v5 only
+            (0b0000_0011, V3, DecodeError::SubscriptionQoSInvalid),
+            (0b0000_0011, V5, DecodeError::SubscriptionQoSInvalid),
+            (0b0011_0000, V5, DecodeError::RetainHandlingInvalid),
+        ] {
+            let mut bytes = vec![0b1000_0010, 0, 0x00, 0x01];
+            if version.is_v5() {
+                bytes.push(0x00); // property length 0
+            }
+            bytes.extend_from_slice(&[0x00, 0x01, b't', options]);
+            bytes[1] = (bytes.len() - 2) as u8;
+            assert_eq!(
+                decode(&bytes, version),
+                Err(error),
+                "{options:#010b} {version:?}"
+            );
+        }
+    }
+
+    /// Proves the property rules: one subscription identifier, not 0, only SUBSCRIBE's ids.
+    #[test]
+    fn v5_property_violations() {
+        for (properties, error) in [
+            (
+                &[0x0B, 0x01, 0x0B, 0x02][..],
+                DecodeError::DuplicateProperty { id: 0x0B },
+            ),
+            (
+                &[0x0B, 0x00][..],
+                DecodeError::InvalidPropertyValue { id: 0x0B },
+            ),
+            (
+                &[0x1F, 0x00, 0x00][..],
+                DecodeError::PropertyNotAllowed { id: 0x1F },
+            ),
+        ] {
+            let mut bytes = vec![0b1000_0010, 0, 0x00, 0x01, properties.len() as u8];
+            bytes.extend_from_slice(properties);
+            bytes.extend_from_slice(&[0x00, 0x01, b't', 0x00]);
+            bytes[1] = (bytes.len() - 2) as u8;
+            assert_eq!(decode(&bytes, V5), Err(error), "{properties:x?}");
+        }
+    }
+}
