@@ -1,0 +1,126 @@
+//! One network connection as the core sees it: protocol state, the partial frame read so far, the
+//! bytes waiting to be written, and what the client told us about itself in CONNECT. The session
+//! it serves lives apart (`session.rs`), because a session outlives its connections.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::time::Instant;
+
+use hashbrown::HashMap;
+use ironsight_codec::{ByteString, BytesMut, ProtocolVersion};
+
+use crate::outbuf::OutBuf;
+use crate::session::SessionIdx;
+
+pub type ConnId = u32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Accepted; the first packet must be CONNECT.
+    AwaitingConnect,
+    Connected,
+    /// Its client id belongs to another shard; the socket moves there (`Event::Handoff`).
+    HandedOff,
+    /// The core is done with it: the server writes what is in `out`, then closes the socket.
+    Closing,
+}
+
+/// What a v5 client declared in CONNECT (v3 clients get the defaults).
+#[derive(Clone, Copy, Debug)]
+pub struct ClientLimits {
+    /// Receive Maximum: QoS 1/2 messages the client accepts unacknowledged.
+    pub receive_max: u16,
+    /// Maximum Packet Size the client accepts.
+    pub packet_size_max: u32,
+    /// Topic Alias Maximum for server-to-client aliases.
+    pub topic_alias_max: u16,
+}
+
+impl Default for ClientLimits {
+    fn default() -> Self {
+        ClientLimits {
+            receive_max: u16::MAX,
+            packet_size_max: u32::MAX,
+            topic_alias_max: 0,
+        }
+    }
+}
+
+/// Topic alias tables of one v5 connection; allocated on the first alias only.
+#[derive(Debug, Default)]
+pub struct Aliases {
+    /// Client-to-server: index `alias - 1`.
+    pub inbound: Vec<Option<ByteString>>,
+    /// Server-to-client, assigned on first use until the client's maximum is reached.
+    pub outbound: HashMap<ByteString, NonZeroU16>,
+}
+
+#[derive(Debug)]
+pub struct Connection {
+    pub state: ConnState,
+    pub protocol: ProtocolVersion,
+    pub endpoint: u16,
+    /// Bumped on every new connection in this slot, so that stale references can be told apart.
+    pub generation: u32,
+    pub session: Option<SessionIdx>,
+    pub peer: SocketAddr,
+    /// Keep alive in force (the client's, or the server's for v5); 0 disables the check.
+    pub keepalive_s: u16,
+    pub last_packet_at: Instant,
+    pub opened_at: Instant,
+    pub client: ClientLimits,
+    /// v5 Request Problem Information: whether reason strings may be sent.
+    pub problem_info: bool,
+    /// Whether its ConnectionPolicy lets it publish at QoS 1 and 2.
+    pub allow_persistent: bool,
+    /// Its ConnectionPolicy's cap on the Session Expiry Interval, also applied at DISCONNECT.
+    pub session_expiry_max_s: u32,
+    /// A partial frame: its bytes so far. Empty (and unallocated) between packets.
+    pub inbuf: BytesMut,
+    pub out: OutBuf,
+    pub aliases: Option<Box<Aliases>>,
+    /// Input is held (left in `inbuf`) until the shard barrier with this id completes.
+    pub paused_on: Option<u64>,
+    /// Already in the shard's list of connections with new output.
+    pub dirty: bool,
+}
+
+impl Connection {
+    pub fn new(now: Instant, endpoint: u16, peer: SocketAddr, generation: u32) -> Connection {
+        Connection {
+            state: ConnState::AwaitingConnect,
+            protocol: ProtocolVersion::V3_1_1,
+            endpoint,
+            generation,
+            session: None,
+            peer,
+            keepalive_s: 0,
+            last_packet_at: now,
+            opened_at: now,
+            client: ClientLimits::default(),
+            problem_info: true,
+            allow_persistent: true,
+            session_expiry_max_s: u32::MAX,
+            inbuf: BytesMut::new(),
+            out: OutBuf::default(),
+            aliases: None,
+            paused_on: None,
+            dirty: false,
+        }
+    }
+
+    pub fn is_v5(&self) -> bool {
+        self.protocol.is_v5()
+    }
+
+    pub fn is_open(&self) -> bool {
+        matches!(
+            self.state,
+            ConnState::AwaitingConnect | ConnState::Connected
+        )
+    }
+
+    pub fn aliases(&mut self) -> &mut Aliases {
+        self.aliases.get_or_insert_with(Box::default)
+    }
+}

@@ -1,0 +1,37 @@
+//! The ironsight broker core: everything an MQTT broker decides, and nothing it does.
+//!
+//! # Layout
+//! - [`topic`]: topic name and filter rules, shared-subscription parsing.
+//! - [`tree`]: the topic trie (filters matched by topics, topics matched by filters).
+//! - [`message`]: the application message, shared by every queue that holds it.
+//! - [`delivery`]: a session's queue, in-flight window and inbound QoS 2 state.
+//! - [`outbuf`]: bytes waiting for a socket, small packets coalesced, large payloads shared.
+//! - [`conn`]: one network connection's protocol state.
+//! - [`session`]: what outlives a connection: subscriptions, delivery state, will, expiry.
+//! - [`policy`]: connection and topic policies: who may connect, publish, subscribe.
+//! - [`routing`]: shard sets, interest in other shards, shared groups, messages between shards.
+//! - [`settings`]: the limits the core enforces, from the configuration objects.
+//! - [`shard`]: the state machine tying these together for one core.
+//! - [`stats`]: counters a shard keeps about itself.
+//!
+//! # Invariants
+//! - No I/O and no clock: the server passes bytes and `Instant`s in and takes bytes out, so every
+//!   behaviour here is testable without sockets or sleeping.
+//! - A client id belongs to exactly one shard ([`shard::Shard::owner_of`]); its session is only
+//!   ever touched there. Shards share nothing but [`routing::ShardMsg`]s.
+//! - Every buffer a peer can grow has a named bound in [`settings`].
+
+pub mod conn;
+pub mod delivery;
+pub mod message;
+pub mod outbuf;
+pub mod policy;
+pub mod routing;
+pub mod session;
+pub mod settings;
+pub mod shard;
+pub mod stats;
+pub mod topic;
+pub mod tree;
+
+pub use shard::{Event, Shard};

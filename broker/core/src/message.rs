@@ -1,0 +1,134 @@
+//! The application message as the broker holds it: published once, shared by every subscriber
+//! queue, in-flight window and shard it reaches (an `Arc`, sent across cores without copying).
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ironsight_codec::{ByteString, Bytes, MessageProperties, QoS};
+
+/// Identifies the session that published a message, for No Local ([MQTT-3.8.3-3]). Unique across
+/// shards: the shard number is in the high bits.
+pub type SessionUid = u64;
+
+pub struct Message {
+    pub topic: ByteString,
+    pub payload: Bytes,
+    /// QoS as published; a delivery uses the minimum of this and the subscription's.
+    pub qos: QoS,
+    /// RETAIN as published; deliveries clear it unless Retain As Published is set.
+    pub retain: bool,
+    /// Passed through to v5 subscribers untouched, except the expiry interval, which is
+    /// recomputed from `expires_at` at each delivery ([MQTT-3.3.2-6]).
+    pub properties: MessageProperties,
+    pub expires_at: Option<Instant>,
+    pub origin: SessionUid,
+}
+
+pub type SharedMessage = Arc<Message>;
+
+impl Message {
+    /// Builds a message, turning the relative expiry interval into a deadline.
+    pub fn new(
+        now: Instant,
+        topic: ByteString,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        properties: MessageProperties,
+        origin: SessionUid,
+    ) -> Message {
+        let expires_at = properties
+            .message_expiry_interval_s
+            .map(|s| now + Duration::from_secs(u64::from(s)));
+        Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+            expires_at,
+            origin,
+        }
+    }
+
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+
+    /// The Message Expiry Interval to send now: the time left, rounded up so that a message
+    /// that is still deliverable never goes out with 0.
+    pub fn remaining_expiry_s(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX).max(1)
+        })
+    }
+
+    /// Bytes this message holds beyond the `Arc` itself, for memory accounting.
+    pub fn weight(&self) -> usize {
+        self.topic.len() + self.payload.len() + std::mem::size_of::<Message>()
+    }
+}
+
+impl fmt::Debug for Message {
+    // Payloads are customer data: logs show the topic and the length only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("topic", &&*self.topic)
+            .field("payload_len", &self.payload.len())
+            .field("qos", &self.qos)
+            .field("retain", &self.retain)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(now: Instant, expiry: Option<u32>) -> Message {
+        let properties = MessageProperties {
+            message_expiry_interval_s: expiry,
+            ..Default::default()
+        };
+        Message::new(
+            now,
+            "t".into(),
+            Bytes::from_static(b"secret"),
+            QoS::AtLeastOnce,
+            false,
+            properties,
+            1,
+        )
+    }
+
+    #[test]
+    fn expiry_counts_down_from_publish_time() {
+        let t0 = Instant::now();
+        let m = message(t0, Some(10));
+        assert_eq!(m.remaining_expiry_s(t0), Some(10));
+        assert_eq!(
+            m.remaining_expiry_s(t0 + Duration::from_millis(3500)),
+            Some(7)
+        );
+        assert!(!m.is_expired(t0 + Duration::from_millis(9999)));
+        assert!(m.is_expired(t0 + Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn no_expiry_never_expires() {
+        let t0 = Instant::now();
+        let m = message(t0, None);
+        assert_eq!(m.remaining_expiry_s(t0), None);
+        assert!(!m.is_expired(t0 + Duration::from_secs(1 << 30)));
+    }
+
+    #[test]
+    fn debug_hides_the_payload() {
+        let text = format!("{:?}", message(Instant::now(), None));
+        assert!(text.contains("payload_len: 6"), "{text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+}

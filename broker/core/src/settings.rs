@@ -1,0 +1,102 @@
+//! The limits and behaviours the core enforces, already validated. The configuration crate turns
+//! MessageSight's JSON objects into these; the core never sees JSON. Every bound on memory that a
+//! peer could otherwise grow is a named field here, units last.
+
+use crate::delivery::QueueBehavior;
+use crate::policy::{ConnectionRule, IdFilter, TopicPattern, TopicRule};
+
+/// The most shards a broker runs: shard sets are one machine word.
+pub const SHARDS_MAX: usize = 64;
+
+/// Broker-wide settings (the `Broker` configuration object).
+#[derive(Clone, Debug)]
+pub struct BrokerSettings {
+    /// Unacknowledged QoS 1/2 messages in flight to one client (capped by its Receive Maximum),
+    /// and the Receive Maximum advertised to v5 clients.
+    pub inflight_max: u16,
+    /// Topic Alias Maximum advertised to v5 clients (client-to-server aliases); 0 disables them.
+    pub topic_aliases_max: u16,
+    /// Aliases the broker assigns towards one v5 client, capped by the client's own maximum.
+    pub outbound_aliases_max: u16,
+    /// Keep alive imposed on v5 clients (Server Keep Alive); `None` keeps the client's value.
+    pub server_keepalive_s: Option<u16>,
+    pub subscriptions_max: usize,
+    pub client_id_len_max: usize,
+    pub topic_len_max: usize,
+    pub topic_levels_max: usize,
+    /// Bytes encoded for one connection and not yet written before further deliveries wait in
+    /// the session queue (a client that never reads holds at most this much plus its queue).
+    pub send_buffer_max: usize,
+    /// Seconds a new connection may take to send CONNECT.
+    pub connect_timeout_s: u16,
+    /// Retained messages kept; a new retained topic beyond this is not stored.
+    pub retained_max: usize,
+    /// Sessions one shard holds (connected or not); CONNECTs beyond it get Server Unavailable.
+    pub sessions_max: usize,
+}
+
+impl Default for BrokerSettings {
+    fn default() -> Self {
+        BrokerSettings {
+            inflight_max: 128,
+            topic_aliases_max: 16,
+            outbound_aliases_max: 64,
+            server_keepalive_s: None,
+            subscriptions_max: 1000,
+            client_id_len_max: 1024,
+            topic_len_max: 65535,
+            topic_levels_max: 32,
+            send_buffer_max: 256 * 1024,
+            connect_timeout_s: 10,
+            retained_max: 1_000_000,
+            sessions_max: 2_000_000,
+        }
+    }
+}
+
+/// Per-endpoint settings: an `Endpoint` with its policies compiled, in the endpoint's order.
+#[derive(Clone, Debug)]
+pub struct EndpointSettings {
+    pub name: String,
+    /// `Endpoint.MaxMessageSize`: the largest packet accepted, and advertised as Maximum Packet Size.
+    pub packet_size_max: u32,
+    /// `Endpoint.ConnectionPolicies`: a client must be admitted by one of them.
+    pub connection_rules: Vec<ConnectionRule>,
+    /// `Endpoint.TopicPolicies`: what admitted clients may publish and subscribe to, and the
+    /// queue limits of their sessions.
+    pub topic_rules: Vec<TopicRule>,
+}
+
+impl Default for EndpointSettings {
+    /// The demo endpoint: anyone may connect, publish and subscribe anywhere.
+    fn default() -> Self {
+        EndpointSettings {
+            name: "DemoEndpoint".into(),
+            packet_size_max: 4096 * 1024,
+            connection_rules: vec![ConnectionRule {
+                name: "DemoConnectionPolicy".into(),
+                client_id: IdFilter::Any,
+                allow_durable: true,
+                allow_persistent: true,
+                session_expiry_max_s: u32::MAX,
+            }],
+            topic_rules: vec![TopicRule {
+                name: "DemoTopicPolicy".into(),
+                topic: TopicPattern::parse("*").expect("valid pattern"),
+                client_id: IdFilter::Any,
+                publish: true,
+                subscribe: true,
+                queue_messages_max: 5000,
+                queue_behavior: QueueBehavior::RejectNewMessages,
+                message_ttl_max_s: None,
+            }],
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    pub broker: BrokerSettings,
+    /// Indexed by the endpoint number a connection carries.
+    pub endpoints: Vec<EndpointSettings>,
+}

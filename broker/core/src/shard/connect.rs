@@ -1,0 +1,322 @@
+//! CONNECT: client id ownership, session create / resume / takeover, CONNACK.
+
+use std::hash::BuildHasher;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::time::Instant;
+
+use ironsight_codec::{
+    Bytes, ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, QoS, ReasonCode,
+};
+
+use super::lifecycle::CloseKind;
+use super::Shard;
+use crate::conn::{ClientLimits, ConnId, ConnState};
+use crate::delivery::QueueBehavior;
+use crate::routing::{Adopt, ShardMsg};
+use crate::session::{Session, SessionIdx, Will, EXPIRY_NEVER};
+use crate::topic;
+
+/// What the admitting ConnectionPolicy (and the client's TopicPolicy) grant a connection.
+struct Admission {
+    session_expiry_max_s: u32,
+    allow_persistent: bool,
+    queue_max: u32,
+    queue_behavior: QueueBehavior,
+}
+
+/// A CONNACK refusing the connection (the codec maps the reason to a v3 return code).
+pub(super) fn connack_error(reason: ReasonCode) -> Packet {
+    Packet::ConnAck(ConnAck {
+        session_present: false,
+        reason_code: reason,
+        properties: ConnAckProperties::default(),
+    })
+}
+
+impl Shard {
+    pub(super) fn on_connect(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        connect: Connect,
+        frame: Bytes,
+    ) {
+        self.conns[conn as usize].protocol = connect.protocol;
+        let (client_id, assigned) = match self.choose_client_id(&connect) {
+            Ok(choice) => choice,
+            Err(reason) => return self.refuse(conn, now, reason),
+        };
+        let owner = self.owner_of(&client_id);
+        if owner != self.id {
+            self.pending_handoff = Some((conn, owner, frame));
+            self.conns[conn as usize].state = ConnState::HandedOff;
+            return;
+        }
+        if let Err(reason) = self.check_will(&connect) {
+            return self.refuse(conn, now, reason);
+        }
+        let admission = match self.admit(conn, &connect, &client_id) {
+            Ok(admission) => admission,
+            Err(reason) => return self.refuse(conn, now, reason),
+        };
+        let existing = self.find_session(&client_id);
+        if existing.is_none() && self.sessions.len() >= self.settings.broker.sessions_max {
+            tracing::warn!(
+                sessions = self.sessions.len(),
+                "session limit reached; refusing CONNECT"
+            );
+            return self.refuse(conn, now, ReasonCode::ServerUnavailable);
+        }
+        let (session, present) = self.attach_session(now, existing, client_id, connect.clean_start);
+        self.accept(conn, now, session, present, connect, assigned, admission);
+    }
+
+    /// The endpoint's first ConnectionPolicy that admits the client decides; none is Not
+    /// Authorized, as is asking for what the policy forbids (a durable session, QoS > 0 will).
+    fn admit(
+        &self,
+        conn: ConnId,
+        connect: &Connect,
+        client_id: &str,
+    ) -> Result<Admission, ReasonCode> {
+        let endpoint = self.endpoint(conn);
+        let Some(rule) = endpoint
+            .connection_rules
+            .iter()
+            .find(|r| r.client_id.admits(client_id))
+        else {
+            tracing::debug!(conn, client_id, "no connection policy admits the client");
+            return Err(ReasonCode::NotAuthorized);
+        };
+        let durable = match connect.protocol {
+            ProtocolVersion::V5 => connect.properties.session_expiry_interval_s.unwrap_or(0) > 0,
+            _ => !connect.clean_start,
+        };
+        let persistent_will = connect
+            .will
+            .as_ref()
+            .is_some_and(|w| w.qos != QoS::AtMostOnce);
+        if (durable && !rule.allow_durable) || (persistent_will && !rule.allow_persistent) {
+            tracing::debug!(conn, client_id, policy = %rule.name, "connection policy forbids a durable session or a QoS > 0 will");
+            return Err(ReasonCode::NotAuthorized);
+        }
+        let queue = endpoint
+            .topic_rules
+            .iter()
+            .find(|r| r.client_id.admits(client_id));
+        Ok(Admission {
+            session_expiry_max_s: rule.session_expiry_max_s,
+            allow_persistent: rule.allow_persistent,
+            queue_max: queue.map_or(5000, |r| r.queue_messages_max),
+            queue_behavior: queue.map_or(QueueBehavior::RejectNewMessages, |r| r.queue_behavior),
+        })
+    }
+
+    /// The client id to use, and whether the broker assigned it.
+    fn choose_client_id(&mut self, connect: &Connect) -> Result<(Box<str>, bool), ReasonCode> {
+        let id = &*connect.client_id;
+        if id.len() > self.settings.broker.client_id_len_max {
+            return Err(ReasonCode::ClientIdentifierNotValid);
+        }
+        if !id.is_empty() {
+            return Ok((id.into(), false));
+        }
+        // [MQTT-3.1.3-8] a v3.1.1 client with an empty id must ask for a clean session; 3.1 has no
+        // empty ids at all. v5 clients get an id assigned ([MQTT-3.2.2-16]).
+        let allowed = match connect.protocol {
+            ProtocolVersion::V5 => true,
+            ProtocolVersion::V3_1_1 => connect.clean_start,
+            ProtocolVersion::V3_1 => false,
+        };
+        if !allowed {
+            return Err(ReasonCode::ClientIdentifierNotValid);
+        }
+        Ok((self.assign_client_id(), true))
+    }
+
+    /// A fresh client id that this shard owns, so the connection need not move.
+    fn assign_client_id(&mut self) -> Box<str> {
+        loop {
+            self.next_uid += 1;
+            let id = format!("ironsight-{:x}-{:x}", self.id, self.next_uid);
+            if self.owner_of(&id) == self.id && self.find_session(&id).is_none() {
+                return id.into();
+            }
+        }
+    }
+
+    fn check_will(&self, connect: &Connect) -> Result<(), ReasonCode> {
+        let Some(will) = &connect.will else {
+            return Ok(());
+        };
+        let broker = &self.settings.broker;
+        if topic::has_wildcard(&will.topic)
+            || will.topic.is_empty()
+            || !topic::topic_within_limits(
+                &will.topic,
+                broker.topic_len_max,
+                broker.topic_levels_max,
+            )
+        {
+            return Err(ReasonCode::TopicNameInvalid);
+        }
+        Ok(())
+    }
+
+    /// Takes the session of `client_id` over or starts a new one. Returns it and Session Present.
+    fn attach_session(
+        &mut self,
+        now: Instant,
+        existing: Option<SessionIdx>,
+        client_id: Box<str>,
+        clean_start: bool,
+    ) -> (SessionIdx, bool) {
+        if let Some(session) = existing {
+            if let Some(old) = self.sessions[session as usize].conn {
+                // [MQTT-3.1.4-3] the session is taken over: the old connection is told and closed.
+                self.take_over(old, now);
+            }
+            if !clean_start {
+                return (session, true);
+            }
+            self.end_session(session, now);
+        }
+        (self.create_session(client_id), false)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn accept(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        session: SessionIdx,
+        present: bool,
+        connect: Connect,
+        assigned: bool,
+        admission: Admission,
+    ) {
+        let packet_size_max = self.endpoint(conn).packet_size_max;
+        let broker = &self.settings.broker;
+        let v5 = connect.protocol.is_v5();
+        let props = &connect.properties;
+        let requested_expiry = match (v5, connect.clean_start) {
+            (true, _) => props.session_expiry_interval_s.unwrap_or(0),
+            (false, true) => 0,
+            (false, false) => EXPIRY_NEVER,
+        };
+        let expiry = requested_expiry.min(admission.session_expiry_max_s);
+        let server_keepalive = broker.server_keepalive_s.filter(|_| v5);
+        let keepalive = server_keepalive.unwrap_or(connect.keep_alive_s);
+
+        let s = &mut self.sessions[session as usize];
+        s.conn = Some(conn);
+        s.expiry_s = expiry;
+        s.expires_at = None;
+        s.will_at = None;
+        s.will = connect.will.map(|w| {
+            Box::new(Will {
+                topic: w.topic,
+                payload: w.payload,
+                qos: w.qos,
+                retain: w.retain,
+                delay_s: w.delay_interval_s.unwrap_or(0),
+                properties: w.properties,
+            })
+        });
+        s.queue_max = admission.queue_max;
+        s.queue_behavior = admission.queue_behavior;
+        let client_id = (assigned && v5).then(|| s.client_id.to_string());
+
+        let c = &mut self.conns[conn as usize];
+        c.state = ConnState::Connected;
+        c.session = Some(session);
+        c.keepalive_s = keepalive;
+        c.problem_info = props.request_problem_information.unwrap_or(true);
+        c.allow_persistent = admission.allow_persistent;
+        c.session_expiry_max_s = admission.session_expiry_max_s;
+        c.client = ClientLimits {
+            receive_max: props.receive_maximum.map_or(u16::MAX, NonZeroU16::get),
+            packet_size_max: props.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get),
+            topic_alias_max: props.topic_alias_maximum.unwrap_or(0),
+        };
+        tracing::debug!(conn, peer = %c.peer, client_id = %self.sessions[session as usize].client_id, present, "connected");
+
+        let properties = ConnAckProperties {
+            session_expiry_interval_s: (v5 && expiry != requested_expiry).then_some(expiry),
+            receive_maximum: NonZeroU16::new(broker.inflight_max).filter(|m| m.get() != u16::MAX),
+            maximum_packet_size: NonZeroU32::new(packet_size_max),
+            assigned_client_identifier: client_id.map(Into::into),
+            topic_alias_maximum: Some(broker.topic_aliases_max).filter(|&m| m > 0),
+            server_keep_alive_s: server_keepalive,
+            ..ConnAckProperties::default()
+        };
+        let connack = ConnAck {
+            session_present: present,
+            reason_code: ReasonCode::Success,
+            properties,
+        };
+        self.send(conn, &Packet::ConnAck(connack));
+        if present {
+            self.resend_inflight(session, now);
+        }
+        self.pump(session, now);
+    }
+
+    /// Refuses a CONNECT: CONNACK with the reason, then close ([MQTT-3.2.2-7]).
+    fn refuse(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
+        tracing::debug!(conn, ?reason, "CONNECT refused");
+        self.send(conn, &connack_error(reason));
+        self.close(conn, now, CloseKind::ServerInitiated);
+    }
+
+    pub(super) fn find_session(&self, client_id: &str) -> Option<SessionIdx> {
+        let hash = self.hasher.hash_one(client_id);
+        self.by_client_id
+            .find(hash, |&idx| {
+                &*self.sessions[idx as usize].client_id == client_id
+            })
+            .copied()
+    }
+
+    fn create_session(&mut self, client_id: Box<str>) -> SessionIdx {
+        self.next_uid += 1;
+        let uid = (u64::from(self.id) << 48) | self.next_uid;
+        let hash = self.hasher.hash_one(&*client_id);
+        let generation = self.generation();
+        let idx = self
+            .sessions
+            .insert(Session::new(client_id, uid, generation)) as SessionIdx;
+        let (sessions, hasher) = (&self.sessions, &self.hasher);
+        self.by_client_id.insert_unique(hash, idx, |&i| {
+            hasher.hash_one(&*sessions[i as usize].client_id)
+        });
+        idx
+    }
+
+    pub(super) fn forget_session(&mut self, session: SessionIdx) {
+        let client_id = self.sessions[session as usize].client_id.clone();
+        let hash = self.hasher.hash_one(&*client_id);
+        if let Ok(entry) = self.by_client_id.find_entry(hash, |&i| i == session) {
+            entry.remove();
+        }
+        self.sessions.remove(session as usize);
+    }
+
+    /// Moves a connection whose client id another shard owns. Called after the input pass that
+    /// read its CONNECT, with whatever the client sent after it.
+    pub(super) fn finish_handoff(&mut self, rest: &[u8]) {
+        let Some((conn, to, connect)) = self.pending_handoff.take() else {
+            return;
+        };
+        let c = self.conns.remove(conn as usize);
+        self.stats.connections_closed += 1;
+        let adopt = Adopt {
+            endpoint: c.endpoint,
+            peer: c.peer,
+            connect,
+            rest: Bytes::copy_from_slice(rest),
+        };
+        let msg = ShardMsg::Adopt(Box::new(adopt));
+        self.events.push(super::Event::Handoff { conn, to, msg });
+    }
+}

@@ -1,0 +1,321 @@
+//! One shard of the broker: every connection and session a core owns, and its view of the rest.
+//!
+//! The shard is a state machine without I/O: the server feeds it bytes, closed sockets, messages
+//! from other shards and the time; it answers with bytes in each connection's [`OutBuf`], messages
+//! for other shards in its outbox, and [`Event`]s. Nothing here blocks, sleeps or reads a clock.
+//!
+//! The work is split by packet family, as mosquitto splits its handlers:
+//! `input` (framing and dispatch), `connect` (CONNECT, takeover, resume), `publish` (inbound
+//! PUBLISH and its acks), `fanout` (routing and delivery to sessions), `subscribe`
+//! (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills, session end),
+//! `timers` (keep alive, will delay, session expiry), `remote` (messages from other shards).
+
+mod connect;
+mod fanout;
+mod input;
+mod lifecycle;
+mod publish;
+mod remote;
+mod subscribe;
+mod timers;
+
+#[cfg(test)]
+mod tests;
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hashbrown::{HashMap, HashTable};
+use ironsight_codec::{Packet, ReasonCode};
+use slab::Slab;
+
+use crate::conn::{ConnId, ConnState, Connection};
+use crate::delivery::ShareId;
+use crate::message::SharedMessage;
+use crate::outbuf::OutBuf;
+use crate::routing::{Interest, LocalSubs, ShardId, ShardMsg, ShareGroup, ShareKey};
+use crate::session::{Session, SessionIdx};
+use crate::settings::{EndpointSettings, Settings, SHARDS_MAX};
+use crate::stats::Stats;
+use crate::tree::TopicTree;
+
+pub use fanout::Target;
+
+/// What the server must do that the shard cannot: move a socket to another core.
+#[derive(Debug)]
+pub enum Event {
+    /// `conn` belongs to shard `to` (its client id hashes there). The shard has already forgotten
+    /// it; the server sends `msg` (an [`ShardMsg::Adopt`]) there together with the socket.
+    Handoff {
+        conn: ConnId,
+        to: ShardId,
+        msg: ShardMsg,
+    },
+}
+
+/// A timer on a session, checked lazily: it is stale when the session's generation moved on or
+/// its deadline changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Timer {
+    at: Instant,
+    session: SessionIdx,
+    generation: u32,
+}
+
+/// Work deferred until every other shard has applied an interest change: the SUBACK (and the
+/// retained messages after it) of a subscribe that added this shard's first subscriber on a filter.
+#[derive(Debug)]
+struct Barrier {
+    conn: ConnId,
+    generation: u32,
+    waiting: u16,
+    then: subscribe::Deferred,
+}
+
+pub struct Shard {
+    pub id: ShardId,
+    pub shard_count: u16,
+    settings: Arc<Settings>,
+    conns: Slab<Connection>,
+    sessions: Slab<Session>,
+    /// Client id -> session, storing only the index: the key lives in the session.
+    by_client_id: HashTable<SessionIdx>,
+    hasher: foldhash::fast::FixedState,
+    /// This shard's plain subscriptions, by filter.
+    subs: TopicTree<LocalSubs>,
+    shares: Slab<ShareGroup>,
+    share_index: HashMap<ShareKey, ShareId>,
+    /// What the other shards subscribe to.
+    interest: TopicTree<Interest>,
+    /// A full replica of the retained messages: every shard applies every retained publish.
+    retained: TopicTree<SharedMessage>,
+    barriers: HashMap<u64, Barrier>,
+    next_barrier: u64,
+    timers: BinaryHeap<Reverse<Timer>>,
+    outbox: Vec<(ShardId, ShardMsg)>,
+    dirty: Vec<ConnId>,
+    events: Vec<Event>,
+    /// Set by CONNECT when another shard owns the client id: the connection and its CONNECT frame.
+    pending_handoff: Option<(ConnId, ShardId, ironsight_codec::Bytes)>,
+    fanout: fanout::Scratch,
+    next_uid: u64,
+    next_generation: u32,
+    pub stats: Stats,
+}
+
+/// Client ids are spread over shards by this hash; every shard computes the same owner.
+const OWNER_SEED: u64 = 0x1b0d_5eed_cafe_f00d;
+
+impl Shard {
+    pub fn new(id: ShardId, shard_count: u16, settings: Arc<Settings>) -> Shard {
+        assert!(shard_count >= 1, "a broker has at least one shard");
+        assert!(
+            usize::from(shard_count) <= SHARDS_MAX,
+            "at most {SHARDS_MAX} shards"
+        );
+        assert!(id < shard_count, "shard id out of range");
+        assert!(
+            !settings.endpoints.is_empty(),
+            "a broker has at least one endpoint"
+        );
+        Shard {
+            id,
+            shard_count,
+            settings,
+            conns: Slab::new(),
+            sessions: Slab::new(),
+            by_client_id: HashTable::new(),
+            hasher: foldhash::fast::FixedState::with_seed(OWNER_SEED),
+            subs: TopicTree::new(),
+            shares: Slab::new(),
+            share_index: HashMap::new(),
+            interest: TopicTree::new(),
+            retained: TopicTree::new(),
+            barriers: HashMap::new(),
+            next_barrier: 0,
+            timers: BinaryHeap::new(),
+            outbox: Vec::new(),
+            dirty: Vec::new(),
+            events: Vec::new(),
+            pending_handoff: None,
+            fanout: fanout::Scratch::default(),
+            next_uid: 0,
+            next_generation: 0,
+            stats: Stats::default(),
+        }
+    }
+
+    /// The shard that owns sessions of `client_id`.
+    pub fn owner_of(&self, client_id: &str) -> ShardId {
+        (self.hasher.hash_one(client_id) % u64::from(self.shard_count)) as ShardId
+    }
+
+    fn endpoint(&self, conn: ConnId) -> &EndpointSettings {
+        &self.settings.endpoints[usize::from(self.conns[conn as usize].endpoint)]
+    }
+
+    fn generation(&mut self) -> u32 {
+        self.next_generation = self.next_generation.wrapping_add(1);
+        self.next_generation
+    }
+
+    // ----- the server's side of the interface -----
+
+    /// A new network connection on `endpoint`. Returns its id and generation.
+    pub fn open(&mut self, now: Instant, endpoint: u16, peer: SocketAddr) -> (ConnId, u32) {
+        assert!(
+            usize::from(endpoint) < self.settings.endpoints.len(),
+            "unknown endpoint"
+        );
+        let generation = self.generation();
+        let id = self
+            .conns
+            .insert(Connection::new(now, endpoint, peer, generation)) as ConnId;
+        self.stats.connections_opened += 1;
+        (id, generation)
+    }
+
+    /// Whether `conn` still exists with this generation.
+    pub fn is_current(&self, conn: ConnId, generation: u32) -> bool {
+        self.conns
+            .get(conn as usize)
+            .is_some_and(|c| c.generation == generation)
+    }
+
+    /// Whether the server should read more from the socket: not while the connection waits for
+    /// a barrier (its input stays in the socket, which is the back-pressure) or is closing.
+    pub fn wants_input(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(conn as usize)
+            .is_some_and(|c| c.is_open() && c.paused_on.is_none())
+    }
+
+    pub fn is_closing(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(conn as usize)
+            .is_none_or(|c| c.state == ConnState::Closing)
+    }
+
+    /// The bytes waiting for `conn`'s socket.
+    pub fn output(&mut self, conn: ConnId) -> Option<&mut OutBuf> {
+        self.conns.get_mut(conn as usize).map(|c| &mut c.out)
+    }
+
+    /// The server wrote some of `conn`'s output: room in the send buffer lets queued messages go.
+    pub fn written(&mut self, conn: ConnId, now: Instant) {
+        let Some(c) = self.conns.get_mut(conn as usize) else {
+            return;
+        };
+        if c.state != ConnState::Connected {
+            return;
+        }
+        if c.out.is_empty() {
+            c.out.release();
+        }
+        if let Some(session) = c.session {
+            self.pump(session, now);
+        }
+    }
+
+    /// The peer closed the socket, or it failed.
+    pub fn lost(&mut self, conn: ConnId, now: Instant) {
+        if self.conns.get(conn as usize).is_some_and(|c| c.is_open()) {
+            self.close(conn, now, lifecycle::CloseKind::Abrupt);
+        }
+    }
+
+    /// The server closed the socket of a `Closing` connection (or of a lost one): forget it.
+    pub fn release(&mut self, conn: ConnId, now: Instant) {
+        if self.conns.get(conn as usize).is_some_and(|c| c.is_open()) {
+            self.close(conn, now, lifecycle::CloseKind::Abrupt);
+        }
+        if self.conns.try_remove(conn as usize).is_some() {
+            self.stats.connections_closed += 1;
+        }
+    }
+
+    /// Connections with new output (or newly closing) since the last call.
+    pub fn take_dirty(&mut self, into: &mut Vec<ConnId>) {
+        for &conn in &self.dirty {
+            if let Some(c) = self.conns.get_mut(conn as usize) {
+                c.dirty = false;
+            }
+        }
+        into.append(&mut self.dirty);
+    }
+
+    /// The connection goes idle (the server parks its socket): its buffers are given back.
+    pub fn release_buffers(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(conn as usize) {
+            c.out.release();
+            if c.inbuf.is_empty() {
+                c.inbuf = ironsight_codec::BytesMut::new();
+            }
+        }
+    }
+
+    /// Whether `conn` has bytes waiting to be written.
+    pub fn has_output(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(conn as usize)
+            .is_some_and(|c| !c.out.is_empty())
+    }
+
+    pub fn take_outbox(&mut self, into: &mut Vec<(ShardId, ShardMsg)>) {
+        into.append(&mut self.outbox);
+    }
+
+    pub fn take_events(&mut self, into: &mut Vec<Event>) {
+        into.append(&mut self.events);
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    // ----- helpers shared by the handlers -----
+
+    fn mark_dirty(&mut self, conn: ConnId) {
+        let c = &mut self.conns[conn as usize];
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push(conn);
+        }
+    }
+
+    /// Encodes a control packet for `conn`.
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        let c = &mut self.conns[conn as usize];
+        packet.encode(c.protocol, c.out.tail());
+        self.mark_dirty(conn);
+    }
+
+    /// Ends the connection for a protocol reason: v5 clients are told why ([MQTT-4.13.1-1]).
+    fn fail(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
+        let c = &self.conns[conn as usize];
+        tracing::debug!(conn, peer = %c.peer, ?reason, "closing connection");
+        if c.is_v5() && c.state == ConnState::Connected {
+            self.send(conn, &lifecycle::disconnect_packet(reason));
+        }
+        self.stats.protocol_errors += 1;
+        self.close(conn, now, lifecycle::CloseKind::ServerInitiated);
+    }
+
+    fn queue_remote(&mut self, to: ShardId, msg: ShardMsg) {
+        debug_assert_ne!(to, self.id, "a shard does not message itself");
+        self.outbox.push((to, msg));
+    }
+
+    fn other_shards(&self) -> impl Iterator<Item = ShardId> + use<> {
+        let me = self.id;
+        (0..self.shard_count).filter(move |&s| s != me)
+    }
+}

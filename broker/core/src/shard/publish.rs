@@ -1,0 +1,217 @@
+//! Inbound PUBLISH and the acknowledgement packets of both directions.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ironsight_codec::{
+    ByteString, Packet, PacketId, PubResponse, Publish, QoS, ReasonCode, ReasonProperties,
+};
+
+use super::Shard;
+use crate::conn::ConnId;
+use crate::delivery::AckError;
+use crate::message::Message;
+use crate::policy::Action;
+use crate::session::SessionIdx;
+use crate::topic;
+
+fn ack(packet_id: PacketId, reason_code: ReasonCode) -> PubResponse {
+    PubResponse {
+        packet_id,
+        reason_code,
+        properties: ReasonProperties::default(),
+    }
+}
+
+impl Shard {
+    fn session_of(&self, conn: ConnId) -> SessionIdx {
+        self.conns[conn as usize]
+            .session
+            .expect("a connected connection has a session")
+    }
+
+    pub(super) fn on_publish(&mut self, conn: ConnId, now: Instant, publish: Publish) {
+        self.stats.messages_received += 1;
+        if !publish.properties.subscription_identifiers.is_empty() {
+            // [MQTT-3.3.4-6] only the server puts subscription identifiers on a PUBLISH.
+            return self.fail(conn, now, ReasonCode::ProtocolError);
+        }
+        let topic = match self.resolve_topic_alias(conn, &publish) {
+            Ok(topic) => topic,
+            Err(reason) => return self.fail(conn, now, reason),
+        };
+        let broker = &self.settings.broker;
+        if !topic::topic_within_limits(&topic, broker.topic_len_max, broker.topic_levels_max) {
+            return self.fail(conn, now, ReasonCode::TopicNameInvalid);
+        }
+        let session = self.session_of(conn);
+        if publish.qos != QoS::AtMostOnce && !self.conns[conn as usize].allow_persistent {
+            // The ConnectionPolicy says AllowPersistentMessages false: QoS 1/2 is not for this client.
+            return self.fail(conn, now, ReasonCode::QoSNotSupported);
+        }
+        let Some(ttl_max) = self.publish_rule(conn, session, &topic) else {
+            return self.not_authorized(conn, now, &publish);
+        };
+        if let (QoS::ExactlyOnce, Some(pid)) = (publish.qos, publish.packet_id) {
+            let pending = &self.sessions[session as usize].delivery().inbound_qos2;
+            if pending.contains(&pid) {
+                // A resent QoS 2 PUBLISH before PUBREL: acknowledged again, never routed twice.
+                return self.send(conn, &Packet::PubRec(ack(pid, ReasonCode::Success)));
+            }
+            if pending.len() >= usize::from(self.settings.broker.inflight_max) {
+                // [MQTT-3.3.4-9] more unacknowledged QoS 2 PUBLISHes than our Receive Maximum.
+                return self.fail(conn, now, ReasonCode::ReceiveMaximumExceeded);
+            }
+        }
+        let mut properties = publish.properties.message;
+        if let Some(ttl) = ttl_max {
+            let asked = properties.message_expiry_interval_s.unwrap_or(u32::MAX);
+            properties.message_expiry_interval_s = Some(asked.min(ttl));
+        }
+        let origin = self.sessions[session as usize].uid;
+        let msg = Message::new(
+            now,
+            topic,
+            publish.payload,
+            publish.qos,
+            publish.retain,
+            properties,
+            origin,
+        );
+        let outcome = self.route(now, Arc::new(msg));
+        let reason = if outcome.rejected {
+            ReasonCode::QuotaExceeded
+        } else if !outcome.matched {
+            ReasonCode::NoMatchingSubscribers
+        } else {
+            ReasonCode::Success
+        };
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(pid)) => self.send(conn, &Packet::PubAck(ack(pid, reason))),
+            (QoS::ExactlyOnce, Some(pid)) => {
+                if !reason.is_error() {
+                    self.sessions[session as usize]
+                        .delivery()
+                        .inbound_qos2
+                        .push(pid);
+                }
+                self.send(conn, &Packet::PubRec(ack(pid, reason)));
+            }
+            _ => {}
+        }
+    }
+
+    /// The first TopicPolicy that lets this client publish to `topic`: its message time-to-live
+    /// cap (`Some(None)` when unlimited); `None` when no policy allows it.
+    fn publish_rule(&self, conn: ConnId, session: SessionIdx, topic: &str) -> Option<Option<u32>> {
+        let client_id = &self.sessions[session as usize].client_id;
+        let rules = &self.endpoint(conn).topic_rules;
+        let rule = rules
+            .iter()
+            .find(|r| r.allows(Action::Publish, topic, client_id))?;
+        Some(rule.message_ttl_max_s)
+    }
+
+    /// A PUBLISH no policy allows: a v5 client is told (0x87) and the message dropped; a v3
+    /// client cannot be told, so its connection is closed ([MQTT-3.3.5-2]).
+    fn not_authorized(&mut self, conn: ConnId, now: Instant, publish: &Publish) {
+        tracing::debug!(conn, topic = %publish.topic, "publish not authorized");
+        if !self.conns[conn as usize].is_v5() {
+            return self.fail(conn, now, ReasonCode::NotAuthorized);
+        }
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(pid)) => {
+                self.send(conn, &Packet::PubAck(ack(pid, ReasonCode::NotAuthorized)))
+            }
+            (QoS::ExactlyOnce, Some(pid)) => {
+                self.send(conn, &Packet::PubRec(ack(pid, ReasonCode::NotAuthorized)))
+            }
+            _ => {}
+        }
+    }
+
+    /// The topic of an inbound PUBLISH, through the connection's alias table ([MQTT-3.3.2-12]).
+    fn resolve_topic_alias(
+        &mut self,
+        conn: ConnId,
+        publish: &Publish,
+    ) -> Result<ByteString, ReasonCode> {
+        let Some(alias) = publish.properties.topic_alias else {
+            return Ok(publish.topic.clone());
+        };
+        let max = self.settings.broker.topic_aliases_max;
+        if alias.get() > max {
+            // [MQTT-3.3.2-9] an alias above the Topic Alias Maximum we sent.
+            return Err(ReasonCode::TopicAliasInvalid);
+        }
+        let table = &mut self.conns[conn as usize].aliases().inbound;
+        if table.is_empty() {
+            table.resize(usize::from(max), None);
+        }
+        let slot = &mut table[usize::from(alias.get() - 1)];
+        if publish.topic.is_empty() {
+            // An alias never set on this connection is a protocol error.
+            return slot.clone().ok_or(ReasonCode::ProtocolError);
+        }
+        // Copied so the alias table does not keep the whole PUBLISH frame alive.
+        let topic = ByteString::from(publish.topic.to_string());
+        *slot = Some(topic.clone());
+        Ok(topic)
+    }
+
+    pub(super) fn on_puback(&mut self, conn: ConnId, now: Instant, response: PubResponse) {
+        let session = self.session_of(conn);
+        match self.sessions[session as usize]
+            .delivery()
+            .puback(response.packet_id)
+        {
+            Ok(_) => self.pump(session, now),
+            Err(error) => tracing::debug!(conn, pid = response.packet_id, ?error, "PUBACK ignored"),
+        }
+    }
+
+    pub(super) fn on_pubrec(&mut self, conn: ConnId, now: Instant, response: PubResponse) {
+        let session = self.session_of(conn);
+        let accepted = !response.reason_code.is_error();
+        let pid = response.packet_id;
+        match self.sessions[session as usize]
+            .delivery()
+            .pubrec(pid, accepted)
+        {
+            Ok(()) if accepted => self.send(conn, &Packet::PubRel(ack(pid, ReasonCode::Success))),
+            Ok(()) => self.pump(session, now),
+            Err(AckError::UnknownPacketId) => self.send(
+                conn,
+                &Packet::PubRel(ack(pid, ReasonCode::PacketIdentifierNotFound)),
+            ),
+            Err(AckError::WrongState) => self.fail(conn, now, ReasonCode::ProtocolError),
+        }
+    }
+
+    /// Inbound QoS 2, step 2: the message was routed at PUBLISH; PUBREL releases the id.
+    pub(super) fn on_pubrel(&mut self, conn: ConnId, response: PubResponse) {
+        let session = self.session_of(conn);
+        let pending = &mut self.sessions[session as usize].delivery().inbound_qos2;
+        let reason = match pending.iter().position(|&p| p == response.packet_id) {
+            Some(at) => {
+                pending.swap_remove(at);
+                ReasonCode::Success
+            }
+            None => ReasonCode::PacketIdentifierNotFound,
+        };
+        self.send(conn, &Packet::PubComp(ack(response.packet_id, reason)));
+    }
+
+    pub(super) fn on_pubcomp(&mut self, conn: ConnId, now: Instant, response: PubResponse) {
+        let session = self.session_of(conn);
+        match self.sessions[session as usize]
+            .delivery()
+            .pubcomp(response.packet_id)
+        {
+            Ok(()) => self.pump(session, now),
+            Err(error) => {
+                tracing::debug!(conn, pid = response.packet_id, ?error, "PUBCOMP ignored")
+            }
+        }
+    }
+}

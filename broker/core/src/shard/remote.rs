@@ -1,0 +1,60 @@
+//! Messages from other shards.
+
+use std::time::Instant;
+
+use super::Shard;
+use crate::routing::ShardMsg;
+
+impl Shard {
+    /// Applies one message from another shard. `Adopt` is the server's: it opens the socket
+    /// first and calls [`Shard::adopt`].
+    pub fn remote(&mut self, now: Instant, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Publish {
+                msg,
+                plain,
+                shares,
+                retained,
+            } => {
+                if retained {
+                    self.store_retained(&msg);
+                }
+                if plain {
+                    self.deliver_plain(now, &msg);
+                }
+                for key in &shares {
+                    self.deliver_shared(now, key, &msg, 0);
+                }
+            }
+            ShardMsg::Interest {
+                from,
+                filter,
+                share,
+                add,
+                barrier,
+            } => {
+                self.apply_interest(from, &filter, share.as_ref(), add);
+                if let Some(barrier) = barrier {
+                    self.queue_remote(from, ShardMsg::BarrierAck { barrier });
+                }
+            }
+            ShardMsg::BarrierAck { barrier } => self.barrier_acked(barrier, now),
+            ShardMsg::Redispatch {
+                share,
+                messages,
+                hops,
+            } => {
+                if self.share_index.contains_key(&share) {
+                    for out in messages {
+                        self.deliver_shared(now, &share, &out.msg, hops);
+                    }
+                } else {
+                    self.forward_shared(share, messages, hops);
+                }
+            }
+            ShardMsg::Adopt(_) => {
+                unreachable!("the server adopts connections before the core sees them")
+            }
+        }
+    }
+}

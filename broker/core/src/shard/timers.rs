@@ -1,0 +1,77 @@
+//! Work done on the shard's tick rather than per event: keep alive, CONNECT timeout, will delay,
+//! session expiry. The server calls [`Shard::tick`] about once a second; time is passed in, so
+//! tests drive expiry without sleeping.
+
+use std::cmp::Reverse;
+use std::time::{Duration, Instant};
+
+use ironsight_codec::ReasonCode;
+
+use super::lifecycle::CloseKind;
+use super::Shard;
+use crate::conn::{ConnId, ConnState};
+
+impl Shard {
+    pub fn tick(&mut self, now: Instant) {
+        self.check_connections(now);
+        self.fire_session_timers(now);
+    }
+
+    fn check_connections(&mut self, now: Instant) {
+        let connect_timeout =
+            Duration::from_secs(u64::from(self.settings.broker.connect_timeout_s));
+        let mut late: Vec<(ConnId, ConnState)> = Vec::new();
+        for (id, c) in &self.conns {
+            let overdue = match c.state {
+                ConnState::AwaitingConnect => {
+                    now.saturating_duration_since(c.opened_at) > connect_timeout
+                }
+                // [MQTT-3.1.2-22] one and a half times the keep alive without a packet.
+                ConnState::Connected if c.keepalive_s > 0 => {
+                    let grace = Duration::from_millis(u64::from(c.keepalive_s) * 1500);
+                    now.saturating_duration_since(c.last_packet_at) > grace
+                }
+                _ => false,
+            };
+            if overdue {
+                late.push((id as ConnId, c.state));
+            }
+        }
+        for (conn, state) in late {
+            if state == ConnState::AwaitingConnect {
+                tracing::debug!(conn, "no CONNECT in time");
+                self.close(conn, now, CloseKind::ServerInitiated);
+            } else {
+                tracing::debug!(conn, "keep alive expired");
+                self.fail(conn, now, ReasonCode::KeepAliveTimeout);
+            }
+        }
+    }
+
+    fn fire_session_timers(&mut self, now: Instant) {
+        while let Some(Reverse(timer)) = self.timers.peek().copied() {
+            if timer.at > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(s) = self.sessions.get_mut(timer.session as usize) else {
+                continue;
+            };
+            if s.generation != timer.generation || s.conn.is_some() {
+                continue; // the session is gone or reconnected: the timer is stale
+            }
+            if s.will_at.is_some_and(|at| at <= now) {
+                s.will_at = None;
+                if let Some(will) = s.will.take() {
+                    self.publish_will(timer.session, *will, now);
+                }
+            }
+            let s = &self.sessions[timer.session as usize];
+            if s.expires_at.is_some_and(|at| at <= now) {
+                tracing::debug!(client_id = %s.client_id, "session expired");
+                self.stats.sessions_expired += 1;
+                self.end_session(timer.session, now);
+            }
+        }
+    }
+}

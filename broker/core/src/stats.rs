@@ -1,0 +1,40 @@
+//! Counters a shard keeps about itself; the server sums them across shards for logs and the
+//! admin interface. Plain integers: a shard is single-threaded.
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub connections_opened: u64,
+    pub connections_closed: u64,
+    pub protocol_errors: u64,
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    /// Deliveries not made because a session's buffer was full (`RejectNewMessages`).
+    pub messages_rejected: u64,
+    /// Queued messages dropped to make room (`DiscardOldMessages`).
+    pub messages_discarded: u64,
+    /// Messages whose expiry passed before they could be sent.
+    pub messages_expired: u64,
+    /// Deliveries dropped because the packet exceeded the client's Maximum Packet Size.
+    pub messages_oversize: u64,
+    /// QoS 0 deliveries to disconnected sessions, which are not queued.
+    pub messages_dropped_offline: u64,
+    pub wills_published: u64,
+    pub sessions_expired: u64,
+}
+
+impl Stats {
+    pub fn add(&mut self, other: &Stats) {
+        self.connections_opened += other.connections_opened;
+        self.connections_closed += other.connections_closed;
+        self.protocol_errors += other.protocol_errors;
+        self.messages_received += other.messages_received;
+        self.messages_sent += other.messages_sent;
+        self.messages_rejected += other.messages_rejected;
+        self.messages_discarded += other.messages_discarded;
+        self.messages_expired += other.messages_expired;
+        self.messages_oversize += other.messages_oversize;
+        self.messages_dropped_offline += other.messages_dropped_offline;
+        self.wills_published += other.wills_published;
+        self.sessions_expired += other.sessions_expired;
+    }
+}
