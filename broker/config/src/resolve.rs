@@ -1,0 +1,223 @@
+//! From a checked [`Config`] to what the broker runs: the core's settings (policies compiled)
+//! and the sockets to listen on.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use ironsight_core::delivery::QueueBehavior;
+use ironsight_core::policy::{ConnectionRule, IdFilter, TopicPattern, TopicRule};
+use ironsight_core::settings::{BrokerSettings, EndpointSettings, Settings};
+
+use crate::objects::{Config, MaxMessagesBehavior};
+use crate::ConfigError;
+
+/// One socket to listen on, for the endpoint at index `endpoint` of [`Config::settings`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listener {
+    pub endpoint: u16,
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// A `--listen [NAME=]ADDR:PORT` from the command line: listen there instead of the configured
+/// interface and port of the endpoint `NAME` (or of the only enabled endpoint).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListenerOverride {
+    pub endpoint: Option<String>,
+    pub addr: SocketAddr,
+}
+
+impl std::str::FromStr for ListenerOverride {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (endpoint, addr) = match text.split_once('=') {
+            Some((name, addr)) => (Some(name.to_string()), addr),
+            None => (None, text),
+        };
+        let addr = addr
+            .parse()
+            .map_err(|e| format!("\"{addr}\" is not ADDR:PORT: {e}"))?;
+        Ok(ListenerOverride { endpoint, addr })
+    }
+}
+
+/// MessageSight's `Interface`: `All`/`*` (every address), or one IP address.
+pub(crate) fn interface_addr(interface: &str) -> Result<IpAddr, String> {
+    let text = interface.trim();
+    if text.eq_ignore_ascii_case("all") || text == "*" {
+        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+    let bare = text
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(text);
+    bare.parse()
+        .map_err(|_| format!("must be All, * or an IP address, got \"{interface}\""))
+}
+
+fn behavior(b: MaxMessagesBehavior) -> QueueBehavior {
+    match b {
+        MaxMessagesBehavior::RejectNewMessages => QueueBehavior::RejectNewMessages,
+        MaxMessagesBehavior::DiscardOldMessages => QueueBehavior::DiscardOldMessages,
+    }
+}
+
+impl Config {
+    /// Enabled endpoints in name order; their position is the endpoint number.
+    fn enabled(&self) -> impl Iterator<Item = (&String, &crate::objects::Endpoint)> {
+        self.endpoints.iter().filter(|(_, e)| e.enabled)
+    }
+
+    /// The core's settings; `endpoints[i]` is the i-th enabled endpoint in name order.
+    pub fn settings(&self) -> Settings {
+        let b = &self.broker;
+        let broker = BrokerSettings {
+            inflight_max: b.max_inflight_messages,
+            topic_aliases_max: b.max_topic_aliases,
+            outbound_aliases_max: b.max_outbound_topic_aliases,
+            server_keepalive_s: Some(b.server_keep_alive).filter(|&k| k > 0),
+            subscriptions_max: b.max_subscriptions_per_session as usize,
+            client_id_len_max: b.max_client_id_length as usize,
+            topic_levels_max: b.max_topic_levels as usize,
+            send_buffer_max: b.max_send_buffer_size as usize,
+            connect_timeout_s: b.connect_timeout,
+            retained_max: b.max_retained_messages as usize,
+            sessions_max: b.max_sessions_per_core as usize,
+            ..BrokerSettings::default()
+        };
+        let endpoints = self
+            .enabled()
+            .map(|(name, e)| self.endpoint_settings(name, e))
+            .collect();
+        Settings { broker, endpoints }
+    }
+
+    fn endpoint_settings(&self, name: &str, e: &crate::objects::Endpoint) -> EndpointSettings {
+        let connection_rules = e
+            .connection_policies
+            .iter()
+            .map(|p| {
+                let policy = &self.connection_policies[p];
+                ConnectionRule {
+                    name: p.clone(),
+                    client_id: IdFilter::parse(&policy.client_id),
+                    allow_durable: policy.allow_durable,
+                    allow_persistent: policy.allow_persistent_messages,
+                    session_expiry_max_s: policy.max_session_expiry_interval.unwrap_or(u32::MAX),
+                }
+            })
+            .collect();
+        let topic_rules = e
+            .topic_policies
+            .iter()
+            .map(|p| {
+                let policy = &self.topic_policies[p];
+                TopicRule {
+                    name: p.clone(),
+                    topic: TopicPattern::parse(&policy.topic).expect("checked when parsed"),
+                    client_id: IdFilter::parse(&policy.client_id),
+                    publish: policy.allows("Publish"),
+                    subscribe: policy.allows("Subscribe"),
+                    queue_messages_max: policy.max_messages,
+                    queue_behavior: behavior(policy.max_messages_behavior),
+                    message_ttl_max_s: policy.max_message_time_to_live,
+                }
+            })
+            .collect();
+        EndpointSettings {
+            name: name.to_string(),
+            packet_size_max: u32::try_from(e.max_message_size).expect("checked at most 256MB"),
+            connection_rules,
+            topic_rules,
+        }
+    }
+
+    /// The sockets to open: each enabled endpoint's interface and port, unless overridden.
+    pub fn listeners(&self, overrides: &[ListenerOverride]) -> Result<Vec<Listener>, ConfigError> {
+        let enabled: Vec<(u16, &String, &crate::objects::Endpoint)> = self
+            .enabled()
+            .enumerate()
+            .map(|(i, (name, e))| (i as u16, name, e))
+            .collect();
+        let mut listeners = Vec::new();
+        for o in overrides {
+            let target = match &o.endpoint {
+                Some(name) => enabled.iter().find(|(_, n, _)| *n == name).ok_or_else(|| {
+                    ConfigError::document(format!("--listen names endpoint \"{name}\", which is not an enabled Endpoint"))
+                })?,
+                None if enabled.len() == 1 => &enabled[0],
+                None => {
+                    return Err(ConfigError::document(
+                        "--listen without NAME= needs exactly one enabled Endpoint; write --listen NAME=ADDR:PORT",
+                    ))
+                }
+            };
+            listeners.push(Listener {
+                endpoint: target.0,
+                name: target.1.clone(),
+                addr: o.addr,
+            });
+        }
+        for (index, name, e) in &enabled {
+            if overrides
+                .iter()
+                .any(|o| o.endpoint.as_deref().is_none_or(|n| n == name.as_str()))
+            {
+                continue; // this endpoint listens where the command line says
+            }
+            let ip = interface_addr(&e.interface)
+                .map_err(|m| ConfigError::attribute("Endpoint", name, "Interface", m))?;
+            listeners.push(Listener {
+                endpoint: *index,
+                name: (*name).clone(),
+                addr: SocketAddr::new(ip, e.port),
+            });
+        }
+        Ok(listeners)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listen_overrides_replace_the_configured_address() {
+        let config = Config::builtin();
+        let o: ListenerOverride = "127.0.0.1:1999".parse().unwrap();
+        let listeners = config.listeners(&[o]).unwrap();
+        assert_eq!(
+            listeners,
+            [Listener {
+                endpoint: 0,
+                name: "DemoEndpoint".into(),
+                addr: "127.0.0.1:1999".parse().unwrap()
+            }]
+        );
+        let named: ListenerOverride = "DemoEndpoint=127.0.0.1:2000".parse().unwrap();
+        assert_eq!(config.listeners(&[named]).unwrap()[0].addr.port(), 2000);
+        let wrong: ListenerOverride = "Other=127.0.0.1:2000".parse().unwrap();
+        assert!(config.listeners(&[wrong]).is_err());
+        assert!("127.0.0.1".parse::<ListenerOverride>().is_err());
+    }
+
+    #[test]
+    fn interfaces_follow_messagesight() {
+        assert_eq!(interface_addr("All").unwrap().to_string(), "0.0.0.0");
+        assert_eq!(interface_addr("*").unwrap().to_string(), "0.0.0.0");
+        assert_eq!(interface_addr("[::1]").unwrap().to_string(), "::1");
+        assert!(interface_addr("localhost").is_err());
+    }
+
+    #[test]
+    fn policies_compile_into_rules() {
+        let settings = Config::builtin().settings();
+        let endpoint = &settings.endpoints[0];
+        assert_eq!(endpoint.connection_rules.len(), 1);
+        assert!(endpoint.connection_rules[0].client_id.admits("anyone"));
+        let rule = &endpoint.topic_rules[0];
+        assert!(rule.publish && rule.subscribe);
+        assert_eq!(rule.queue_messages_max, 5000);
+        assert_eq!(rule.queue_behavior, QueueBehavior::RejectNewMessages);
+    }
+}
