@@ -1,0 +1,77 @@
+//! `ironsight`: the broker binary. With no arguments it runs the built-in demo endpoint (port
+//! 1883, anonymous clients), like MessageSight's DemoEndpoint.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use ironsight_config::{Config, ListenerOverride};
+use ironsight_server::cores::CoreSpec;
+use ironsight_server::runtime::{self, Options};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// ironsight: a thread-per-core MQTT 3.1 / 3.1.1 / 5.0 broker in the image of IBM MessageSight.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file: MessageSight's objects as JSON (Endpoint, MessageHub,
+    /// ConnectionPolicy, TopicPolicy, Broker). Without it, the built-in demo configuration.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Listen on ADDR:PORT instead of the endpoint's Interface and Port (repeatable; NAME=
+    /// picks the endpoint when several are enabled). Port 0 picks a free port.
+    #[arg(long, value_name = "[NAME=]ADDR:PORT")]
+    listen: Vec<ListenerOverride>,
+    /// Shards: a number of cores, or a CPU list such as 0,2-3. Default: every CPU available.
+    #[arg(long, value_name = "N|LIST")]
+    cores: Option<CoreSpec>,
+    /// Check the configuration, print it with every default filled in, and exit.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IRONSIGHT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+    let config = match &args.config {
+        None => Config::builtin(),
+        Some(path) => match std::fs::read_to_string(path) {
+            Err(e) => return fail(format!("cannot read {}: {e}", path.display())),
+            Ok(text) => match Config::parse(&text) {
+                Ok(config) => config,
+                Err(e) => return fail(format!("{}: {e}", path.display())),
+            },
+        },
+    };
+    if args.check_config {
+        let json = serde_json::to_string_pretty(&config).expect("configuration serializes");
+        println!("{json}");
+        return match config.listeners(&args.listen) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => fail(e.to_string()),
+        };
+    }
+    match runtime::run(Options {
+        config,
+        listen: args.listen,
+        cores: args.cores,
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("ironsight: {message}");
+    ExitCode::from(2)
+}

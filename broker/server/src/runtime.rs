@@ -1,0 +1,163 @@
+//! Starting the broker: listeners bound, one pinned glommio executor per core, a full mesh of
+//! channels between them, and a clean stop on SIGTERM or SIGINT.
+
+use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::AsyncReadExt;
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::net::TcpListener;
+use glommio::{LocalExecutorBuilder, Placement};
+use ironsight_config::{Config, ListenerOverride};
+use ironsight_core::settings::Settings;
+use ironsight_core::Shard;
+
+use crate::cores::{self, CoreSpec};
+use crate::listen;
+use crate::parking::{Parking, TokenReader};
+use crate::shard_io::{Envelope, ShardIo};
+
+/// Messages a channel between two shards holds before the sender's overflow takes over.
+const CHANNEL_CAPACITY: usize = 1024;
+/// glommio's buffer for file I/O, which the broker does not do; the default (10 MiB) would only
+/// cost memory.
+const IO_MEMORY: usize = 512 * 1024;
+/// How often a shard looks at the stop flag.
+const STOP_POLL: Duration = Duration::from_millis(50);
+const TICK: Duration = Duration::from_secs(1);
+
+pub struct Options {
+    pub config: Config,
+    pub listen: Vec<ListenerOverride>,
+    pub cores: Option<CoreSpec>,
+}
+
+/// Runs the broker until SIGTERM or SIGINT.
+pub fn run(options: Options) -> Result<(), String> {
+    let cpus = cores::resolve(options.cores.as_ref())?;
+    let shards = cpus.len();
+    let settings = Arc::new(options.config.settings());
+    let specs = options
+        .config
+        .listeners(&options.listen)
+        .map_err(|e| e.to_string())?;
+    let mut per_shard: Vec<Vec<(u16, OwnedFd)>> = (0..shards).map(|_| Vec::new()).collect();
+    for spec in &specs {
+        let bound = listen::bind(spec, shards).map_err(|e| e.to_string())?;
+        tracing::info!(endpoint = %spec.name, addr = %bound.addr, "listening");
+        for (shard, fd) in bound.per_shard.into_iter().enumerate() {
+            per_shard[shard].push((spec.endpoint, fd));
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
+    tracing::info!(shards, cpus = ?cpus, "starting");
+    let mesh = MeshBuilder::full(shards, CHANNEL_CAPACITY);
+    let mut handles = Vec::with_capacity(shards);
+    for (index, (cpu, listeners)) in cpus.into_iter().zip(per_shard).enumerate() {
+        let (mesh, settings, stop) = (mesh.clone(), settings.clone(), stop.clone());
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("ironsight-{index}"))
+            .io_memory(IO_MEMORY)
+            .spawn(move || shard_main(index, shards, mesh, settings, listeners, stop))
+            .map_err(|e| format!("cannot start the executor for CPU {cpu}: {e}"))?;
+        handles.push(handle);
+    }
+    let mut failed = None;
+    for handle in handles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => failed = Some(e),
+            Err(e) => failed = Some(format!("a shard stopped abnormally: {e}")),
+        }
+    }
+    tracing::info!("stopped");
+    failed.map_or(Ok(()), Err)
+}
+
+async fn shard_main(
+    index: usize,
+    shards: usize,
+    mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    settings: Arc<Settings>,
+    listeners: Vec<(u16, OwnedFd)>,
+    stop: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let (senders, mut receivers) = mesh
+        .join()
+        .await
+        .map_err(|_| "cannot join the shard mesh".to_string())?;
+    let id = senders.peer_id() as u16;
+    let core = Shard::new(id, shards as u16, settings);
+    let (parking, tokens) =
+        Parking::start(index).map_err(|e| format!("cannot start parking for shard {id}: {e}"))?;
+    let io = ShardIo::new(core, senders, parking);
+    for (endpoint, fd) in listeners {
+        // SAFETY: the listening socket's fd moves into glommio's listener, once.
+        let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
+        glommio::spawn_local(accept_loop(io.clone(), listener, endpoint)).detach();
+    }
+    for (_, receiver) in receivers.streams() {
+        let io = io.clone();
+        glommio::spawn_local(async move {
+            while let Some(envelope) = receiver.recv().await {
+                io.received(envelope);
+            }
+        })
+        .detach();
+    }
+    glommio::spawn_local(io.clone().drain_overflow()).detach();
+    let flusher = io.clone();
+    glommio::spawn_local(futures_lite::future::poll_fn(move |cx| {
+        flusher.poll_flusher(cx)
+    }))
+    .detach();
+    glommio::spawn_local(unpark_loop(io.clone(), tokens)).detach();
+
+    let mut next_tick = Instant::now() + TICK;
+    while !stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(STOP_POLL).await;
+        if Instant::now() >= next_tick {
+            next_tick += TICK;
+            io.tick();
+        }
+    }
+    io.shutdown();
+    Ok(())
+}
+
+async fn accept_loop(io: Rc<ShardIo>, listener: TcpListener, endpoint: u16) {
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        match listener.accept().await {
+            Ok(stream) => io.accepted(endpoint, stream),
+            Err(error) => {
+                // Out of file descriptors, typically: say so once a second, and let the
+                // backlog wait rather than spin.
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(%error, "accept failed");
+                    last_warning = Some(Instant::now());
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Reads the parking relay's tokens and gives those connections a task again.
+async fn unpark_loop(io: Rc<ShardIo>, mut tokens: glommio::net::UnixStream) {
+    let mut reader = TokenReader::default();
+    let mut buf = vec![0u8; 8 * 1024];
+    loop {
+        match tokens.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => reader.feed(&buf[..n], |token| io.unpark(token)),
+        }
+    }
+}
