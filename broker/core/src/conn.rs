@@ -2,8 +2,9 @@
 //! bytes waiting to be written, and what the client told us about itself in CONNECT. The session
 //! it serves lives apart (`session.rs`), because a session outlives its connections.
 
-use std::net::SocketAddr;
-use std::num::NonZeroU16;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::num::{NonZeroU16, NonZeroU64};
 use std::time::Instant;
 
 use hashbrown::HashMap;
@@ -55,6 +56,60 @@ pub struct Aliases {
     pub outbound: HashMap<ByteString, NonZeroU16>,
 }
 
+/// The peer's address in 20 bytes rather than `SocketAddr`'s 32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    pub ip: IpAddr,
+    pub port: u16,
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(addr: SocketAddr) -> Self {
+        PeerAddr {
+            ip: addr.ip(),
+            port: addr.port(),
+        }
+    }
+}
+
+impl From<PeerAddr> for SocketAddr {
+    fn from(peer: PeerAddr) -> Self {
+        SocketAddr::new(peer.ip, peer.port)
+    }
+}
+
+impl fmt::Display for PeerAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        SocketAddr::from(*self).fmt(f)
+    }
+}
+
+/// The bytes of a packet split across reads: one word, and no allocation, between packets.
+#[derive(Debug, Default)]
+pub struct InBuf(Option<Box<BytesMut>>);
+
+impl InBuf {
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|b| b.is_empty())
+    }
+
+    /// Appends `data`, reserving room for `frame_len` bytes in all when the frame's length is known.
+    pub fn extend(&mut self, data: &[u8], frame_len: usize) {
+        let buf = self.0.get_or_insert_with(Box::default);
+        buf.reserve(frame_len.saturating_sub(buf.len()).max(data.len()));
+        buf.extend_from_slice(data);
+    }
+
+    pub fn take(&mut self) -> BytesMut {
+        self.0.take().map_or_else(BytesMut::new, |b| *b)
+    }
+
+    /// Keeps what is left of a buffer after processing; nothing is kept for an empty one.
+    pub fn put_back(&mut self, rest: BytesMut) {
+        self.0 = (!rest.is_empty()).then(|| Box::new(rest));
+    }
+}
+
 #[derive(Debug)]
 pub struct Connection {
     pub state: ConnState,
@@ -63,11 +118,12 @@ pub struct Connection {
     /// Bumped on every new connection in this slot, so that stale references can be told apart.
     pub generation: u32,
     pub session: Option<SessionIdx>,
-    pub peer: SocketAddr,
+    pub peer: PeerAddr,
     /// Keep alive in force (the client's, or the server's for v5); 0 disables the check.
     pub keepalive_s: u16,
+    /// When the last whole packet arrived (or the connection opened): keep alive and the
+    /// CONNECT timeout count from here. Bytes of an unfinished packet do not count.
     pub last_packet_at: Instant,
-    pub opened_at: Instant,
     pub client: ClientLimits,
     /// v5 Request Problem Information: whether reason strings may be sent.
     pub problem_info: bool,
@@ -76,11 +132,11 @@ pub struct Connection {
     /// Its ConnectionPolicy's cap on the Session Expiry Interval, also applied at DISCONNECT.
     pub session_expiry_max_s: u32,
     /// A partial frame: its bytes so far. Empty (and unallocated) between packets.
-    pub inbuf: BytesMut,
+    pub inbuf: InBuf,
     pub out: OutBuf,
     pub aliases: Option<Box<Aliases>>,
     /// Input is held (left in `inbuf`) until the shard barrier with this id completes.
-    pub paused_on: Option<u64>,
+    pub paused_on: Option<NonZeroU64>,
     /// Already in the shard's list of connections with new output.
     pub dirty: bool,
 }
@@ -93,15 +149,14 @@ impl Connection {
             endpoint,
             generation,
             session: None,
-            peer,
+            peer: peer.into(),
             keepalive_s: 0,
             last_packet_at: now,
-            opened_at: now,
             client: ClientLimits::default(),
             problem_info: true,
             allow_persistent: true,
             session_expiry_max_s: u32::MAX,
-            inbuf: BytesMut::new(),
+            inbuf: InBuf::default(),
             out: OutBuf::default(),
             aliases: None,
             paused_on: None,

@@ -12,8 +12,14 @@ use ironsight_codec::{Bytes, BytesMut};
 /// Payloads at least this large are sent from the message's own buffer instead of being copied.
 pub const SHARED_PAYLOAD_MIN: usize = 4096;
 
+/// One word while empty: the buffers live in a box allocated on the first write.
 #[derive(Debug, Default)]
 pub struct OutBuf {
+    inner: Option<Box<Inner>>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
     /// Frozen chunks, oldest first; all bytes of a chunk are unsent.
     chunks: VecDeque<Bytes>,
     chunks_len: usize,
@@ -22,16 +28,22 @@ pub struct OutBuf {
 
 impl OutBuf {
     pub fn len(&self) -> usize {
-        self.chunks_len + self.tail.len()
+        self.inner
+            .as_ref()
+            .map_or(0, |i| i.chunks_len + i.tail.len())
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    fn inner(&mut self) -> &mut Inner {
+        self.inner.get_or_insert_with(Box::default)
+    }
+
     /// Where small packets are encoded.
     pub fn tail(&mut self) -> &mut BytesMut {
-        &mut self.tail
+        &mut self.inner().tail
     }
 
     /// Appends `bytes` after everything written so far, without copying it.
@@ -39,26 +51,24 @@ impl OutBuf {
         if bytes.is_empty() {
             return;
         }
-        self.freeze_tail();
-        self.chunks_len += bytes.len();
-        self.chunks.push_back(bytes);
-    }
-
-    fn freeze_tail(&mut self) {
-        if !self.tail.is_empty() {
-            let chunk = self.tail.split().freeze();
-            self.chunks_len += chunk.len();
-            self.chunks.push_back(chunk);
+        let inner = self.inner();
+        if !inner.tail.is_empty() {
+            let chunk = inner.tail.split().freeze();
+            inner.chunks_len += chunk.len();
+            inner.chunks.push_back(chunk);
         }
+        inner.chunks_len += bytes.len();
+        inner.chunks.push_back(bytes);
     }
 
     /// Fills `slices` with the unsent bytes, oldest first; returns how many slices were used.
     pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
-        let sources = self
+        let Some(inner) = &self.inner else { return 0 };
+        let sources = inner
             .chunks
             .iter()
             .map(|c| &c[..])
-            .chain(std::iter::once(&self.tail[..]));
+            .chain(std::iter::once(&inner.tail[..]));
         let mut used = 0;
         for (slot, bytes) in slices.iter_mut().zip(sources.filter(|b| !b.is_empty())) {
             *slot = IoSlice::new(bytes);
@@ -69,43 +79,40 @@ impl OutBuf {
 
     /// The oldest unsent bytes (empty when nothing is pending).
     pub fn first_chunk(&self) -> &[u8] {
-        self.chunks.front().map_or(&self.tail[..], |c| &c[..])
+        let Some(inner) = &self.inner else { return &[] };
+        inner.chunks.front().map_or(&inner.tail[..], |c| &c[..])
     }
 
     /// Marks `n` bytes as written.
     pub fn advance(&mut self, mut n: usize) {
         assert!(n <= self.len(), "advanced past the buffered bytes");
+        let Some(inner) = self.inner.as_mut() else {
+            return;
+        };
         while n > 0 {
-            let Some(front) = self.chunks.front_mut() else {
-                let _ = self.tail.split_to(n);
-                return;
+            let Some(front) = inner.chunks.front_mut() else {
+                let _ = inner.tail.split_to(n);
+                break;
             };
             if n < front.len() {
                 let _ = front.split_to(n);
-                self.chunks_len -= n;
+                inner.chunks_len -= n;
                 return;
             }
             n -= front.len();
-            self.chunks_len -= front.len();
-            self.chunks.pop_front();
+            inner.chunks_len -= front.len();
+            inner.chunks.pop_front();
         }
-        if self.tail.is_empty() {
+        if inner.tail.is_empty() {
             // Reuse the allocation from its start rather than creeping through it.
-            self.tail.clear();
+            inner.tail.clear();
         }
-    }
-
-    /// Drops every unsent byte.
-    pub fn clear(&mut self) {
-        self.chunks.clear();
-        self.chunks_len = 0;
-        self.tail.clear();
     }
 
     /// Returns the buffers' memory when nothing is pending (an idle connection keeps none).
     pub fn release(&mut self) {
         if self.is_empty() {
-            *self = OutBuf::default();
+            self.inner = None;
         }
     }
 }
@@ -144,11 +151,7 @@ mod tests {
         buf.advance(1);
         assert!(buf.is_empty());
         buf.release();
-        assert_eq!(
-            buf.tail.capacity(),
-            0,
-            "an empty buffer gives its memory back"
-        );
+        assert!(buf.inner.is_none(), "an empty buffer gives its memory back");
     }
 
     #[test]

@@ -37,12 +37,13 @@ pub struct Will {
     pub retain: bool,
     pub delay_s: u32,
     pub properties: MessageProperties,
+    /// While the session is disconnected: when the will is published.
+    pub publish_at: Option<Instant>,
 }
 
 #[derive(Debug)]
 pub struct Session {
     pub client_id: Box<str>,
-    pub uid: SessionUid,
     /// Bumped when the slot is reused, for timers that refer to a session by index.
     pub generation: u32,
     pub conn: Option<ConnId>,
@@ -51,8 +52,6 @@ pub struct Session {
     /// While disconnected: when the session ends (`None`: never).
     pub expires_at: Option<Instant>,
     pub will: Option<Box<Will>>,
-    /// While disconnected with a will pending: when the will is published.
-    pub will_at: Option<Instant>,
     pub subscriptions: Vec<Subscription>,
     /// Allocated on the first QoS > 0 message or the first queued one.
     pub delivery: Option<Box<Delivery>>,
@@ -64,16 +63,20 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(client_id: Box<str>, uid: SessionUid, generation: u32) -> Session {
+    /// Identifies the session across shards, for No Local: its shard and its generation, which
+    /// is unique within the shard.
+    pub fn uid(&self, shard: u16) -> SessionUid {
+        (u64::from(shard) << 48) | u64::from(self.generation)
+    }
+
+    pub fn new(client_id: Box<str>, generation: u32) -> Session {
         Session {
             client_id,
-            uid,
             generation,
             conn: None,
             expiry_s: 0,
             expires_at: None,
             will: None,
-            will_at: None,
             subscriptions: Vec::new(),
             delivery: None,
             queue_max: 0,

@@ -14,7 +14,7 @@ use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::Senders;
 use glommio::net::TcpStream;
@@ -31,7 +31,7 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// Reads one connection may do before yielding to the others.
 pub const READS_PER_POLL: u32 = 8;
 /// Seconds without traffic before a connection gives up its task and waits in epoll.
-pub const PARK_AFTER_S: u32 = 2;
+pub const PARK_AFTER_S: u64 = 2;
 /// Seconds a closing connection may take to accept its last bytes before it is cut off.
 pub const CLOSE_GRACE_S: u32 = 5;
 /// Messages waiting for full channels to other shards before connections stop reading.
@@ -55,7 +55,6 @@ struct ConnIo {
     socket: Socket,
     write_blocked: bool,
     park_requested: bool,
-    last_io_s: u32,
     closing_since_s: Option<u32>,
 }
 
@@ -91,6 +90,8 @@ pub struct ShardIo {
     flush_scheduled: Cell<bool>,
     parking: Parking,
     clock_s: Cell<u32>,
+    /// Connections parked since the allocator last gave memory back.
+    parked_since_collect: Cell<u32>,
     dirty: RefCell<Vec<ConnId>>,
     outbox: RefCell<Vec<(ShardId, ShardMsg)>>,
     events: RefCell<Vec<Event>>,
@@ -119,6 +120,7 @@ impl ShardIo {
             flush_scheduled: Cell::new(false),
             parking,
             clock_s: Cell::new(0),
+            parked_since_collect: Cell::new(0),
             dirty: RefCell::new(Vec::new()),
             outbox: RefCell::new(Vec::new()),
             events: RefCell::new(Vec::new()),
@@ -182,7 +184,6 @@ impl ShardIo {
             socket,
             write_blocked: false,
             park_requested: false,
-            last_io_s: self.clock_s.get(),
             closing_since_s: None,
         }
     }
@@ -294,8 +295,6 @@ impl ShardIo {
                     Poll::Ready(Ok(n)) => {
                         self.core().input(conn, Instant::now(), &scratch[..n]);
                         drop(scratch);
-                        let clock = self.clock_s.get();
-                        self.with_conn(conn, generation, |c| c.last_io_s = clock);
                         // A handoff must happen before this task reads on.
                         self.handle_events();
                         self.schedule_flush();
@@ -362,6 +361,8 @@ impl ShardIo {
         }
         self.core().release_buffers(conn);
         self.with_conn(conn, generation, |c| c.socket = Socket::Parked { fd });
+        self.parked_since_collect
+            .set(self.parked_since_collect.get() + 1);
         true
     }
 
@@ -635,6 +636,8 @@ impl ShardIo {
         self.clock_s.set(clock);
         self.core().tick(Instant::now());
         let mut cut = Vec::new();
+        let idle_since = Instant::now() - Duration::from_secs(PARK_AFTER_S);
+        let core = self.core.borrow();
         for (conn, c) in self.conns.borrow_mut().iter_mut().enumerate() {
             let Some(c) = c else { continue };
             if c.closing_since_s
@@ -642,17 +645,27 @@ impl ShardIo {
             {
                 cut.push(conn as ConnId);
             } else if matches!(c.socket, Socket::Active { .. })
-                && clock - c.last_io_s >= PARK_AFTER_S
+                && core
+                    .last_packet_at(conn as ConnId)
+                    .is_some_and(|at| at <= idle_since)
             {
                 c.park_requested = true;
                 c.wake();
             }
         }
+        drop(core);
         for conn in cut {
             tracing::debug!(conn, "closing connection did not drain its output in time");
             self.close_now(conn);
         }
         self.flush();
+        if self.parked_since_collect.replace(0) > 0 {
+            // Parked connections freed their tasks and poll sources, but mimalloc purges freed
+            // pages only on later allocator activity, which an idle shard does not have: without
+            // this, a connection storm's peak would stay resident.
+            // SAFETY: mi_collect only reorganises this thread's heap.
+            unsafe { libmimalloc_sys::mi_collect(true) };
+        }
     }
 
     /// The broker stops: v5 clients are told, every socket closes.

@@ -137,8 +137,8 @@ impl Shard {
     /// A fresh client id that this shard owns, so the connection need not move.
     fn assign_client_id(&mut self) -> Box<str> {
         loop {
-            self.next_uid += 1;
-            let id = format!("ironsight-{:x}-{:x}", self.id, self.next_uid);
+            self.next_assigned_id += 1;
+            let id = format!("ironsight-{:x}-{:x}", self.id, self.next_assigned_id);
             if self.owner_of(&id) == self.id && self.find_session(&id).is_none() {
                 return id.into();
             }
@@ -212,7 +212,6 @@ impl Shard {
         s.conn = Some(conn);
         s.expiry_s = expiry;
         s.expires_at = None;
-        s.will_at = None;
         s.will = connect.will.map(|w| {
             Box::new(Will {
                 topic: w.topic,
@@ -221,6 +220,7 @@ impl Shard {
                 retain: w.retain,
                 delay_s: w.delay_interval_s.unwrap_or(0),
                 properties: w.properties,
+                publish_at: None,
             })
         });
         s.queue_max = admission.queue_max;
@@ -279,13 +279,9 @@ impl Shard {
     }
 
     fn create_session(&mut self, client_id: Box<str>) -> SessionIdx {
-        self.next_uid += 1;
-        let uid = (u64::from(self.id) << 48) | self.next_uid;
         let hash = self.hasher.hash_one(&*client_id);
         let generation = self.generation();
-        let idx = self
-            .sessions
-            .insert(Session::new(client_id, uid, generation)) as SessionIdx;
+        let idx = self.sessions.insert(Session::new(client_id, generation)) as SessionIdx;
         let (sessions, hasher) = (&self.sessions, &self.hasher);
         self.by_client_id.insert_unique(hash, idx, |&i| {
             hasher.hash_one(&*sessions[i as usize].client_id)
@@ -312,7 +308,7 @@ impl Shard {
         self.stats.connections_closed += 1;
         let adopt = Adopt {
             endpoint: c.endpoint,
-            peer: c.peer,
+            peer: c.peer.into(),
             connect,
             rest: Bytes::copy_from_slice(rest),
         };

@@ -140,13 +140,14 @@ impl Shard {
             subs,
             sessions,
             fanout,
+            id,
             ..
         } = self;
         let targets = &mut fanout.targets;
         subs.for_each_match(&msg.topic, &mut |leaf| {
             for (&session, sub) in leaf {
                 let s = &mut sessions[session as usize];
-                if sub.options.no_local && s.uid == msg.origin {
+                if sub.options.no_local && s.uid(*id) == msg.origin {
                     continue; // [MQTT-3.8.3-3]
                 }
                 let qos = delivery_qos(msg.qos, sub.options.qos);

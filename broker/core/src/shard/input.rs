@@ -30,9 +30,8 @@ impl Shard {
         if !c.is_open() {
             return;
         }
-        c.last_packet_at = now;
         if !c.inbuf.is_empty() || c.paused_on.is_some() {
-            c.inbuf.extend_from_slice(data);
+            c.inbuf.extend(data, 0);
             self.drain_inbuf(conn, now);
             return;
         }
@@ -42,9 +41,7 @@ impl Shard {
         }
         if let Some(c) = self.conns.get_mut(conn as usize) {
             if c.is_open() && used < data.len() {
-                let rest = &data[used..];
-                c.inbuf.reserve(frame_len.unwrap_or(0).max(rest.len()));
-                c.inbuf.extend_from_slice(rest);
+                c.inbuf.extend(&data[used..], frame_len.unwrap_or(0));
             }
         }
     }
@@ -57,7 +54,7 @@ impl Shard {
         if c.paused_on.is_some() || c.inbuf.is_empty() {
             return;
         }
-        let mut buf = std::mem::take(&mut c.inbuf);
+        let mut buf = c.inbuf.take();
         let (used, frame_len) = self.process_frames(conn, now, &buf);
         if self.pending_handoff.is_some() {
             return self.finish_handoff(&buf[used..]);
@@ -68,14 +65,11 @@ impl Shard {
         if !c.is_open() {
             return;
         }
-        if used == buf.len() {
-            return; // leave `inbuf` unallocated
-        }
         let _ = buf.split_to(used);
         if let Some(len) = frame_len {
             buf.reserve(len.saturating_sub(buf.len()));
         }
-        c.inbuf = buf;
+        c.inbuf.put_back(buf);
     }
 
     /// Handles whole frames at the front of `data`; returns the bytes used and, when a partial
@@ -120,7 +114,8 @@ impl Shard {
     }
 
     fn on_frame(&mut self, conn: ConnId, now: Instant, frame: Bytes) {
-        let c = &self.conns[conn as usize];
+        let c = &mut self.conns[conn as usize];
+        c.last_packet_at = now;
         if c.state == ConnState::AwaitingConnect {
             // CONNECT carries its own protocol level; the version passed here is not used.
             match Packet::decode(frame.clone(), ProtocolVersion::V3_1_1) {

@@ -7,10 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use ironsight_codec::{BytesMut, Disconnect, DisconnectProperties, Packet, ReasonCode};
+use ironsight_codec::{Disconnect, DisconnectProperties, Packet, ReasonCode};
 
 use super::{Shard, Timer};
-use crate::conn::{ConnId, ConnState};
+use crate::conn::{ConnId, ConnState, InBuf};
 use crate::message::Message;
 use crate::session::{SessionIdx, Will, EXPIRY_NEVER};
 
@@ -45,7 +45,7 @@ impl Shard {
             return;
         }
         c.state = ConnState::Closing;
-        c.inbuf = BytesMut::new();
+        c.inbuf = InBuf::default();
         c.paused_on = None;
         let session = c.session.take();
         self.mark_dirty(conn);
@@ -79,13 +79,14 @@ impl Shard {
         let expiry =
             (s.expiry_s != EXPIRY_NEVER).then(|| now + Duration::from_secs(u64::from(s.expiry_s)));
         s.expires_at = expiry;
-        if let Some(will) = &s.will {
+        if let Some(will) = &mut s.will {
             let delay = now + Duration::from_secs(u64::from(will.delay_s));
-            s.will_at = Some(expiry.map_or(delay, |e| e.min(delay)));
+            will.publish_at = Some(expiry.map_or(delay, |e| e.min(delay)));
         }
         s.shrink();
         let generation = s.generation;
-        for at in [s.expires_at, s.will_at].into_iter().flatten() {
+        let will_at = s.will.as_ref().and_then(|w| w.publish_at);
+        for at in [s.expires_at, will_at].into_iter().flatten() {
             self.timers.push(std::cmp::Reverse(Timer {
                 at,
                 session,
@@ -110,7 +111,7 @@ impl Shard {
     }
 
     pub(super) fn publish_will(&mut self, session: SessionIdx, will: Will, now: Instant) {
-        let origin = self.sessions[session as usize].uid;
+        let origin = self.sessions[session as usize].uid(self.id);
         tracing::debug!(topic = %will.topic, "publishing will");
         let msg = Message::new(
             now,

@@ -102,7 +102,8 @@ pub struct Shard {
     /// Set by CONNECT when another shard owns the client id: the connection and its CONNECT frame.
     pending_handoff: Option<(ConnId, ShardId, ironsight_codec::Bytes)>,
     fanout: fanout::Scratch,
-    next_uid: u64,
+    /// Counter for client ids the shard assigns.
+    next_assigned_id: u64,
     next_generation: u32,
     pub stats: Stats,
 }
@@ -143,7 +144,7 @@ impl Shard {
             events: Vec::new(),
             pending_handoff: None,
             fanout: fanout::Scratch::default(),
-            next_uid: 0,
+            next_assigned_id: 0,
             next_generation: 0,
             stats: Stats::default(),
         }
@@ -206,15 +207,13 @@ impl Shard {
     }
 
     /// The server wrote some of `conn`'s output: room in the send buffer lets queued messages go.
+    /// (The buffer's memory is kept while the connection is busy; parking gives it back.)
     pub fn written(&mut self, conn: ConnId, now: Instant) {
-        let Some(c) = self.conns.get_mut(conn as usize) else {
+        let Some(c) = self.conns.get(conn as usize) else {
             return;
         };
         if c.state != ConnState::Connected {
             return;
-        }
-        if c.out.is_empty() {
-            c.out.release();
         }
         if let Some(session) = c.session {
             self.pump(session, now);
@@ -252,10 +251,12 @@ impl Shard {
     pub fn release_buffers(&mut self, conn: ConnId) {
         if let Some(c) = self.conns.get_mut(conn as usize) {
             c.out.release();
-            if c.inbuf.is_empty() {
-                c.inbuf = ironsight_codec::BytesMut::new();
-            }
         }
+    }
+
+    /// When `conn` last received a whole packet (idle connections get parked by the server).
+    pub fn last_packet_at(&self, conn: ConnId) -> Option<Instant> {
+        self.conns.get(conn as usize).map(|c| c.last_packet_at)
     }
 
     /// Whether `conn` has bytes waiting to be written.

@@ -68,7 +68,7 @@ impl Shard {
             let asked = properties.message_expiry_interval_s.unwrap_or(u32::MAX);
             properties.message_expiry_interval_s = Some(asked.min(ttl));
         }
-        let origin = self.sessions[session as usize].uid;
+        let origin = self.sessions[session as usize].uid(self.id);
         let msg = Message::new(
             now,
             topic,

@@ -121,7 +121,7 @@ impl Shard {
             self.announce(a, true, Some(barrier));
         }
         let c = &mut self.conns[conn as usize];
-        c.paused_on = Some(barrier);
+        c.paused_on = std::num::NonZeroU64::new(barrier);
         let barrier_state = Barrier {
             conn,
             generation: c.generation,
@@ -312,7 +312,7 @@ impl Shard {
         let Ok(parsed) = self.parse(&request.filter) else {
             return;
         };
-        let uid = self.sessions[session as usize].uid;
+        let uid = self.sessions[session as usize].uid(self.id);
         let mut found = Vec::new();
         self.retained
             .for_each_in_filter(parsed.filter, &mut |_, msg| {

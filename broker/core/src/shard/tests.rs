@@ -1357,3 +1357,19 @@ fn shutdown_tells_v5_clients_and_keeps_wills() {
         "no will on shutdown: {packets:?}"
     );
 }
+
+/// Every idle connection costs its Connection and Session (plus the server's table entry); a
+/// field added carelessly here is paid a million times. Raise these bounds knowingly.
+#[test]
+fn per_connection_state_stays_small() {
+    assert!(std::mem::size_of::<crate::conn::Connection>() <= 104);
+    assert!(std::mem::size_of::<crate::session::Session>() <= 112);
+    assert!(
+        std::mem::size_of::<crate::outbuf::OutBuf>() <= 8,
+        "an idle OutBuf is one word"
+    );
+    assert!(
+        std::mem::size_of::<crate::conn::InBuf>() <= 8,
+        "an idle InBuf is one word"
+    );
+}

@@ -24,7 +24,7 @@ impl Shard {
         for (id, c) in &self.conns {
             let overdue = match c.state {
                 ConnState::AwaitingConnect => {
-                    now.saturating_duration_since(c.opened_at) > connect_timeout
+                    now.saturating_duration_since(c.last_packet_at) > connect_timeout
                 }
                 // [MQTT-3.1.2-22] one and a half times the keep alive without a packet.
                 ConnState::Connected if c.keepalive_s > 0 => {
@@ -60,8 +60,10 @@ impl Shard {
             if s.generation != timer.generation || s.conn.is_some() {
                 continue; // the session is gone or reconnected: the timer is stale
             }
-            if s.will_at.is_some_and(|at| at <= now) {
-                s.will_at = None;
+            if s.will
+                .as_ref()
+                .is_some_and(|w| w.publish_at.is_some_and(|at| at <= now))
+            {
                 if let Some(will) = s.will.take() {
                     self.publish_will(timer.session, *will, now);
                 }
