@@ -8,8 +8,14 @@ use std::time::{Duration, Instant};
 use ironsight_codec::{ByteString, Bytes, MessageProperties, QoS};
 
 /// Identifies the session that published a message, for No Local ([MQTT-3.8.3-3]). Unique across
-/// shards: the shard number is in the high bits.
+/// shards: the shard number is in the high bits, so a message also tells which shard it came from.
 pub type SessionUid = u64;
+
+const SHARD_SHIFT: u32 = 48;
+
+pub fn session_uid(shard: u16, generation: u32) -> SessionUid {
+    (u64::from(shard) << SHARD_SHIFT) | u64::from(generation)
+}
 
 pub struct Message {
     pub topic: ByteString,
@@ -50,6 +56,11 @@ impl Message {
             expires_at,
             origin,
         }
+    }
+
+    /// The shard of the session that published this message.
+    pub fn origin_shard(&self) -> u16 {
+        (self.origin >> SHARD_SHIFT) as u16
     }
 
     pub fn is_expired(&self, now: Instant) -> bool {

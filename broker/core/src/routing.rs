@@ -136,6 +136,14 @@ pub enum ShardMsg {
         plain: bool,
         shares: Vec<ShareKey>,
         retained: bool,
+        /// Set when the publisher waits for the outcome (a v5 PUBACK/PUBREC reason): the
+        /// receiver answers [`ShardMsg::PublishOutcome`] with this token.
+        ack: Option<u64>,
+    },
+    /// Whether a session on the answering shard had to refuse the message (its queue full).
+    PublishOutcome {
+        token: u64,
+        rejected: bool,
     },
     /// Shard `from` gained (`add`) or lost its local subscribers on `filter` (or on the shared
     /// subscription `share`). With a barrier, the receiver answers [`ShardMsg::BarrierAck`].

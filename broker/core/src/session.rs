@@ -66,7 +66,7 @@ impl Session {
     /// Identifies the session across shards, for No Local: its shard and its generation, which
     /// is unique within the shard.
     pub fn uid(&self, shard: u16) -> SessionUid {
-        (u64::from(shard) << 48) | u64::from(self.generation)
+        crate::message::session_uid(shard, self.generation)
     }
 
     pub fn new(client_id: Box<str>, generation: u32) -> Session {

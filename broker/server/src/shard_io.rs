@@ -522,6 +522,16 @@ impl ShardIo {
         for event in events.drain(..) {
             match event {
                 Event::Handoff { conn, to, msg } => self.hand_off(conn, to, msg),
+                Event::Resumed { conn } => {
+                    if let Some(c) = self
+                        .conns
+                        .borrow_mut()
+                        .get_mut(conn as usize)
+                        .and_then(Option::as_mut)
+                    {
+                        c.wake();
+                    }
+                }
             }
         }
         *self.events.borrow_mut() = events;

@@ -51,12 +51,15 @@ pub(super) struct Scratch {
 pub(super) struct Outcome {
     pub matched: bool,
     pub rejected: bool,
+    /// Other shards asked to report their outcome.
+    pub awaiting: u16,
 }
 
 impl Outcome {
     fn merge(&mut self, other: Outcome) {
         self.matched |= other.matched;
         self.rejected |= other.rejected;
+        self.awaiting += other.awaiting;
     }
 }
 
@@ -69,8 +72,9 @@ pub(super) enum Delivered {
 }
 
 impl Shard {
-    /// Routes a message published on this shard (by a client or as a will).
-    pub(super) fn route(&mut self, now: Instant, msg: SharedMessage) -> Outcome {
+    /// Routes a message published on this shard (by a client or as a will). With an `ack` token,
+    /// the shards that deliver it report back whether a session refused it.
+    pub(super) fn route(&mut self, now: Instant, msg: SharedMessage, ack: Option<u64>) -> Outcome {
         if msg.retain {
             self.store_retained(&msg);
         }
@@ -93,19 +97,20 @@ impl Shard {
         let local_shares = std::mem::take(&mut routes[usize::from(me)].shares);
         for shard in self.other_shards() {
             let route = &mut routes[usize::from(shard)];
-            if route.plain || !route.shares.is_empty() || msg.retain {
-                outcome.matched |= route.plain || !route.shares.is_empty();
+            let delivers = route.plain || !route.shares.is_empty();
+            if delivers || msg.retain {
+                outcome.matched |= delivers;
+                outcome.awaiting += u16::from(delivers && ack.is_some());
                 let shares = std::mem::take(&mut route.shares);
                 let plain = std::mem::take(&mut route.plain);
-                self.queue_remote(
-                    shard,
-                    ShardMsg::Publish {
-                        msg: msg.clone(),
-                        plain,
-                        shares,
-                        retained: msg.retain,
-                    },
-                );
+                let msg = ShardMsg::Publish {
+                    msg: msg.clone(),
+                    plain,
+                    shares,
+                    retained: msg.retain,
+                    ack: ack.filter(|_| delivers),
+                };
+                self.queue_remote(shard, msg);
             }
         }
         routes.clear();
@@ -175,7 +180,7 @@ impl Shard {
         let mut targets = std::mem::take(&mut self.fanout.targets);
         let mut outcome = Outcome {
             matched: !targets.is_empty(),
-            rejected: false,
+            ..Outcome::default()
         };
         for t in targets.drain(..) {
             let out = Outgoing {
@@ -211,7 +216,7 @@ impl Shard {
             let forwarded = self.forward_shared(key.clone(), vec![out], hops);
             return Outcome {
                 matched: forwarded,
-                rejected: false,
+                ..Outcome::default()
             };
         };
         let group = &mut self.shares[share as usize];
@@ -237,6 +242,7 @@ impl Shard {
         Outcome {
             matched: true,
             rejected,
+            awaiting: 0,
         }
     }
 

@@ -101,6 +101,14 @@ impl Shard {
         if !c.is_open() || c.paused_on.is_some() {
             return Step::Stop;
         }
+        if c.state == ConnState::AwaitingConnect && data.first().is_some_and(|&b| b >> 4 != 1) {
+            // [MQTT-3.1.0-1] the first byte already shows this is not a CONNECT: close without
+            // waiting for a body (an HTTP probe would otherwise hold the socket).
+            tracing::debug!(conn, first_byte = data[0], "first packet is not CONNECT");
+            self.stats.protocol_errors += 1;
+            self.close(conn, now, super::lifecycle::CloseKind::ServerInitiated);
+            return Step::Stop;
+        }
         let limit = self.endpoint(conn).packet_size_max;
         match parse_fixed_header(data, limit) {
             Ok(Some(header)) if header.frame_len() <= data.len() => Step::Frame(header.frame_len()),

@@ -49,6 +49,7 @@ impl Shard {
         c.paused_on = None;
         let session = c.session.take();
         self.mark_dirty(conn);
+        self.forget_acks(conn);
         if let Some(session) = session {
             self.detach(session, now, kind);
         }
@@ -123,7 +124,7 @@ impl Shard {
             origin,
         );
         self.stats.wills_published += 1;
-        self.route(now, std::sync::Arc::new(msg));
+        self.route(now, std::sync::Arc::new(msg), None);
     }
 
     /// [MQTT-3.1.4-3] the old connection of a session taken over is told (v5) and closed.

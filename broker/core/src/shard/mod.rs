@@ -10,6 +10,7 @@
 //! (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills, session end),
 //! `timers` (keep alive, will delay, session expiry), `remote` (messages from other shards).
 
+mod acks;
 mod connect;
 mod fanout;
 mod input;
@@ -55,6 +56,8 @@ pub enum Event {
         to: ShardId,
         msg: ShardMsg,
     },
+    /// `conn` waited for a barrier and takes input again: its socket may hold unread bytes.
+    Resumed { conn: ConnId },
 }
 
 /// A timer on a session, checked lazily: it is stale when the session's generation moved on or
@@ -95,6 +98,10 @@ pub struct Shard {
     retained: TopicTree<SharedMessage>,
     barriers: HashMap<u64, Barrier>,
     next_barrier: u64,
+    /// Acknowledgements waiting for other shards, per connection, and who waits on which token.
+    acks: HashMap<ConnId, acks::AckQueue>,
+    ack_tokens: HashMap<u64, ConnId>,
+    next_ack_token: u64,
     timers: BinaryHeap<Reverse<Timer>>,
     outbox: Vec<(ShardId, ShardMsg)>,
     dirty: Vec<ConnId>,
@@ -138,6 +145,9 @@ impl Shard {
             retained: TopicTree::new(),
             barriers: HashMap::new(),
             next_barrier: 0,
+            acks: HashMap::new(),
+            ack_tokens: HashMap::new(),
+            next_ack_token: 0,
             timers: BinaryHeap::new(),
             outbox: Vec::new(),
             dirty: Vec::new(),

@@ -7,6 +7,7 @@ use ironsight_codec::{
     ByteString, Packet, PacketId, PubResponse, Publish, QoS, ReasonCode, ReasonProperties,
 };
 
+use super::acks::PendingAck;
 use super::Shard;
 use crate::conn::ConnId;
 use crate::delivery::AckError;
@@ -53,13 +54,27 @@ impl Shard {
             return self.not_authorized(conn, now, &publish);
         };
         if let (QoS::ExactlyOnce, Some(pid)) = (publish.qos, publish.packet_id) {
-            let pending = &self.sessions[session as usize].delivery().inbound_qos2;
-            if pending.contains(&pid) {
+            if self.sessions[session as usize]
+                .delivery()
+                .inbound_qos2
+                .contains(&pid)
+            {
                 // A resent QoS 2 PUBLISH before PUBREL: acknowledged again, never routed twice.
-                return self.send(conn, &Packet::PubRec(ack(pid, ReasonCode::Success)));
+                // (While its first PUBREC still waits for other shards, that one will do.)
+                if self.pending_acks(conn) == 0 {
+                    self.send(conn, &Packet::PubRec(ack(pid, ReasonCode::Success)));
+                }
+                return;
             }
-            if pending.len() >= usize::from(self.settings.broker.inflight_max) {
-                // [MQTT-3.3.4-9] more unacknowledged QoS 2 PUBLISHes than our Receive Maximum.
+        }
+        if publish.qos != QoS::AtMostOnce {
+            let unacknowledged = self.sessions[session as usize]
+                .delivery()
+                .inbound_qos2
+                .len()
+                + self.pending_acks(conn);
+            if unacknowledged >= usize::from(self.settings.broker.inflight_max) {
+                // [MQTT-3.3.4-9] more unacknowledged QoS 1/2 PUBLISHes than our Receive Maximum.
                 return self.fail(conn, now, ReasonCode::ReceiveMaximumExceeded);
             }
         }
@@ -78,27 +93,30 @@ impl Shard {
             properties,
             origin,
         );
-        let outcome = self.route(now, Arc::new(msg));
-        let reason = if outcome.rejected {
-            ReasonCode::QuotaExceeded
-        } else if !outcome.matched {
-            ReasonCode::NoMatchingSubscribers
-        } else {
-            ReasonCode::Success
-        };
-        match (publish.qos, publish.packet_id) {
-            (QoS::AtLeastOnce, Some(pid)) => self.send(conn, &Packet::PubAck(ack(pid, reason))),
-            (QoS::ExactlyOnce, Some(pid)) => {
-                if !reason.is_error() {
-                    self.sessions[session as usize]
-                        .delivery()
-                        .inbound_qos2
-                        .push(pid);
-                }
-                self.send(conn, &Packet::PubRec(ack(pid, reason)));
-            }
-            _ => {}
+        // Only a v5 publisher can be told about other shards' subscribers: only it waits for them.
+        let token =
+            (publish.qos != QoS::AtMostOnce && self.conns[conn as usize].is_v5()).then(|| {
+                self.next_ack_token += 1;
+                self.next_ack_token
+            });
+        let outcome = self.route(now, Arc::new(msg), token);
+        let Some(pid) = publish.packet_id else { return };
+        let qos2 = publish.qos == QoS::ExactlyOnce;
+        if qos2 {
+            self.sessions[session as usize]
+                .delivery()
+                .inbound_qos2
+                .push(pid);
         }
+        let pending = PendingAck {
+            pid,
+            qos2,
+            waiting: outcome.awaiting,
+            matched: outcome.matched,
+            rejected: outcome.rejected,
+            token,
+        };
+        self.acknowledge(conn, pending);
     }
 
     /// The first TopicPolicy that lets this client publish to `topic`: its message time-to-live

@@ -15,17 +15,21 @@ impl Shard {
                 plain,
                 shares,
                 retained,
+                ack,
             } => {
                 if retained {
                     self.store_retained(&msg);
                 }
-                if plain {
-                    self.deliver_plain(now, &msg);
-                }
+                let mut rejected = plain && self.deliver_plain(now, &msg).rejected;
                 for key in &shares {
-                    self.deliver_shared(now, key, &msg, 0);
+                    rejected |= self.deliver_shared(now, key, &msg, 0).rejected;
+                }
+                if let Some(token) = ack {
+                    let outcome = ShardMsg::PublishOutcome { token, rejected };
+                    self.queue_remote(msg.origin_shard(), outcome);
                 }
             }
+            ShardMsg::PublishOutcome { token, rejected } => self.publish_outcome(token, rejected),
             ShardMsg::Interest {
                 from,
                 filter,

@@ -67,18 +67,26 @@ impl Shard {
 
     pub(super) fn on_subscribe(&mut self, conn: ConnId, now: Instant, subscribe: Subscribe) {
         let session = self.conns[conn as usize].session.expect("connected");
+        for f in &subscribe.filters {
+            let syntax = topic::parse_filter(&f.filter, usize::MAX, usize::MAX);
+            let violation = match syntax {
+                // [MQTT-4.7.1-1], [MQTT-4.7.1-2], [MQTT-4.7.3-1], [MQTT-4.8.2-1], [MQTT-4.8.2-2]
+                Err(error) => Some(error.to_string()),
+                // [MQTT-3.8.3-4] No Local on a shared subscription.
+                Ok(p) if p.share_group.is_some() && f.options.no_local => {
+                    Some("No Local on a shared subscription".into())
+                }
+                Ok(_) => None,
+            };
+            if let Some(violation) = violation {
+                tracing::debug!(conn, filter = %f.filter, %violation, "SUBSCRIBE refused");
+                return self.fail(conn, now, ReasonCode::ProtocolError);
+            }
+        }
         let is_shared = |f: &SubscribeFilter| {
             topic::parse_filter(&f.filter, usize::MAX, usize::MAX)
                 .is_ok_and(|p| p.share_group.is_some())
         };
-        if subscribe
-            .filters
-            .iter()
-            .any(|f| f.options.no_local && is_shared(f))
-        {
-            // [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
-            return self.fail(conn, now, ReasonCode::ProtocolError);
-        }
         let id = subscribe.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
@@ -138,6 +146,8 @@ impl Shard {
         f: &SubscribeFilter,
         id: Option<NonZeroU32>,
     ) -> Result<Added, ReasonCode> {
+        // Syntax was checked for the whole packet; what is left is the broker's length and depth
+        // limits: a well-formed filter this server does not accept (0x8F).
         let parsed = self.parse(&f.filter).map_err(|error| {
             tracing::debug!(filter = %f.filter, %error, "topic filter refused");
             ReasonCode::TopicFilterInvalid
@@ -353,6 +363,7 @@ impl Shard {
         self.conns[state.conn as usize].paused_on = None;
         self.complete_subscribe(state.conn, now, state.then);
         self.drain_inbuf(state.conn, now);
+        self.events.push(super::Event::Resumed { conn: state.conn });
     }
 
     pub(super) fn on_unsubscribe(&mut self, conn: ConnId, now: Instant, unsubscribe: Unsubscribe) {

@@ -172,7 +172,10 @@ impl Broker {
             for from in 0..self.shards.len() {
                 let mut events = Vec::new();
                 self.shards[from].take_events(&mut events);
-                for Event::Handoff { conn, to, msg } in events {
+                for (conn, to, msg) in events.into_iter().filter_map(|e| match e {
+                    Event::Handoff { conn, to, msg } => Some((conn, to, msg)),
+                    Event::Resumed { .. } => None,
+                }) {
                     let ShardMsg::Adopt(adopt) = msg else {
                         panic!("handoff carries Adopt")
                     };
@@ -948,31 +951,31 @@ fn no_local_suppresses_own_messages() {
 }
 
 #[test]
-fn invalid_filters_and_subscription_quota() {
+fn filter_limits_and_subscription_quota_answer_in_suback() {
     let mut settings = Settings {
         endpoints: vec![EndpointSettings::default()],
         ..Settings::default()
     };
     settings.broker.subscriptions_max = 2;
+    settings.broker.topic_levels_max = 3;
     let mut b = Broker::with(1, settings);
     let (mut c, _) = b.connect(connect("c", V5, true));
-    let codes = b.subscribe(
-        &mut c,
-        &[
-            ("a/#/b", opts(QoS::AtMostOnce)),
-            ("a", opts(QoS::AtLeastOnce)),
-            ("b", opts(QoS::AtMostOnce)),
-            ("c", opts(QoS::AtMostOnce)),
-        ],
-    );
+    let filters = [
+        ("a/b/c/d", opts(QoS::AtMostOnce)),
+        ("a", opts(QoS::AtLeastOnce)),
+        ("b", opts(QoS::AtMostOnce)),
+        ("c", opts(QoS::AtMostOnce)),
+    ];
+    let codes = b.subscribe(&mut c, &filters);
+    let expected = [
+        ReasonCode::TopicFilterInvalid,
+        ReasonCode::GrantedQoS1,
+        ReasonCode::Success,
+        ReasonCode::QuotaExceeded,
+    ];
     assert_eq!(
-        codes,
-        [
-            ReasonCode::TopicFilterInvalid,
-            ReasonCode::GrantedQoS1,
-            ReasonCode::Success,
-            ReasonCode::QuotaExceeded
-        ]
+        codes, expected,
+        "too deep for this server: 0x8F; over quota: 0x97"
     );
     let codes = b.subscribe(&mut c, &[("a", opts(QoS::AtMostOnce))]);
     assert_eq!(
@@ -980,6 +983,39 @@ fn invalid_filters_and_subscription_quota() {
         [ReasonCode::Success],
         "replacing an existing subscription is within quota"
     );
+}
+
+#[test]
+fn malformed_filters_are_protocol_errors() {
+    for (filter, options) in [
+        ("a/#/b", opts(QoS::AtMostOnce)),
+        ("a+", opts(QoS::AtMostOnce)),
+        ("$share/g", opts(QoS::AtMostOnce)),
+        (
+            "$share/g/t",
+            SubscriptionOptions {
+                no_local: true,
+                ..opts(QoS::AtMostOnce)
+            },
+        ),
+    ] {
+        let mut b = Broker::new(1);
+        let (mut c, _) = b.connect(connect("c", V5, true));
+        b.send(
+            &mut c,
+            subscribe(1, &[("ok", opts(QoS::AtMostOnce)), (filter, options)]),
+        );
+        let packets = std::mem::take(&mut c.inbox);
+        assert!(
+            matches!(&packets[..], [Packet::Disconnect(d)] if d.reason_code == ReasonCode::ProtocolError),
+            "{filter}: {packets:?}"
+        );
+        assert!(c.closed, "{filter}");
+        assert!(
+            b.shards[0].subs.is_empty(),
+            "{filter}: nothing of the packet was applied"
+        );
+    }
 }
 
 #[test]
@@ -1371,5 +1407,74 @@ fn per_connection_state_stays_small() {
     assert!(
         std::mem::size_of::<crate::conn::InBuf>() <= 8,
         "an idle InBuf is one word"
+    );
+}
+
+#[test]
+fn v5_publisher_learns_of_a_full_queue_on_another_shard() {
+    let mut b = limited(1, QueueBehavior::RejectNewMessages);
+    let sid = id_on(&b, 1, "s");
+    let c = offline_subscriber(&mut b, &sid);
+    let pid_ = id_on(&b, 0, "p");
+    let (mut p, _) = b.connect(connect(&pid_, V5, true));
+    assert_eq!(
+        p.shard, 0,
+        "publisher and subscriber are on different shards"
+    );
+    for i in 1..=3u8 {
+        b.send(
+            &mut p,
+            Packet::Publish(publish("q", &[i], QoS::AtLeastOnce, Some(u16::from(i)))),
+        );
+    }
+    let reasons: Vec<(u16, ReasonCode)> = b
+        .received(&mut p)
+        .into_iter()
+        .map(|packet| match packet {
+            Packet::PubAck(a) => (a.packet_id.get(), a.reason_code),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let expected = [
+        (1, ReasonCode::Success),
+        (2, ReasonCode::QuotaExceeded),
+        (3, ReasonCode::QuotaExceeded),
+    ];
+    assert_eq!(reasons, expected, "in order, with the other shard's answer");
+    let (mut s, _) = b.connect(c);
+    assert_eq!(b.publishes(&mut s).len(), 1);
+}
+
+#[test]
+fn acknowledgements_keep_publish_order_while_waiting_for_other_shards() {
+    let mut b = Broker::new(2);
+    let (mut remote_sub, _) = b.connect(connect(&id_on(&b, 1, "r"), V5, true));
+    b.subscribe(&mut remote_sub, &[("far", opts(QoS::AtLeastOnce))]);
+    let (mut p, _) = b.connect(connect(&id_on(&b, 0, "p"), V5, true));
+    // Both PUBLISHes arrive in one read: the first waits for shard 1, the second (no
+    // subscriber anywhere) must not overtake it.
+    let mut bytes = BytesMut::new();
+    Packet::Publish(publish("far", b"1", QoS::AtLeastOnce, Some(1))).encode(V5, &mut bytes);
+    Packet::Publish(publish("nowhere", b"2", QoS::AtLeastOnce, Some(2))).encode(V5, &mut bytes);
+    b.shards[p.shard].input(p.conn, b.now, &bytes);
+    b.collect(&mut p);
+    assert!(
+        p.inbox.is_empty(),
+        "nothing is acknowledged before shard 1 answers"
+    );
+    let acks: Vec<(u16, ReasonCode)> = b
+        .received(&mut p)
+        .into_iter()
+        .map(|packet| match packet {
+            Packet::PubAck(a) => (a.packet_id.get(), a.reason_code),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        acks,
+        [
+            (1, ReasonCode::Success),
+            (2, ReasonCode::NoMatchingSubscribers)
+        ]
     );
 }

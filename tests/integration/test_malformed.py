@@ -1,0 +1,257 @@
+"""Malformed and hostile input over raw sockets, with the exact bytes spelled out. Every test
+ends by checking that the broker still serves a healthy client (and the broker fixture fails
+the test if the process died)."""
+
+import threading
+import time
+
+import pytest
+
+import mqtt_raw as m
+from helpers import V5, V311, Client, healthy, wait_for
+
+
+def v5_only_on_ironsight(reason):
+    """Parametrize `proto` so that v3.1.1 runs everywhere and v5 only under ironsight."""
+    return pytest.mark.parametrize("proto", [V311, pytest.param(
+        V5, marks=pytest.mark.ironsight_only(reason=reason))], ids=["v311", "v5"])
+
+
+def assert_closed(r, proto, v5_reasons=()):
+    """The server closes the connection. Before the close, v3.1.1 gets nothing; v5 gets
+    nothing or a DISCONNECT whose reason is in `v5_reasons` (the spec says the server SHOULD
+    send one, 4.13.1). Where ironsight must send it, tests use assert_disconnect."""
+    packets = r.recv_until_closed()
+    if proto == V5:
+        assert packets == [] or [(p.type, p.reason) for p in packets] in \
+            [[(m.DISCONNECT, reason)] for reason in v5_reasons], packets
+    else:
+        assert packets == [], packets
+
+
+def assert_disconnect(r, proto, v5_reason):
+    """v5: exactly one DISCONNECT with `v5_reason`, then the close; v3.1.1: just the close."""
+    packets = r.recv_until_closed()
+    expected = [(m.DISCONNECT, v5_reason)] if proto == V5 else []
+    assert [(p.type, p.reason) for p in packets] == expected
+
+
+@pytest.mark.parametrize("garbage", [
+    pytest.param(b"GET /index.html HTTP/1.1\r\nHost: broker.example.com\r\n"
+                 b"User-Agent: curl/8.5.0\r\nAccept: */*\r\n\r\n", id="http"),
+    pytest.param(bytes(range(0xF0, 0x100)) * 8, id="binary"),
+])
+def test_garbage_closes_connection(broker, raw, garbage):
+    """Bytes that are not MQTT as the first thing on a connection: an HTTP request ('G' = 0x47
+    reads as a PUBACK with reserved flags and remaining length 0x20, all 32 bytes present) or
+    0xF0 0xF1 0xF2 0xF3 0xF4 .. (an AUTH whose remaining length runs past 4 bytes). The server
+    closes the connection without answering [MQTT-3.1.0-1] and serves the next client."""
+    r = raw(4)
+    r.send(garbage)
+    assert r.recv_until_closed() == []
+    healthy(broker)
+
+
+def test_non_connect_first_byte_closes_before_body(broker, raw):
+    """The first byte alone shows that a packet is not a CONNECT [MQTT-3.1.0-1], so the server
+    must not wait for the body it declares: `47 20` (a PUBACK with reserved flags, remaining
+    length 32) followed by only 12 bytes is closed at once. A server that waits for the other
+    20 bytes would hold the connection open forever, since keep alive does not run before
+    CONNECT (a short HTTP probe does exactly this)."""
+    r = raw(4)
+    r.send(b"G " + b"/ HTTP/1.1\r\n")
+    assert r.recv_until_closed(timeout=2) == []
+    healthy(broker)
+
+
+@pytest.mark.parametrize("first", [
+    pytest.param(b"\xc0\x00", id="pingreq"),                      # PINGREQ
+    pytest.param(b"\x30\x05\x00\x01a" b"hi", id="publish"),       # PUBLISH "a" QoS 0 "hi"
+    pytest.param(b"\x82\x06\x00\x01\x00\x01a\x00", id="subscribe"),  # SUBSCRIBE id 1 "a" QoS 0
+])
+def test_first_packet_not_connect_closes_connection(broker, raw, first):
+    """A well-formed packet other than CONNECT as the first packet: closed, no reply
+    [MQTT-3.1.0-1]."""
+    r = raw(4)
+    r.send(first)
+    assert r.recv_until_closed() == []
+    healthy(broker)
+
+
+@v5_only_on_ironsight("Mosquitto 2.0.11 closes without sending DISCONNECT 0x82")
+def test_second_connect_is_protocol_error(broker, raw, proto):
+    """A second CONNECT on a connection is a Protocol Error [MQTT-3.1.0-2]: v5 gets DISCONNECT
+    0x82 and the close, v3.1.1 the close."""
+    r = raw(proto)
+    assert r.connect("twice").reason == 0
+    r.send(m.connect("twice", version=proto))
+    assert_disconnect(r, proto, 0x82)
+    healthy(broker, proto)
+
+
+def test_unknown_protocol_level_refused(broker, raw):
+    """CONNECT with protocol level 6: CONNACK return code 0x01 (unacceptable protocol version)
+    in the 3.1.1 format, exactly `20 02 00 01`, then close [MQTT-3.1.2-2]."""
+    r = raw(4)
+    r.send(bytes([
+        0x10, 13,                          # CONNECT, remaining length 13
+        0x00, 0x04, *b"MQTT",              # protocol name
+        0x06,                              # protocol level 6 (does not exist)
+        0x02,                              # flags: clean session
+        0x00, 0x3C,                        # keep alive 60
+        0x00, 0x01, *b"x",                 # client id "x"
+    ]))
+    assert [p.raw for p in r.recv_until_closed()] == [b"\x20\x02\x00\x01"]
+    healthy(broker)
+
+
+def test_reserved_fixed_header_flags_close_connection(broker, raw, proto):
+    """SUBSCRIBE must have fixed-header flags 0b0010 [MQTT-3.8.1-1]; with 0b0000 it is malformed
+    [MQTT-2.1.3-1]: v5 gets DISCONNECT 0x81 (Malformed Packet) and the close, v3.1.1 the close."""
+    r = raw(proto)
+    r.connect("flags")
+    props = b"\x00" if proto == V5 else b""
+    body = b"\x00\x01" + props + b"\x00\x01a" + b"\x00"  # id 1, [props], filter "a", QoS 0
+    r.send(bytes([0x80, len(body)]) + body)                # SUBSCRIBE with flags 0b0000
+    assert_disconnect(r, proto, 0x81)
+    healthy(broker, proto)
+
+
+def test_publish_qos3_closes_connection(broker, raw, proto):
+    """A PUBLISH with both QoS bits set (QoS 3) is malformed [MQTT-3.3.1-4]: closed (v5 may get
+    DISCONNECT 0x81 first)."""
+    r = raw(proto)
+    r.connect("qos3")
+    props = b"\x00" if proto == V5 else b""
+    body = b"\x00\x01a" + b"\x00\x01" + props + b"hi"      # topic "a", packet id 1, payload
+    r.send(bytes([0x36, len(body)]) + body)                 # PUBLISH flags 0b0110: QoS 3
+    assert_closed(r, proto, v5_reasons=(0x81,))
+    healthy(broker, proto)
+
+
+@v5_only_on_ironsight("Mosquitto 2.0.11 sends DISCONNECT 0x82 instead of 0x90")
+def test_publish_topic_with_wildcard_rejected(broker, raw, proto):
+    """A PUBLISH topic name must not contain wildcards [MQTT-3.3.2-2]: topic `a/+` -> v5
+    DISCONNECT 0x90 (Topic Name invalid) and close, v3.1.1 close. Not delivered to a `#`
+    subscriber."""
+    watcher = Client(broker, proto, "watcher")
+    try:
+        watcher.connect()
+        watcher.subscribe("#", 0)
+        r = raw(proto)
+        r.connect("wild")
+        r.publish("a/+", b"x")
+        assert_disconnect(r, proto, 0x90)
+        healthy(broker, proto)
+        assert all(msg.topic != "a/+" for msg in watcher.received())
+    finally:
+        watcher.close()
+
+
+def test_publish_topic_invalid_utf8_closes_connection(broker, raw, proto):
+    """A topic name that is not valid UTF-8 (0xFF 0xFE) makes the packet malformed
+    [MQTT-1.5.4-1]: closed (v5 may get DISCONNECT 0x81 first)."""
+    r = raw(proto)
+    r.connect("utf8")
+    r.publish(b"a/\xff\xfe", b"x")
+    assert_closed(r, proto, v5_reasons=(0x81,))
+    healthy(broker, proto)
+
+
+def test_huge_declared_length_closed_without_buffering(broker, raw, proto):
+    """A PUBLISH that declares a remaining length of 250 MB (far above the 4 MB default
+    MaxMessageSize) is refused from its fixed header: the connection is closed within 2 s while
+    the client has sent only a few bytes of body, and the broker's RSS does not grow by more
+    than 4 MB (it did not allocate or read the body). v5 may get DISCONNECT 0x95 first."""
+    r = raw(proto)
+    r.connect("liar")
+    rss_before = broker.rss_kb()
+    declared = 250 * 1024 * 1024
+    r.send(b"\x30" + m.varint(declared) + b"\x00\x01a" + b"x" * 100)  # PUBLISH "a", 100 B
+    start = time.monotonic()
+    assert_closed(r, proto, v5_reasons=(0x95,))
+    assert time.monotonic() - start < 2
+    assert broker.rss_kb() - rss_before < 4 * 1024
+    healthy(broker, proto)
+
+
+@v5_only_on_ironsight("Mosquitto 2.0.11 closes without sending DISCONNECT 0x82")
+@pytest.mark.parametrize("bad", ["a/#/b", "a+/b", "$share/g"])
+def test_subscribe_invalid_filter_is_protocol_error(broker, raw, proto, bad):
+    """SUBSCRIBE with a valid filter and a malformed one (`#` not last [MQTT-4.7.1-1], `+` not a
+    whole level [MQTT-4.7.1-2], a share without a filter [MQTT-4.8.2-2]): a protocol error, so
+    v5 gets DISCONNECT 0x82 and the close, v3.1.1 the close [MQTT-4.13.1-1]."""
+    r = raw(proto)
+    r.connect("badfilter")
+    r.send(m.subscribe(1, [("ok/t", m.sub_options(1)), (bad, m.sub_options(0))], proto))
+    assert_disconnect(r, proto, 0x82)
+    healthy(broker, proto)
+
+
+def flood_subscriptions(r, n):
+    """Pipeline n SUBSCRIBE packets (one filter each, ids 1..n), then read the n SUBACKs and
+    return their reason codes in packet id order."""
+    r.send(b"".join(m.subscribe(i, [(f"flood/{i}", m.sub_options(1))], r.version)
+                    for i in range(1, n + 1)))
+    acks = [r.expect(m.SUBACK, timeout=10) for _ in range(n)]
+    assert [a.packet_id for a in acks] == list(range(1, n + 1))
+    return [a.reasons[0] for a in acks]
+
+
+@pytest.mark.broker_config(max_subscriptions=100)
+def test_subscription_flood_keeps_broker_bounded(broker, raw, proto):
+    """2,000 SUBSCRIBEs pipelined by one client, with MaxSubscriptionsPerSession 100: every
+    one is answered by a SUBACK (granted QoS 1 or refused with 0x80 and above), the broker's RSS
+    grows by less than 16 MB, and it still serves a healthy client."""
+    r = raw(proto)
+    r.connect("flooder")
+    rss_before = broker.rss_kb()
+    reasons = flood_subscriptions(r, 2000)
+    assert all(x == 1 or x >= 0x80 for x in reasons)
+    assert broker.rss_kb() - rss_before < 16 * 1024
+    healthy(broker, proto)
+
+
+@pytest.mark.ironsight_only(reason="Mosquitto has no per-session subscription limit")
+@pytest.mark.broker_config(max_subscriptions=100)
+def test_subscriptions_over_session_limit_refused(broker, raw, proto):
+    """MaxSubscriptionsPerSession 100: of 2,000 pipelined SUBSCRIBEs the first 100 are granted
+    and the rest refused, v5 with 0x97 (Quota exceeded), v3.1.1 with 0x80 (Failure); the
+    connection stays up."""
+    r = raw(proto)
+    r.connect("flooder")
+    reasons = flood_subscriptions(r, 2000)
+    assert reasons[:100] == [1] * 100
+    assert reasons[100:] == [0x97 if proto == V5 else 0x80] * 1900
+    r.send(m.pingreq())
+    r.expect(m.PINGRESP)
+    healthy(broker, proto)
+
+
+@pytest.mark.broker_config(max_messages=100)
+def test_slow_consumer_does_not_grow_broker_unbounded(broker, raw, client, proto):
+    """A client subscribes at QoS 0 and never reads (4 KB receive buffer) while 20 MB (320 x
+    64 KB) are published to its topic. With MaxMessages 100 the broker must drop rather than
+    buffer: all 320 publishes complete within 30 s (the publisher is not stalled), another
+    client is served meanwhile, and RSS grows by less than 14 MB, well under 20 MB."""
+    slow = raw(proto, rcvbuf=4096)
+    slow.connect("never-reads")
+    slow.subscribe([("slow/t", m.sub_options(0))])
+    rss_before = broker.rss_kb()
+    pub = client(proto, "pub")
+    chunk = b"z" * (64 * 1024)
+    done = threading.Event()
+
+    def publish_all():
+        for _ in range(320):
+            pub.publish("slow/t", chunk, 0, timeout=30)
+        done.set()
+
+    t = threading.Thread(target=publish_all, daemon=True)
+    t.start()
+    healthy(broker, proto)
+    wait_for(done.is_set, timeout=30, message="320 publishes of 64 KB")
+    t.join(5)
+    healthy(broker, proto)
+    growth_kb = broker.rss_kb() - rss_before
+    assert growth_kb < 14 * 1024, f"RSS grew by {growth_kb} kB"
