@@ -12,7 +12,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::packet::{begin_packet, packet_len, packet_type, PacketId, ProtocolVersion, QoS};
+use crate::packet::{packet_len, packet_type, PacketId, ProtocolVersion, QoS};
 use crate::properties::{
     block_len, opt_len, property_id as id, put_block_len, put_opt, unexpected, MessageProperties,
     PropertyReader,
@@ -98,16 +98,24 @@ impl Publish {
     }
 
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
+        out.reserve(self.encoded_len(version));
+        self.encode_header(version, out);
+        out.put_slice(&self.payload);
+    }
+
+    /// Writes the whole packet but the payload, whose length the remaining length still counts:
+    /// for a broker that sends a large payload from the message's own buffer instead of copying
+    /// it once per subscriber.
+    pub fn encode_header(&self, version: ProtocolVersion, out: &mut BytesMut) {
         let properties_len = if version.is_v5() {
             self.properties.encoded_len()
         } else {
             0
         };
-        begin_packet(
-            out,
-            self.first_byte(),
-            self.remaining_len(version, properties_len),
-        );
+        let remaining = self.remaining_len(version, properties_len);
+        out.reserve(packet_len(remaining) - self.payload.len());
+        out.put_u8(self.first_byte());
+        varint::write(out, remaining);
         put_string(out, &self.topic);
         if self.qos != QoS::AtMostOnce {
             let packet_id = self
@@ -119,7 +127,6 @@ impl Publish {
             put_block_len(out, properties_len);
             self.properties.encode(out);
         }
-        out.put_slice(&self.payload);
     }
 
     pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
@@ -482,6 +489,22 @@ mod tests {
             decode(&[0b0011_0010, 4, 0x00, 0x01, b't', 0x01], V3), // half a packet id
             Err(DecodeError::UnexpectedEnd)
         );
+    }
+
+    /// Proves the header written without the payload is exactly the packet's prefix.
+    #[test]
+    fn encode_header_is_the_packet_without_its_payload() {
+        let mut p = qos0("a/b", b"payload bytes");
+        p.qos = QoS::AtLeastOnce;
+        p.packet_id = PacketId::new(7);
+        for version in [ProtocolVersion::V3_1_1, ProtocolVersion::V5] {
+            let mut whole = BytesMut::new();
+            p.encode(version, &mut whole);
+            let mut header = BytesMut::new();
+            p.encode_header(version, &mut header);
+            assert_eq!(header.len() + p.payload.len(), whole.len());
+            assert_eq!(&whole[..header.len()], &header[..]);
+        }
     }
 
     /// Proves Debug shows the topic and payload length, never the payload bytes.

@@ -19,6 +19,7 @@ use super::Shard;
 use crate::conn::{ConnId, ConnState, Connection};
 use crate::delivery::{Enqueued, InflightState, Outgoing, SubIds};
 use crate::message::SharedMessage;
+use crate::outbuf::SHARED_PAYLOAD_MIN;
 use crate::routing::{delivery_qos, share_filter, ShardMsg, ShareKey};
 use crate::session::SessionIdx;
 
@@ -356,8 +357,7 @@ impl Shard {
         if out.qos != QoS::AtMostOnce {
             publish.packet_id = Some(self.sessions[session as usize].delivery().start(out));
         }
-        let c = &mut self.conns[conn as usize];
-        publish.encode(c.protocol, c.out.tail());
+        write_publish(&mut self.conns[conn as usize], &publish);
         self.stats.messages_sent += 1;
         self.mark_dirty(conn);
     }
@@ -418,7 +418,7 @@ impl Shard {
                     // Aliases do not survive a connection, and a resend must not depend on one.
                     let mut publish = publish_packet(c, out, Some(entry.pid), true, now, 0);
                     publish.properties.topic_alias = None;
-                    publish.encode(c.protocol, c.out.tail());
+                    write_publish(c, &publish);
                 }
             }
         }
@@ -479,6 +479,17 @@ fn publish_packet(
         }
     }
     publish
+}
+
+/// Encodes a PUBLISH into the connection's output; a large payload is appended as the message's
+/// own buffer rather than copied for every subscriber.
+fn write_publish(c: &mut Connection, publish: &Publish) {
+    if publish.payload.len() >= SHARED_PAYLOAD_MIN {
+        publish.encode_header(c.protocol, c.out.tail());
+        c.out.push_shared(publish.payload.clone());
+    } else {
+        publish.encode(c.protocol, c.out.tail());
+    }
 }
 
 /// Records a newly assigned outbound alias once the PUBLISH that announces it is certain to go.

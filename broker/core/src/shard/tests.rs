@@ -1478,3 +1478,26 @@ fn acknowledgements_keep_publish_order_while_waiting_for_other_shards() {
         ]
     );
 }
+
+#[test]
+fn large_payloads_arrive_whole_to_every_subscriber() {
+    let mut b = Broker::new(1);
+    let (mut s1, _) = b.connect(connect("s1", V311, true));
+    let (mut s2, _) = b.connect(connect("s2", V5, true));
+    let (mut p, _) = b.connect(connect("p", V5, true));
+    b.subscribe(&mut s1, &[("big", opts(QoS::AtLeastOnce))]);
+    b.subscribe(&mut s2, &[("big", opts(QoS::AtMostOnce))]);
+    let payload: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+    b.send(
+        &mut p,
+        Packet::Publish(publish("big", &payload, QoS::AtLeastOnce, Some(1))),
+    );
+    b.send(
+        &mut p,
+        Packet::Publish(publish("big", b"small after", QoS::AtLeastOnce, Some(2))),
+    );
+    for s in [&mut s1, &mut s2] {
+        let got = b.publishes(s);
+        assert_eq!(payloads(&got), [&payload[..], b"small after"]);
+    }
+}
