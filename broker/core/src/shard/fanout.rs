@@ -10,16 +10,13 @@
 
 use std::time::Instant;
 
-use ironsight_codec::{
-    ByteString, MessageProperties, Packet, PacketId, PubResponse, Publish, PublishProperties, QoS,
-    ReasonCode, ReasonProperties,
-};
+use ironsight_codec::{Packet, PubResponse, QoS, ReasonCode, ReasonProperties};
 
+use super::encode::{commit_alias, publish_packet, write_publish, write_template, Templates};
 use super::Shard;
-use crate::conn::{ConnId, ConnState, Connection};
+use crate::conn::{ConnId, ConnState};
 use crate::delivery::{Enqueued, InflightState, Outgoing, SubIds};
 use crate::message::SharedMessage;
-use crate::outbuf::SHARED_PAYLOAD_MIN;
 use crate::routing::{delivery_qos, share_filter, ShardMsg, ShareKey};
 use crate::session::SessionIdx;
 
@@ -45,6 +42,7 @@ pub(super) struct Scratch {
     stamp: u64,
     targets: Vec<Target>,
     routes: Vec<Route>,
+    templates: Templates,
 }
 
 /// What a publisher is told (v5 PUBACK/PUBREC reason).
@@ -183,6 +181,7 @@ impl Shard {
             matched: !targets.is_empty(),
             ..Outcome::default()
         };
+        self.fanout.templates.begin(msg);
         for t in targets.drain(..) {
             let out = Outgoing {
                 msg: msg.clone(),
@@ -193,6 +192,7 @@ impl Shard {
             };
             outcome.rejected |= self.deliver(now, t.session, out) == Delivered::Rejected;
         }
+        self.fanout.templates.end();
         self.fanout.targets = targets;
         outcome
     }
@@ -346,20 +346,33 @@ impl Shard {
     /// ([MQTT-3.1.2-25]).
     fn transmit(&mut self, conn: ConnId, session: SessionIdx, out: Outgoing, now: Instant) {
         let aliases_max = self.settings.broker.outbound_aliases_max;
-        let c = &mut self.conns[conn as usize];
-        let mut publish = publish_packet(c, &out, None, false, now, aliases_max);
-        if publish.encoded_len(c.protocol) > c.client.packet_size_max as usize {
-            tracing::debug!(conn, topic = %out.msg.topic, "message exceeds the client's maximum packet size; dropped");
-            self.stats.messages_oversize += 1;
-            return;
+        let c = &self.conns[conn as usize];
+        if self.fanout.templates.applies(c, &out, aliases_max) {
+            let (bytes, pid_at) = self.fanout.templates.get(c, &out, now);
+            if bytes.len() > c.client.packet_size_max as usize {
+                return self.drop_oversize(conn, &out);
+            }
+            let pid = (out.qos != QoS::AtMostOnce)
+                .then(|| self.sessions[session as usize].delivery().start(out));
+            write_template(&mut self.conns[conn as usize], bytes, pid_at, pid);
+        } else {
+            let mut publish = publish_packet(c, &out, None, false, now, aliases_max);
+            if publish.encoded_len(c.protocol) > c.client.packet_size_max as usize {
+                return self.drop_oversize(conn, &out);
+            }
+            commit_alias(&mut self.conns[conn as usize], &out.msg.topic, &publish);
+            if out.qos != QoS::AtMostOnce {
+                publish.packet_id = Some(self.sessions[session as usize].delivery().start(out));
+            }
+            write_publish(&mut self.conns[conn as usize], &publish);
         }
-        commit_alias(c, &out.msg.topic, &publish);
-        if out.qos != QoS::AtMostOnce {
-            publish.packet_id = Some(self.sessions[session as usize].delivery().start(out));
-        }
-        write_publish(&mut self.conns[conn as usize], &publish);
         self.stats.messages_sent += 1;
         self.mark_dirty(conn);
+    }
+
+    fn drop_oversize(&mut self, conn: ConnId, out: &Outgoing) {
+        tracing::debug!(conn, topic = %out.msg.topic, "message exceeds the client's maximum packet size; dropped");
+        self.stats.messages_oversize += 1;
     }
 
     /// Moves queued messages to the connection while the window and the send buffer allow.
@@ -424,79 +437,6 @@ impl Shard {
         }
         if !d.inflight.is_empty() {
             self.mark_dirty(conn);
-        }
-    }
-}
-
-/// The PUBLISH a delivery becomes on this connection: v5 gets the passed-through properties,
-/// the expiry left, the subscription ids, and a topic alias when the client allows them.
-fn publish_packet(
-    c: &Connection,
-    out: &Outgoing,
-    pid: Option<PacketId>,
-    dup: bool,
-    now: Instant,
-    aliases_max: u16,
-) -> Publish {
-    let msg = &out.msg;
-    let mut publish = Publish {
-        dup,
-        qos: out.qos,
-        retain: out.retain,
-        topic: msg.topic.clone(),
-        packet_id: pid,
-        properties: PublishProperties::default(),
-        payload: msg.payload.clone(),
-    };
-    if !c.is_v5() {
-        return publish;
-    }
-    publish.properties = PublishProperties {
-        message: MessageProperties {
-            message_expiry_interval_s: msg.remaining_expiry_s(now),
-            ..msg.properties.clone()
-        },
-        topic_alias: None,
-        subscription_identifiers: out.sub_ids.as_slice().to_vec(),
-    };
-    let alias_max = c.client.topic_alias_max.min(aliases_max);
-    if alias_max > 0 {
-        let known = c
-            .aliases
-            .as_ref()
-            .and_then(|a| a.outbound.get(&msg.topic).copied());
-        match known {
-            Some(alias) => {
-                publish.topic = ByteString::new();
-                publish.properties.topic_alias = Some(alias);
-            }
-            None => {
-                let used = c.aliases.as_ref().map_or(0, |a| a.outbound.len());
-                if used < usize::from(alias_max) {
-                    publish.properties.topic_alias = std::num::NonZeroU16::new(used as u16 + 1);
-                }
-            }
-        }
-    }
-    publish
-}
-
-/// Encodes a PUBLISH into the connection's output; a large payload is appended as the message's
-/// own buffer rather than copied for every subscriber.
-fn write_publish(c: &mut Connection, publish: &Publish) {
-    if publish.payload.len() >= SHARED_PAYLOAD_MIN {
-        publish.encode_header(c.protocol, c.out.tail());
-        c.out.push_shared(publish.payload.clone());
-    } else {
-        publish.encode(c.protocol, c.out.tail());
-    }
-}
-
-/// Records a newly assigned outbound alias once the PUBLISH that announces it is certain to go.
-fn commit_alias(c: &mut Connection, topic: &ByteString, publish: &Publish) {
-    if let Some(alias) = publish.properties.topic_alias {
-        if !publish.topic.is_empty() {
-            c.aliases().outbound.insert(topic.clone(), alias);
         }
     }
 }

@@ -12,6 +12,7 @@
 
 mod acks;
 mod connect;
+mod encode;
 mod fanout;
 mod input;
 mod lifecycle;

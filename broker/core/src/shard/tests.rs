@@ -1501,3 +1501,43 @@ fn large_payloads_arrive_whole_to_every_subscriber() {
         assert_eq!(payloads(&got), [&payload[..], b"small after"]);
     }
 }
+
+#[test]
+fn fanout_copies_one_encoding_with_each_subscribers_packet_id() {
+    let mut b = Broker::new(1);
+    let (mut s1, _) = b.connect(connect("s1", V311, true));
+    let (mut s2, _) = b.connect(connect("s2", V311, true));
+    let (mut s3, _) = b.connect(connect("s3", V5, true));
+    let (mut p, _) = b.connect(connect("p", V5, true));
+    b.subscribe(
+        &mut s1,
+        &[
+            ("t", opts(QoS::AtLeastOnce)),
+            ("first", opts(QoS::AtLeastOnce)),
+        ],
+    );
+    b.subscribe(&mut s2, &[("t", opts(QoS::AtLeastOnce))]);
+    b.subscribe(&mut s3, &[("t", opts(QoS::AtLeastOnce))]);
+    b.send(
+        &mut p,
+        Packet::Publish(publish("first", b"0", QoS::AtLeastOnce, Some(1))),
+    );
+    b.send(
+        &mut p,
+        Packet::Publish(publish("t", b"shared bytes", QoS::AtLeastOnce, Some(2))),
+    );
+    let got1 = b.publishes(&mut s1);
+    let (got2, got3) = (b.publishes(&mut s2), b.publishes(&mut s3));
+    assert_eq!(
+        got1[1].packet_id,
+        NonZeroU16::new(2),
+        "s1 already had id 1 in flight"
+    );
+    assert_eq!(got2[0].packet_id, NonZeroU16::new(1));
+    for got in [&got1[1], &got2[0], &got3[0]] {
+        assert_eq!(
+            (&*got.topic, &got.payload[..], got.qos),
+            ("t", &b"shared bytes"[..], QoS::AtLeastOnce)
+        );
+    }
+}
