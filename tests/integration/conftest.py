@@ -76,7 +76,7 @@ def broker(request, tmp_path):
     try:
         yield b
     finally:
-        died = b.proc is not None and not b.alive()
+        died = b.proc is not None and not b.alive() and not b.stopped_by_us
         code = b.proc.returncode if died else None
         b.stop()
     assert not died, f"the broker died during the test (exit status {code})"
