@@ -89,8 +89,8 @@ pub enum QueueBehavior {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Enqueued {
     Accepted,
-    /// Accepted by dropping the oldest queued message.
-    DiscardedOldest,
+    /// Accepted by dropping the oldest queued message (its id).
+    DiscardedOldest(u64),
     Rejected,
 }
 
@@ -128,9 +128,9 @@ impl Delivery {
         }
         match behavior {
             QueueBehavior::DiscardOldMessages if !self.queue.is_empty() => {
-                self.queue.pop_front();
+                let oldest = self.queue.pop_front().expect("not empty");
                 self.queue.push_back(out);
-                Enqueued::DiscardedOldest
+                Enqueued::DiscardedOldest(oldest.msg.id)
             }
             _ => Enqueued::Rejected,
         }
@@ -184,23 +184,19 @@ impl Delivery {
             .expect("a QoS 1 entry holds its message until PUBACK"))
     }
 
-    /// PUBREC: the receiver owns the message; it stays in flight until PUBCOMP. A PUBREC with an
-    /// error reason ends the flow ([MQTT-4.3.3-?]: the sender treats it as delivered).
-    pub fn pubrec(&mut self, pid: PacketId, accepted: bool) -> Result<(), AckError> {
+    /// PUBREC: the receiver owns the message, which is returned; the id stays in flight until
+    /// PUBCOMP. A PUBREC with an error reason ends the flow (the sender treats it as delivered).
+    /// A duplicate PUBREC returns `None` (it is answered with PUBREL again).
+    pub fn pubrec(&mut self, pid: PacketId, accepted: bool) -> Result<Option<Outgoing>, AckError> {
         let at = self.position(pid).ok_or(AckError::UnknownPacketId)?;
         match self.inflight[at].state {
             InflightState::AwaitingPubRec if accepted => {
                 let entry = &mut self.inflight[at];
                 entry.state = InflightState::AwaitingPubComp;
-                entry.out = None;
-                Ok(())
+                Ok(entry.out.take())
             }
-            InflightState::AwaitingPubRec => {
-                self.inflight.remove(at);
-                Ok(())
-            }
-            // A duplicate PUBREC: answer it with PUBREL again.
-            InflightState::AwaitingPubComp => Ok(()),
+            InflightState::AwaitingPubRec => Ok(self.inflight.remove(at).and_then(|e| e.out)),
+            InflightState::AwaitingPubComp => Ok(None),
             InflightState::AwaitingPubAck => Err(AckError::WrongState),
         }
     }
@@ -332,7 +328,7 @@ mod tests {
                 3,
                 QueueBehavior::DiscardOldMessages
             ),
-            Enqueued::DiscardedOldest
+            Enqueued::DiscardedOldest(0)
         );
         assert_eq!(payloads(&d), [4]);
     }
@@ -349,7 +345,7 @@ mod tests {
             "acks may come out of order"
         );
         assert_eq!(d.puback(b).unwrap_err(), AckError::UnknownPacketId);
-        assert_eq!(d.pubrec(a, true), Err(AckError::WrongState));
+        assert_eq!(d.pubrec(a, true).unwrap_err(), AckError::WrongState);
         assert!(d.puback(a).is_ok());
         assert!(d.is_idle());
     }
@@ -360,10 +356,15 @@ mod tests {
         let pid = d.start(out(0, QoS::ExactlyOnce));
         assert_eq!(d.puback(pid).unwrap_err(), AckError::WrongState);
         assert_eq!(d.pubcomp(pid), Err(AckError::WrongState));
-        d.pubrec(pid, true).unwrap();
+        assert!(
+            d.pubrec(pid, true).unwrap().is_some(),
+            "the receiver takes the message"
+        );
         assert!(d.inflight[0].out.is_none());
-        d.pubrec(pid, true)
-            .expect("a duplicate PUBREC is answered again");
+        assert!(
+            d.pubrec(pid, true).unwrap().is_none(),
+            "a duplicate PUBREC is answered again"
+        );
         d.pubcomp(pid).unwrap();
         assert!(d.is_idle());
     }
@@ -372,7 +373,7 @@ mod tests {
     fn failed_pubrec_ends_the_flow() {
         let mut d = Delivery::default();
         let pid = d.start(out(0, QoS::ExactlyOnce));
-        d.pubrec(pid, false).unwrap();
+        assert!(d.pubrec(pid, false).unwrap().is_some());
         assert!(d.inflight.is_empty());
     }
 

@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`topic`]: topic name and filter rules, shared-subscription parsing.
 //! - [`tree`]: the topic trie (filters matched by topics, topics matched by filters).
+//! - [`journal`]: where a durable store plugs in: every change to durable state, in order.
 //! - [`message`]: the application message, shared by every queue that holds it.
 //! - [`delivery`]: a session's queue, in-flight window and inbound QoS 2 state.
 //! - [`outbuf`]: bytes waiting for a socket, small packets coalesced, large payloads shared.
@@ -23,6 +24,7 @@
 
 pub mod conn;
 pub mod delivery;
+pub mod journal;
 pub mod message;
 pub mod outbuf;
 pub mod policy;

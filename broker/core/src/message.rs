@@ -17,6 +17,11 @@ pub fn session_uid(shard: u16, generation: u32) -> SessionUid {
     (u64::from(shard) << SHARD_SHIFT) | u64::from(generation)
 }
 
+/// A message id unique in the broker: the shard's `n`-th message.
+pub fn message_id(shard: u16, n: u64) -> u64 {
+    (u64::from(shard) << SHARD_SHIFT) | (n & ((1 << SHARD_SHIFT) - 1))
+}
+
 pub struct Message {
     pub topic: ByteString,
     pub payload: Bytes,
@@ -29,6 +34,8 @@ pub struct Message {
     pub properties: MessageProperties,
     pub expires_at: Option<Instant>,
     pub origin: SessionUid,
+    /// Unique in the broker (the publishing shard in the high bits), for the journal.
+    pub id: u64,
 }
 
 pub type SharedMessage = Arc<Message>;
@@ -55,6 +62,7 @@ impl Message {
             properties,
             expires_at,
             origin,
+            id: 0,
         }
     }
 

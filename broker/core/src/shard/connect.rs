@@ -250,6 +250,7 @@ impl Shard {
             server_keep_alive_s: server_keepalive,
             ..ConnAckProperties::default()
         };
+        self.journal_session(session);
         let connack = ConnAck {
             session_present: present,
             reason_code: ReasonCode::Success,

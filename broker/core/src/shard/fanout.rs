@@ -16,6 +16,7 @@ use super::encode::{commit_alias, publish_packet, write_publish, write_template,
 use super::Shard;
 use crate::conn::{ConnId, ConnState};
 use crate::delivery::{Enqueued, InflightState, Outgoing, SubIds};
+use crate::journal::Record;
 use crate::message::SharedMessage;
 use crate::routing::{delivery_qos, share_filter, ShardMsg, ShareKey};
 use crate::session::SessionIdx;
@@ -124,13 +125,26 @@ impl Shard {
     /// Keeps the retained store's copy of a topic up to date ([MQTT-3.3.1-5], [MQTT-3.3.1-6]).
     pub(super) fn store_retained(&mut self, msg: &SharedMessage) {
         if msg.payload.is_empty() {
-            self.retained.remove(&msg.topic);
+            if self.retained.remove(&msg.topic).is_some() {
+                self.journal.record(Record::Retained {
+                    topic: &msg.topic,
+                    message: None,
+                });
+            }
             return;
         }
         if let Some(stored) = self.retained.get_mut(&msg.topic) {
             *stored = msg.clone();
+            self.journal.record(Record::Retained {
+                topic: &msg.topic,
+                message: Some(msg),
+            });
         } else if self.retained.len() < self.settings.broker.retained_max {
             self.retained.get_or_insert_with(&msg.topic, || msg.clone());
+            self.journal.record(Record::Retained {
+                topic: &msg.topic,
+                message: Some(msg),
+            });
         } else {
             tracing::warn!(topic = %msg.topic, max = self.retained.len(), "retained store full; message not retained");
         }
@@ -296,30 +310,48 @@ impl Shard {
         }
         let s = &self.sessions[session as usize];
         let queue_empty = s.delivery.as_ref().is_none_or(|d| d.queue.is_empty());
-        match s.conn {
+        let conn = s.conn;
+        if conn.is_none() && out.qos == QoS::AtMostOnce {
+            // QoS 0 is not kept for disconnected sessions (the spec leaves it to the server).
+            self.stats.messages_dropped_offline += 1;
+            return Delivered::Dropped;
+        }
+        let journaled = (out.qos != QoS::AtMostOnce && self.durable(session))
+            .then(|| (out.msg.clone(), out.qos));
+        let delivered = match conn {
             Some(conn) if queue_empty && self.can_send(conn, session, out.qos) => {
-                self.transmit(conn, session, out, now);
-                Delivered::Sent
-            }
-            None if out.qos == QoS::AtMostOnce => {
-                // QoS 0 is not kept for disconnected sessions (the spec leaves it to the server).
-                self.stats.messages_dropped_offline += 1;
-                Delivered::Dropped
-            }
-            _ => {
-                let s = &mut self.sessions[session as usize];
-                let (max, behavior) = (s.queue_max as usize, s.queue_behavior);
-                match s.delivery().enqueue(out, max, behavior) {
-                    Enqueued::Accepted => Delivered::Queued,
-                    Enqueued::DiscardedOldest => {
-                        self.stats.messages_discarded += 1;
-                        Delivered::Queued
-                    }
-                    Enqueued::Rejected => {
-                        self.stats.messages_rejected += 1;
-                        Delivered::Rejected
-                    }
+                if self.transmit(conn, session, out, now) {
+                    Delivered::Sent
+                } else {
+                    Delivered::Dropped
                 }
+            }
+            _ => self.enqueue(session, out),
+        };
+        if let (Some((msg, qos)), Delivered::Sent | Delivered::Queued) = (journaled, delivered) {
+            let client_id = &self.sessions[session as usize].client_id;
+            self.journal.record(Record::Stored {
+                client_id,
+                message: &msg,
+                qos,
+            });
+        }
+        delivered
+    }
+
+    fn enqueue(&mut self, session: SessionIdx, out: Outgoing) -> Delivered {
+        let s = &mut self.sessions[session as usize];
+        let (max, behavior) = (s.queue_max as usize, s.queue_behavior);
+        match s.delivery().enqueue(out, max, behavior) {
+            Enqueued::Accepted => Delivered::Queued,
+            Enqueued::DiscardedOldest(id) => {
+                self.stats.messages_discarded += 1;
+                self.journal_released(session, id);
+                Delivered::Queued
+            }
+            Enqueued::Rejected => {
+                self.stats.messages_rejected += 1;
+                Delivered::Rejected
             }
         }
     }
@@ -344,13 +376,14 @@ impl Shard {
     /// Writes a delivery to the connection, entering it in the in-flight window for QoS > 0.
     /// A message larger than the client's Maximum Packet Size is dropped for this client only
     /// ([MQTT-3.1.2-25]).
-    fn transmit(&mut self, conn: ConnId, session: SessionIdx, out: Outgoing, now: Instant) {
+    fn transmit(&mut self, conn: ConnId, session: SessionIdx, out: Outgoing, now: Instant) -> bool {
         let aliases_max = self.settings.broker.outbound_aliases_max;
         let c = &self.conns[conn as usize];
         if self.fanout.templates.applies(c, &out, aliases_max) {
             let (bytes, pid_at) = self.fanout.templates.get(c, &out, now);
             if bytes.len() > c.client.packet_size_max as usize {
-                return self.drop_oversize(conn, &out);
+                self.drop_oversize(conn, &out);
+                return false;
             }
             let pid = (out.qos != QoS::AtMostOnce)
                 .then(|| self.sessions[session as usize].delivery().start(out));
@@ -358,7 +391,8 @@ impl Shard {
         } else {
             let mut publish = publish_packet(c, &out, None, false, now, aliases_max);
             if publish.encoded_len(c.protocol) > c.client.packet_size_max as usize {
-                return self.drop_oversize(conn, &out);
+                self.drop_oversize(conn, &out);
+                return false;
             }
             commit_alias(&mut self.conns[conn as usize], &out.msg.topic, &publish);
             if out.qos != QoS::AtMostOnce {
@@ -368,6 +402,7 @@ impl Shard {
         }
         self.stats.messages_sent += 1;
         self.mark_dirty(conn);
+        true
     }
 
     fn drop_oversize(&mut self, conn: ConnId, out: &Outgoing) {
@@ -386,8 +421,10 @@ impl Shard {
             };
             let Some(front) = d.queue.front() else { break };
             if front.msg.is_expired(now) {
+                let id = front.msg.id;
                 d.queue.pop_front();
                 self.stats.messages_expired += 1;
+                self.journal_released(session, id);
                 continue;
             }
             let qos = front.qos;
@@ -399,7 +436,10 @@ impl Shard {
                 .as_mut()
                 .expect("checked above");
             let out = d.queue.pop_front().expect("checked above");
-            self.transmit(conn, session, out, now);
+            let id = out.msg.id;
+            if !self.transmit(conn, session, out, now) {
+                self.journal_released(session, id);
+            }
         }
         self.sessions[session as usize].shrink();
     }

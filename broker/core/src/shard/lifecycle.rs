@@ -11,6 +11,7 @@ use ironsight_codec::{Disconnect, DisconnectProperties, Packet, ReasonCode};
 
 use super::{Shard, Timer};
 use crate::conn::{ConnId, ConnState, InBuf};
+use crate::journal::Record;
 use crate::message::Message;
 use crate::session::{SessionIdx, Will, EXPIRY_NEVER};
 
@@ -60,9 +61,14 @@ impl Shard {
         s.conn = None;
         match kind {
             CloseKind::Shutdown => return,
-            CloseKind::Clean => s.will = None,
+            CloseKind::Clean => {
+                if s.will.take().is_some() {
+                    self.journal_session(session);
+                }
+            }
             CloseKind::Abrupt | CloseKind::ServerInitiated | CloseKind::TakenOver => {}
         }
+        let s = &mut self.sessions[session as usize];
         let ends = s.expiry_s == 0 && kind != CloseKind::TakenOver;
         let will_now = s.will.as_ref().is_some_and(|w| w.delay_s == 0 || ends);
         if will_now {
@@ -104,6 +110,8 @@ impl Shard {
         if let Some(will) = s.will.take() {
             self.publish_will(session, *will, now);
         }
+        let client_id = &self.sessions[session as usize].client_id;
+        self.journal.record(Record::SessionEnded { client_id });
         let subscriptions = std::mem::take(&mut self.sessions[session as usize].subscriptions);
         for sub in &subscriptions {
             self.drop_subscription(session, sub, now);
@@ -114,7 +122,8 @@ impl Shard {
     pub(super) fn publish_will(&mut self, session: SessionIdx, will: Will, now: Instant) {
         let origin = self.sessions[session as usize].uid(self.id);
         tracing::debug!(topic = %will.topic, "publishing will");
-        let msg = Message::new(
+        self.journal_session(session); // the will is gone
+        let mut msg = Message::new(
             now,
             will.topic,
             will.payload,
@@ -123,6 +132,7 @@ impl Shard {
             will.properties,
             origin,
         );
+        msg.id = self.next_message_id();
         self.stats.wills_published += 1;
         self.route(now, std::sync::Arc::new(msg), None);
     }
@@ -148,6 +158,7 @@ impl Shard {
             }
             let max = self.conns[conn as usize].session_expiry_max_s;
             self.sessions[session as usize].expiry_s = expiry.min(max);
+            self.journal_session(session);
         }
         let kind = match disconnect.reason_code {
             ReasonCode::DisconnectWithWillMessage => CloseKind::Abrupt,

@@ -37,6 +37,8 @@ use slab::Slab;
 
 use crate::conn::{ConnId, ConnState, Connection};
 use crate::delivery::ShareId;
+use crate::journal::{Journal, MemoryOnly, Record};
+use crate::message::message_id;
 use crate::message::SharedMessage;
 use crate::outbuf::OutBuf;
 use crate::routing::{Interest, LocalSubs, ShardId, ShardMsg, ShareGroup, ShareKey};
@@ -113,6 +115,8 @@ pub struct Shard {
     /// Counter for client ids the shard assigns.
     next_assigned_id: u64,
     next_generation: u32,
+    next_message_id: u64,
+    journal: Box<dyn Journal>,
     pub stats: Stats,
 }
 
@@ -157,8 +161,15 @@ impl Shard {
             fanout: fanout::Scratch::default(),
             next_assigned_id: 0,
             next_generation: 0,
+            next_message_id: 0,
+            journal: Box::new(MemoryOnly),
             stats: Stats::default(),
         }
+    }
+
+    /// Replaces the journal (the default keeps state in memory only).
+    pub fn set_journal(&mut self, journal: Box<dyn Journal>) {
+        self.journal = journal;
     }
 
     /// The shard that owns sessions of `client_id`.
@@ -319,6 +330,40 @@ impl Shard {
         }
         self.stats.protocol_errors += 1;
         self.close(conn, now, lifecycle::CloseKind::ServerInitiated);
+    }
+
+    fn next_message_id(&mut self) -> u64 {
+        self.next_message_id += 1;
+        message_id(self.id, self.next_message_id)
+    }
+
+    /// Whether the session outlives its connection, so the journal keeps it.
+    fn durable(&self, session: SessionIdx) -> bool {
+        self.sessions[session as usize].expiry_s > 0
+    }
+
+    /// Tells the journal about a durable session's state (its expiry and will).
+    fn journal_session(&mut self, session: SessionIdx) {
+        if !self.durable(session) {
+            return;
+        }
+        let s = &self.sessions[session as usize];
+        self.journal.record(Record::Session {
+            client_id: &s.client_id,
+            expiry_s: s.expiry_s,
+        });
+        self.journal.record(Record::Will {
+            client_id: &s.client_id,
+            will: s.will.as_deref(),
+        });
+    }
+
+    /// Tells the journal that a durable session no longer holds message `id`.
+    fn journal_released(&mut self, session: SessionIdx, id: u64) {
+        if self.durable(session) {
+            let client_id = &self.sessions[session as usize].client_id;
+            self.journal.record(Record::Released { client_id, id });
+        }
     }
 
     fn queue_remote(&mut self, to: ShardId, msg: ShardMsg) {

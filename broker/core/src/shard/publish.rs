@@ -84,7 +84,7 @@ impl Shard {
             properties.message_expiry_interval_s = Some(asked.min(ttl));
         }
         let origin = self.sessions[session as usize].uid(self.id);
-        let msg = Message::new(
+        let mut msg = Message::new(
             now,
             topic,
             publish.payload,
@@ -93,6 +93,7 @@ impl Shard {
             properties,
             origin,
         );
+        msg.id = self.next_message_id();
         // Only a v5 publisher can be told about other shards' subscribers: only it waits for them.
         let token =
             (publish.qos != QoS::AtMostOnce && self.conns[conn as usize].is_v5()).then(|| {
@@ -183,7 +184,10 @@ impl Shard {
             .delivery()
             .puback(response.packet_id)
         {
-            Ok(_) => self.pump(session, now),
+            Ok(out) => {
+                self.journal_released(session, out.msg.id);
+                self.pump(session, now);
+            }
             Err(error) => tracing::debug!(conn, pid = response.packet_id, ?error, "PUBACK ignored"),
         }
     }
@@ -196,8 +200,16 @@ impl Shard {
             .delivery()
             .pubrec(pid, accepted)
         {
-            Ok(()) if accepted => self.send(conn, &Packet::PubRel(ack(pid, ReasonCode::Success))),
-            Ok(()) => self.pump(session, now),
+            Ok(taken) => {
+                if let Some(out) = taken {
+                    self.journal_released(session, out.msg.id);
+                }
+                if accepted {
+                    self.send(conn, &Packet::PubRel(ack(pid, ReasonCode::Success)));
+                } else {
+                    self.pump(session, now);
+                }
+            }
             Err(AckError::UnknownPacketId) => self.send(
                 conn,
                 &Packet::PubRel(ack(pid, ReasonCode::PacketIdentifierNotFound)),

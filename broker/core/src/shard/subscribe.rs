@@ -19,6 +19,7 @@ use ironsight_codec::{
 use super::{Barrier, Shard};
 use crate::conn::ConnId;
 use crate::delivery::{Outgoing, SubIds};
+use crate::journal::Record;
 use crate::policy::Action;
 use crate::routing::{
     share_key, Interest, LocalSub, Member, ShardId, ShardMsg, ShareGroup, ShareInterest, ShareKey,
@@ -185,6 +186,16 @@ impl Shard {
                 (Some(share), announcement)
             }
         };
+        if self.durable(session) {
+            let client_id = &self.sessions[session as usize].client_id;
+            let record = Record::Subscribed {
+                client_id,
+                filter: &f.filter,
+                options: f.options,
+                id,
+            };
+            self.journal.record(record);
+        }
         let sub = Subscription {
             text: (*f.filter).into(),
             options: f.options,
@@ -374,6 +385,13 @@ impl Shard {
             match subs.iter().position(|s| *s.text == **filter) {
                 Some(at) => {
                     let sub = subs.swap_remove(at);
+                    if self.durable(session) {
+                        let client_id = &self.sessions[session as usize].client_id;
+                        self.journal.record(Record::Unsubscribed {
+                            client_id,
+                            filter: &sub.text,
+                        });
+                    }
                     self.drop_subscription(session, &sub, now);
                     codes.push(ReasonCode::Success);
                 }
@@ -438,6 +456,7 @@ impl Shard {
             .map(|d| d.take_shared(share))
             .unwrap_or_default();
         for out in pending {
+            self.journal_released(session, out.msg.id);
             self.deliver_shared(now, &key, &out.msg, 0);
         }
     }
