@@ -62,6 +62,44 @@ pub struct Outgoing {
     pub share: Option<ShareId>,
 }
 
+impl Outgoing {
+    /// This delivery as an [`Offer`] borrowing the message.
+    pub fn offer(&self) -> Offer<'_> {
+        Offer {
+            msg: &self.msg,
+            qos: self.qos,
+            retain: self.retain,
+            sub_ids: self.sub_ids.clone(),
+            share: self.share,
+        }
+    }
+}
+
+/// A delivery about to be made: an [`Outgoing`] that borrows its message. A delivery written
+/// straight to a socket never touches the message's reference count, which every shard
+/// delivering the same message would otherwise contend on; only a delivery that has to wait (in
+/// the queue or the in-flight window) takes a reference, with [`Offer::to_outgoing`].
+#[derive(Debug)]
+pub struct Offer<'a> {
+    pub msg: &'a SharedMessage,
+    pub qos: QoS,
+    pub retain: bool,
+    pub sub_ids: SubIds,
+    pub share: Option<ShareId>,
+}
+
+impl Offer<'_> {
+    pub fn to_outgoing(self) -> Outgoing {
+        Outgoing {
+            msg: self.msg.clone(),
+            qos: self.qos,
+            retain: self.retain,
+            sub_ids: self.sub_ids,
+            share: self.share,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InflightState {
     AwaitingPubAck,

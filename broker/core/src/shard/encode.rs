@@ -16,7 +16,7 @@ use ironsight_codec::{
 };
 
 use crate::conn::Connection;
-use crate::delivery::{Outgoing, SubIds};
+use crate::delivery::{Offer, SubIds};
 use crate::message::SharedMessage;
 use crate::outbuf::SHARED_PAYLOAD_MIN;
 
@@ -24,7 +24,7 @@ use crate::outbuf::SHARED_PAYLOAD_MIN;
 /// the expiry left, the subscription ids, and a topic alias when the client allows them.
 pub(super) fn publish_packet(
     c: &Connection,
-    out: &Outgoing,
+    out: &Offer<'_>,
     pid: Option<PacketId>,
     dup: bool,
     now: Instant,
@@ -124,8 +124,8 @@ impl Templates {
     }
 
     /// Whether this delivery's bytes are the same for every connection of its protocol.
-    pub(super) fn applies(&self, c: &Connection, out: &Outgoing, aliases_max: u16) -> bool {
-        self.msg.as_ref().is_some_and(|m| Arc::ptr_eq(m, &out.msg))
+    pub(super) fn applies(&self, c: &Connection, out: &Offer<'_>, aliases_max: u16) -> bool {
+        self.msg.as_ref().is_some_and(|m| Arc::ptr_eq(m, out.msg))
             && out.sub_ids == SubIds::None
             && out.msg.payload.len() < SHARED_PAYLOAD_MIN
             && !(c.is_v5() && c.client.topic_alias_max.min(aliases_max) > 0)
@@ -133,7 +133,7 @@ impl Templates {
 
     /// The encoded bytes of `out` for connections like `c` (built on first use), and where
     /// the packet id goes.
-    pub(super) fn get(&mut self, c: &Connection, out: &Outgoing, now: Instant) -> (&[u8], usize) {
+    pub(super) fn get(&mut self, c: &Connection, out: &Offer<'_>, now: Instant) -> (&[u8], usize) {
         let v5 = c.is_v5();
         let at = self
             .variants

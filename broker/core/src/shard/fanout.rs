@@ -15,7 +15,7 @@ use ironsight_codec::{Packet, PubResponse, QoS, ReasonCode, ReasonProperties};
 use super::encode::{commit_alias, publish_packet, write_publish, write_template, Templates};
 use super::Shard;
 use crate::conn::{ConnId, ConnState};
-use crate::delivery::{Enqueued, InflightState, Outgoing, SubIds};
+use crate::delivery::{Enqueued, InflightState, Offer, Outgoing, SubIds};
 use crate::journal::Record;
 use crate::message::SharedMessage;
 use crate::routing::{delivery_qos, share_filter, ShardMsg, ShareKey};
@@ -197,14 +197,14 @@ impl Shard {
         };
         self.fanout.templates.begin(msg);
         for t in targets.drain(..) {
-            let out = Outgoing {
-                msg: msg.clone(),
+            let offer = Offer {
+                msg,
                 qos: t.qos,
                 retain: t.retain,
                 sub_ids: t.sub_ids,
                 share: None,
             };
-            outcome.rejected |= self.deliver(now, t.session, out) == Delivered::Rejected;
+            outcome.rejected |= self.deliver(now, t.session, offer) == Delivered::Rejected;
         }
         self.fanout.templates.end();
         self.fanout.targets = targets;
@@ -245,15 +245,15 @@ impl Shard {
         let pick = online.unwrap_or(group.next % count);
         group.next = pick + 1;
         let member = &group.members[pick];
-        let out = Outgoing {
-            msg: msg.clone(),
+        let offer = Offer {
+            msg,
             qos: delivery_qos(msg.qos, member.options.qos),
             retain: msg.retain && member.options.retain_as_published,
             sub_ids: member.id.map_or(SubIds::None, SubIds::One),
             share: Some(share),
         };
         let session = member.session;
-        let rejected = self.deliver(now, session, out) == Delivered::Rejected;
+        let rejected = self.deliver(now, session, offer) == Delivered::Rejected;
         Outcome {
             matched: true,
             rejected,
@@ -302,47 +302,47 @@ impl Shard {
         &mut self,
         now: Instant,
         session: SessionIdx,
-        out: Outgoing,
+        offer: Offer<'_>,
     ) -> Delivered {
-        if out.msg.is_expired(now) {
+        if offer.msg.is_expired(now) {
             self.stats.messages_expired += 1;
             return Delivered::Dropped;
         }
         let s = &self.sessions[session as usize];
         let queue_empty = s.delivery.as_ref().is_none_or(|d| d.queue.is_empty());
         let conn = s.conn;
-        if conn.is_none() && out.qos == QoS::AtMostOnce {
+        if conn.is_none() && offer.qos == QoS::AtMostOnce {
             // QoS 0 is not kept for disconnected sessions (the spec leaves it to the server).
             self.stats.messages_dropped_offline += 1;
             return Delivered::Dropped;
         }
-        let journaled = (out.qos != QoS::AtMostOnce && self.durable(session))
-            .then(|| (out.msg.clone(), out.qos));
+        let (msg, qos) = (offer.msg, offer.qos);
         let delivered = match conn {
-            Some(conn) if queue_empty && self.can_send(conn, session, out.qos) => {
-                if self.transmit(conn, session, out, now) {
+            Some(conn) if queue_empty && self.can_send(conn, session, qos) => {
+                if self.transmit(conn, session, offer, now) {
                     Delivered::Sent
                 } else {
                     Delivered::Dropped
                 }
             }
-            _ => self.enqueue(session, out),
+            _ => self.enqueue(session, offer),
         };
-        if let (Some((msg, qos)), Delivered::Sent | Delivered::Queued) = (journaled, delivered) {
+        let stored = matches!(delivered, Delivered::Sent | Delivered::Queued);
+        if stored && qos != QoS::AtMostOnce && self.durable(session) {
             let client_id = &self.sessions[session as usize].client_id;
             self.journal.record(Record::Stored {
                 client_id,
-                message: &msg,
+                message: msg,
                 qos,
             });
         }
         delivered
     }
 
-    fn enqueue(&mut self, session: SessionIdx, out: Outgoing) -> Delivered {
+    fn enqueue(&mut self, session: SessionIdx, offer: Offer<'_>) -> Delivered {
         let s = &mut self.sessions[session as usize];
         let (max, behavior) = (s.queue_max as usize, s.queue_behavior);
-        match s.delivery().enqueue(out, max, behavior) {
+        match s.delivery().enqueue(offer.to_outgoing(), max, behavior) {
             Enqueued::Accepted => Delivered::Queued,
             Enqueued::DiscardedOldest(id) => {
                 self.stats.messages_discarded += 1;
@@ -376,27 +376,39 @@ impl Shard {
     /// Writes a delivery to the connection, entering it in the in-flight window for QoS > 0.
     /// A message larger than the client's Maximum Packet Size is dropped for this client only
     /// ([MQTT-3.1.2-25]).
-    fn transmit(&mut self, conn: ConnId, session: SessionIdx, out: Outgoing, now: Instant) -> bool {
+    fn transmit(
+        &mut self,
+        conn: ConnId,
+        session: SessionIdx,
+        offer: Offer<'_>,
+        now: Instant,
+    ) -> bool {
         let aliases_max = self.settings.broker.outbound_aliases_max;
         let c = &self.conns[conn as usize];
-        if self.fanout.templates.applies(c, &out, aliases_max) {
-            let (bytes, pid_at) = self.fanout.templates.get(c, &out, now);
+        if self.fanout.templates.applies(c, &offer, aliases_max) {
+            let (bytes, pid_at) = self.fanout.templates.get(c, &offer, now);
             if bytes.len() > c.client.packet_size_max as usize {
-                self.drop_oversize(conn, &out);
+                self.drop_oversize(conn, offer.msg);
                 return false;
             }
-            let pid = (out.qos != QoS::AtMostOnce)
-                .then(|| self.sessions[session as usize].delivery().start(out));
+            let pid = (offer.qos != QoS::AtMostOnce).then(|| {
+                self.sessions[session as usize]
+                    .delivery()
+                    .start(offer.to_outgoing())
+            });
             write_template(&mut self.conns[conn as usize], bytes, pid_at, pid);
         } else {
-            let mut publish = publish_packet(c, &out, None, false, now, aliases_max);
+            let mut publish = publish_packet(c, &offer, None, false, now, aliases_max);
             if publish.encoded_len(c.protocol) > c.client.packet_size_max as usize {
-                self.drop_oversize(conn, &out);
+                self.drop_oversize(conn, offer.msg);
                 return false;
             }
-            commit_alias(&mut self.conns[conn as usize], &out.msg.topic, &publish);
-            if out.qos != QoS::AtMostOnce {
-                publish.packet_id = Some(self.sessions[session as usize].delivery().start(out));
+            commit_alias(&mut self.conns[conn as usize], &offer.msg.topic, &publish);
+            if offer.qos != QoS::AtMostOnce {
+                let pid = self.sessions[session as usize]
+                    .delivery()
+                    .start(offer.to_outgoing());
+                publish.packet_id = Some(pid);
             }
             write_publish(&mut self.conns[conn as usize], &publish);
         }
@@ -405,8 +417,8 @@ impl Shard {
         true
     }
 
-    fn drop_oversize(&mut self, conn: ConnId, out: &Outgoing) {
-        tracing::debug!(conn, topic = %out.msg.topic, "message exceeds the client's maximum packet size; dropped");
+    fn drop_oversize(&mut self, conn: ConnId, msg: &SharedMessage) {
+        tracing::debug!(conn, topic = %msg.topic, "message exceeds the client's maximum packet size; dropped");
         self.stats.messages_oversize += 1;
     }
 
@@ -437,7 +449,7 @@ impl Shard {
                 .expect("checked above");
             let out = d.queue.pop_front().expect("checked above");
             let id = out.msg.id;
-            if !self.transmit(conn, session, out, now) {
+            if !self.transmit(conn, session, out.offer(), now) {
                 self.journal_released(session, id);
             }
         }
@@ -469,7 +481,8 @@ impl Shard {
                 }
                 (_, Some(out)) => {
                     // Aliases do not survive a connection, and a resend must not depend on one.
-                    let mut publish = publish_packet(c, out, Some(entry.pid), true, now, 0);
+                    let mut publish =
+                        publish_packet(c, &out.offer(), Some(entry.pid), true, now, 0);
                     publish.properties.topic_alias = None;
                     write_publish(c, &publish);
                 }

@@ -18,7 +18,7 @@ use ironsight_codec::{
 
 use super::{Barrier, Shard};
 use crate::conn::ConnId;
-use crate::delivery::{Outgoing, SubIds};
+use crate::delivery::{Offer, SubIds};
 use crate::journal::Record;
 use crate::policy::Action;
 use crate::routing::{
@@ -345,14 +345,14 @@ impl Shard {
         for msg in found {
             let qos = crate::routing::delivery_qos(msg.qos, request.options.qos);
             let sub_ids = request.id.map_or(SubIds::None, SubIds::One);
-            let out = Outgoing {
-                msg,
+            let offer = Offer {
+                msg: &msg,
                 qos,
                 retain: true,
                 sub_ids,
                 share: None,
             };
-            self.deliver(now, session, out);
+            self.deliver(now, session, offer);
         }
     }
 
