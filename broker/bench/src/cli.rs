@@ -259,7 +259,14 @@ mod tests {
     #[test]
     fn ports_and_versions() {
         let cli = Cli::try_parse_from([
-            "b", "fanout", "--port", "1883,1884", "--port", "1885", "--mqtt", "3.1.1",
+            "b",
+            "fanout",
+            "--port",
+            "1883,1884",
+            "--port",
+            "1885",
+            "--mqtt",
+            "3.1.1",
         ])
         .unwrap();
         let Command::Fanout(a) = cli.command else {

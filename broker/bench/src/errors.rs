@@ -37,7 +37,13 @@ impl ErrorLog {
         let mut lines: Vec<String> = self
             .counts
             .iter()
-            .map(|(m, &n)| if n == 1 { m.clone() } else { format!("{m} (×{n})") })
+            .map(|(m, &n)| {
+                if n == 1 {
+                    m.clone()
+                } else {
+                    format!("{m} (×{n})")
+                }
+            })
             .collect();
         if self.dropped > 0 {
             lines.push(format!("{} more errors of other kinds", self.dropped));

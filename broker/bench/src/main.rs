@@ -1,1 +1,5 @@
-fn main() {}
+//! `ironsight-bench`: see the library for the layout.
+
+fn main() -> std::process::ExitCode {
+    ironsight_bench::main()
+}

@@ -83,6 +83,17 @@ impl Pacer {
     }
 }
 
+/// Where sender `index` of `count` starts its schedule, within the first interval of its rate:
+/// evenly staggered, so that `count` paced senders together offer a smooth rate instead of
+/// `count`-message bursts that would measure queueing in the tool and the broker, not latency.
+pub fn stagger_ns(rate_per_s: f64, index: u32, count: u32) -> u64 {
+    if rate_per_s <= 0.0 || count == 0 {
+        return 0;
+    }
+    let interval_ns = NS_PER_S as f64 / rate_per_s;
+    (interval_ns * (index % count) as f64 / count as f64) as u64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +146,15 @@ mod tests {
         assert_eq!(p.allowance(0), 1);
         p.sent(1);
         assert_eq!(p.allowance(10_000 * MS), 1);
+    }
+
+    /// Proves senders are spread evenly over one interval, and unpaced ones are not moved.
+    #[test]
+    fn staggering() {
+        // 4 senders at 10/s each: one every 25 ms in the aggregate.
+        let starts: Vec<u64> = (0..4).map(|i| stagger_ns(10.0, i, 4)).collect();
+        assert_eq!(starts, [0, 25 * MS, 50 * MS, 75 * MS]);
+        assert_eq!(stagger_ns(0.0, 3, 4), 0);
     }
 
     /// Proves an unpaced sender is never limited and has no next due time.

@@ -32,7 +32,9 @@ pub fn in_private_netns() -> bool {
 pub fn check_addr(addr: IpAddr, private_netns: bool) -> Result<(), TargetError> {
     let loopback = match addr {
         IpAddr::V4(v4) => v4.is_loopback(),
-        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
     };
     if loopback || private_netns {
         Ok(())
@@ -71,13 +73,23 @@ mod tests {
         for a in ["127.0.0.1", "127.255.0.9", "::1", "::ffff:127.0.0.1"] {
             assert_eq!(check_addr(a.parse().unwrap(), false), Ok(()), "{a}");
         }
-        assert_eq!(resolve("127.0.0.1", false), Ok("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            resolve("127.0.0.1", false),
+            Ok("127.0.0.1".parse().unwrap())
+        );
     }
 
     /// Proves every other address is refused in the initial namespace, with the address named.
     #[test]
     fn others_refused() {
-        for a in ["10.0.0.1", "192.168.1.1", "8.8.8.8", "0.0.0.0", "::", "2001:db8::1"] {
+        for a in [
+            "10.0.0.1",
+            "192.168.1.1",
+            "8.8.8.8",
+            "0.0.0.0",
+            "::",
+            "2001:db8::1",
+        ] {
             let addr: IpAddr = a.parse().unwrap();
             let err = check_addr(addr, false).unwrap_err();
             assert_eq!(err, TargetError::NotLoopback { addr });

@@ -1,0 +1,327 @@
+//! Black-box tests: start the real `ironsight` broker on a free loopback port and run every
+//! scenario of `ironsight-bench` against it briefly, at modest rates, checking the one JSON
+//! document each run prints. Speed is never asserted; only that nothing was lost, duplicated
+//! or left unexplained.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Longest a single bench run may take before the test kills it (runs bound themselves; this
+/// only keeps a broken build from hanging the suite).
+const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+/// Longest the broker may take to accept connections.
+const BROKER_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A broker process, killed when dropped (also when a test panics).
+struct Broker {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .expect("broker/bench sits two levels below the workspace")
+        .to_path_buf()
+}
+
+/// `target/release/ironsight` or `target/debug/ironsight`; builds the debug one if neither
+/// exists (once, whatever the number of tests asking).
+fn broker_binary() -> PathBuf {
+    static BUILD: Mutex<()> = Mutex::new(());
+    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+    let root = workspace_root();
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    for profile in ["release", "debug"] {
+        let bin = target.join(profile).join("ironsight");
+        if bin.exists() {
+            return bin;
+        }
+    }
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "ironsight-server"])
+        .current_dir(&root)
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "building the broker failed");
+    target.join("debug").join("ironsight")
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Starts a one-shard broker and waits until it accepts connections.
+fn start_broker() -> Broker {
+    let port = free_port();
+    let child = Command::new(broker_binary())
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--cores", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the broker starts");
+    let broker = Broker { child, port };
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < BROKER_START_TIMEOUT,
+            "the broker did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    broker
+}
+
+/// Runs the bench binary with `args` (plus --json-only), bounded by [`RUN_TIMEOUT`].
+fn run_bench(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ironsight-bench"))
+        .args(args)
+        .arg("--json-only")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the bench starts");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > RUN_TIMEOUT {
+            let _ = child.kill();
+            panic!("ironsight-bench {args:?} did not end within {RUN_TIMEOUT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
+}
+
+/// Runs a scenario against `broker` and returns its JSON document, checking that stdout holds
+/// exactly one and that the run succeeded.
+fn bench(broker: &Broker, args: &[&str]) -> Value {
+    let port = broker.port.to_string();
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend_from_slice(&["--port", &port]);
+    let out = run_bench(&all);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?} failed: {stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: stdout is not one JSON document: {e}"));
+    for key in [
+        "scenario",
+        "parameters",
+        "connections",
+        "published",
+        "expected",
+        "received",
+        "lost",
+        "duplicates",
+        "stale",
+        "sent_rate",
+        "received_rate",
+        "latency",
+        "backpressure_s",
+        "tool_cpu",
+        "errors",
+    ] {
+        assert!(report.get(key).is_some(), "{args:?}: no {key} in {report}");
+    }
+    report
+}
+
+fn u(report: &Value, key: &str) -> u64 {
+    report[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in {report}"))
+}
+
+/// Everything expected arrived exactly once, and nothing went wrong.
+fn assert_clean(report: &Value) {
+    assert!(u(report, "expected") > 0, "nothing expected: {report}");
+    assert_eq!(u(report, "received"), u(report, "expected"), "{report}");
+    assert_eq!(u(report, "lost"), 0, "{report}");
+    assert_eq!(u(report, "duplicates"), 0, "{report}");
+    assert_eq!(report["connections"]["failed"], 0, "{report}");
+    assert_eq!(report["errors"], Value::Array(vec![]), "{report}");
+    assert!(report["latency"]["p50"].as_u64().is_some(), "{report}");
+}
+
+const BRIEF: [&str; 6] = ["--warmup", "0.3", "--duration", "1", "--drain", "5"];
+
+fn brief(args: &[&'static str]) -> Vec<&'static str> {
+    let mut v = args.to_vec();
+    v.extend_from_slice(&BRIEF);
+    v
+}
+
+/// Proves the connection scenario opens, holds, pings and closes every connection.
+#[test]
+fn conn_opens_pings_and_closes_all() {
+    let broker = start_broker();
+    let r = bench(
+        &broker,
+        &["conn", "-n", "60", "--rate", "600", "--hold", "0.5"],
+    );
+    assert_eq!(r["connections"]["opened"], 60, "{r}");
+    assert_eq!(r["connections"]["alive"], 60, "{r}");
+    assert_eq!(r["connections"]["failed"], 0, "{r}");
+    assert_eq!(r["connections"]["lost"], 0, "{r}");
+    assert_eq!(r["connections"]["connack_latency_us"]["count"], 60, "{r}");
+    assert_eq!(r["errors"], Value::Array(vec![]), "{r}");
+}
+
+/// Proves fan-out delivers every window message to every subscriber, at every QoS and in
+/// both protocol families.
+#[test]
+fn fanout_every_qos_both_versions() {
+    let broker = start_broker();
+    for mqtt in ["3.1.1", "5"] {
+        for qos in ["0", "1", "2"] {
+            let args = brief(&[
+                "fanout",
+                "--publishers",
+                "2",
+                "--subscribers",
+                "4",
+                "--rate",
+                "400",
+                "--mqtt",
+                mqtt,
+                "--qos",
+                qos,
+            ]);
+            let r = bench(&broker, &args);
+            assert_clean(&r);
+            assert_eq!(u(&r, "expected"), u(&r, "published") * 4, "{r}");
+        }
+    }
+}
+
+/// Proves fan-in with per-publisher topics under a common prefix.
+#[test]
+fn fanin_prefix_wildcard() {
+    let broker = start_broker();
+    let args = brief(&[
+        "fanin",
+        "--publishers",
+        "8",
+        "--subscribers",
+        "2",
+        "--rate",
+        "400",
+        "--qos",
+        "1",
+    ]);
+    let r = bench(&broker, &args);
+    assert_clean(&r);
+    assert_eq!(u(&r, "expected"), u(&r, "published") * 2, "{r}");
+}
+
+/// Proves a shared group receives each message once in total, with the group in one worker
+/// and publishers spread over two worker processes.
+#[test]
+fn fanin_shared_group_two_procs() {
+    let broker = start_broker();
+    let args = brief(&[
+        "fanin",
+        "--publishers",
+        "6",
+        "--subscribers",
+        "3",
+        "--shared",
+        "g1",
+        "--rate",
+        "300",
+        "--qos",
+        "2",
+        "--procs",
+        "2",
+    ]);
+    let r = bench(&broker, &args);
+    assert_clean(&r);
+    assert_eq!(u(&r, "expected"), u(&r, "published"), "{r}");
+    assert_eq!(r["workers"], 2, "{r}");
+}
+
+/// Proves point-to-point pairs, split over two worker processes.
+#[test]
+fn p2p_pairs_two_procs() {
+    let broker = start_broker();
+    let args = brief(&[
+        "p2p", "--pairs", "10", "--rate", "300", "--qos", "1", "--procs", "2",
+    ]);
+    let r = bench(&broker, &args);
+    assert_clean(&r);
+    assert_eq!(u(&r, "expected"), u(&r, "published"), "{r}");
+}
+
+/// Proves the retained storm gets every retained message to every subscriber, and that the
+/// tree is cleared: a second run sees no stale retained messages from the first.
+#[test]
+fn retained_storm_and_clearing() {
+    let broker = start_broker();
+    let args = [
+        "retained",
+        "-k",
+        "40",
+        "--subscribers",
+        "5",
+        "--qos",
+        "1",
+        "--duration",
+        "10",
+    ];
+    let first = bench(&broker, &args);
+    assert_clean(&first);
+    assert_eq!(u(&first, "expected"), 200, "{first}");
+    let second = bench(&broker, &args);
+    assert_clean(&second);
+    assert_eq!(u(&second, "stale"), 0, "{second}");
+}
+
+/// Proves requests at QoS 2 get their QoS 1 responses with matching Correlation Data.
+#[test]
+fn request_response_round_trips() {
+    let broker = start_broker();
+    let args = brief(&["request-response", "--users", "4", "--rate", "200"]);
+    let r = bench(&broker, &args);
+    assert_clean(&r);
+    assert_eq!(u(&r, "expected"), u(&r, "published"), "{r}");
+}
+
+/// Proves request-response refuses MQTT 3.1.1 with a clear error before connecting anything.
+#[test]
+fn request_response_refuses_v311() {
+    let out = run_bench(&["request-response", "--mqtt", "3.1.1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("MQTT 5"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+/// Proves --tls is accepted on the command line and refused at run time, and non-loopback
+/// targets are refused (outside a private network namespace, where they would be allowed).
+#[test]
+fn tls_and_remote_targets_refused() {
+    let tls = run_bench(&["conn", "--tls"]);
+    assert_eq!(tls.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&tls.stderr).contains("no TLS endpoint yet"));
+    if ironsight_bench::target::in_private_netns() {
+        return;
+    }
+    let remote = run_bench(&["fanout", "--host", "192.0.2.1"]);
+    assert_eq!(remote.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&remote.stderr).contains("loopback"));
+}
