@@ -35,6 +35,20 @@ fn socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
+/// SO_REUSEPORT lets any process of the same user bind the port too, and the kernel would then
+/// spread connections over both: a second broker started by mistake must fail instead. So the
+/// port is first bound once without SO_REUSEPORT, which fails while anyone holds it; the probe
+/// is closed again before the shards bind. It also resolves a port 0.
+fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        probe.set_only_v6(false)?;
+    }
+    probe.bind(&addr.into())?;
+    Ok(probe.local_addr()?.as_socket().expect("an inet socket"))
+}
+
 pub fn bind(spec: &Listener, shards: usize) -> io::Result<BoundListener> {
     let context = |e: io::Error| {
         io::Error::new(
@@ -42,13 +56,12 @@ pub fn bind(spec: &Listener, shards: usize) -> io::Result<BoundListener> {
             format!("endpoint {} on {}: {e}", spec.name, spec.addr),
         )
     };
-    let mut addr = spec.addr;
+    let mut addr = claim(spec.addr).map_err(context)?;
     let mut per_shard = Vec::with_capacity(shards);
     for _ in 0..shards {
         let socket = socket(addr).map_err(context)?;
         socket.bind(&addr.into()).map_err(context)?;
         socket.listen(BACKLOG).map_err(context)?;
-        // The first bind resolves port 0; the others share that port.
         addr = socket
             .local_addr()
             .map_err(context)?
@@ -84,6 +97,25 @@ mod tests {
                 bound.addr
             );
         }
+    }
+
+    #[test]
+    fn a_second_broker_cannot_share_the_port() {
+        let spec = Listener {
+            endpoint: 0,
+            name: "First".into(),
+            addr: "127.0.0.1:0".parse().unwrap(),
+        };
+        let first = bind(&spec, 2).unwrap();
+        let again = Listener {
+            name: "Second".into(),
+            addr: first.addr,
+            ..spec
+        };
+        let error = bind(&again, 2)
+            .err()
+            .expect("SO_REUSEPORT must not let a second broker in");
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse, "{error}");
     }
 
     #[test]
