@@ -41,9 +41,25 @@ pub enum Command {
     /// answers at QoS 1 on the Response Topic with the same Correlation Data. Latency is the
     /// round trip; a request without a response is lost.
     RequestResponse(RequestResponseArgs),
+    /// Draw PNG charts (throughput and p99 latency per broker) from a comparison run's
+    /// results.json, one chart per scenario (see tests/bench/compare.py).
+    Plot(PlotArgs),
     /// Internal: one worker process, driven by its parent over stdin/stdout.
     #[command(hide = true)]
     Worker,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlotArgs {
+    /// The results.json written by tests/bench/compare.py.
+    #[arg(long)]
+    pub input: std::path::PathBuf,
+    /// Folder for the PNG files.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+    /// TrueType font for the text.
+    #[arg(long, default_value = crate::plot::DEFAULT_FONT)]
+    pub font: std::path::PathBuf,
 }
 
 /// The protocol version clients speak.

@@ -15,6 +15,7 @@
 //! - `protocol`: parent ↔ worker messages and the phase bounds both sides share.
 //! - `parent`: starts workers, drives phases with deadlines, merges, prints.
 //! - `worker`: one process's clients on one epoll loop.
+//! - `plot`: PNG charts of a comparison run.
 //! - `report`, `errors`, `progress`, `proc_stats`, `clock`: results and their surroundings.
 //!
 //! # Invariants a change must not break
@@ -38,6 +39,7 @@ pub mod latency;
 pub mod pacer;
 pub mod parent;
 pub mod plan;
+pub mod plot;
 pub mod proc_stats;
 pub mod progress;
 pub mod protocol;
@@ -56,8 +58,23 @@ use clap::Parser;
 /// Parses the command line and runs the scenario (or, as `worker`, one worker process).
 pub fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    if let cli::Command::Worker = cli.command {
-        return worker::main();
+    match cli.command {
+        cli::Command::Worker => return worker::main(),
+        cli::Command::Plot(args) => {
+            return match plot::plot(&args.input, &args.out, &args.font) {
+                Ok(written) => {
+                    for path in written {
+                        println!("{}", path.display());
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("ironsight-bench plot: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        _ => {}
     }
     let machine = spec::Machine::detect();
     match spec::build(cli.command, machine) {

@@ -351,7 +351,7 @@ pub fn build(command: Command, machine: Machine) -> Result<(Spec, RunOptions), S
             a.client,
             Some(a.load),
         ),
-        Command::Worker => unreachable!("the worker subcommand is not a run"),
+        Command::Worker | Command::Plot(_) => unreachable!("handled before a run is built"),
     };
     let options = RunOptions {
         json_only: client.json_only,

@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: ironsight, Mosquitto and rumqttd on one machine, in one run, with the
+same load generator (ironsight-bench) and the same limits.
+
+    python3 tests/bench/compare.py [--quick] [--out results/latest] [--brokers ironsight,mosquitto,rumqttd]
+
+What it does:
+- builds ironsight and ironsight-bench (release), installs rumqttd with `cargo install rumqttd`
+  and Mosquitto with apt-get when missing;
+- splits the CPUs: the broker runs on the first half (at least one), the load generator on the
+  rest, so neither steals the other's cores (on a 2-CPU machine: one each). ironsight gets one
+  shard per broker CPU; Mosquitto is single-threaded; rumqttd's threads are confined to the
+  same CPUs with taskset;
+- gives every broker the same limits: 5000 queued messages per client, 128 in flight, 4 MiB
+  packets, TCP_NODELAY;
+- for each throughput scenario, steps the offered rate (doubling, then bisecting) and keeps the
+  highest rate at which every message of the measured window arrived, with nothing lost
+  (MessageSight's zero-loss rule), and the p99 latency there;
+- measures the connection storm (connections/s, and CONNACK p99 at 5,000/s) and the resident
+  memory per idle connection (19,000 connections per broker);
+- writes results.json, results.md and one PNG chart per scenario into --out, and prints the
+  Markdown table. Every broker process it started is stopped at the end, also on errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "target/release/ironsight-bench"
+IRONSIGHT = REPO / "target/release/ironsight"
+LIMITS = {"max_queued": 5000, "max_inflight": 128, "max_packet": 4 * 1024 * 1024}
+
+# name, title, ironsight-bench arguments, first rate to try (messages/s offered)
+SCENARIOS = [
+    ("fanout-qos0", "QoS 0 fan-out, 1 publisher to 200 subscribers, 64-byte payload",
+     ["fanout", "--subscribers", "200", "--qos", "0", "--payload", "64"], 2000),
+    ("fanout-qos1", "QoS 1 fan-out, 1 publisher to 200 subscribers, 64-byte payload",
+     ["fanout", "--subscribers", "200", "--qos", "1", "--payload", "64", "--inflight", "64"], 1000),
+    ("p2p-qos1", "QoS 1 point to point, 200 publisher/subscriber pairs, 64-byte payload",
+     ["p2p", "--pairs", "200", "--qos", "1", "--payload", "64", "--inflight", "16"], 10000),
+]
+
+
+def log(*args):
+    print(*args, file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"broker exited with status {proc.returncode} at start")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def cpu_list(cpus: list[int]) -> str:
+    return ",".join(str(c) for c in cpus)
+
+
+# ----- brokers ------------------------------------------------------------------------------
+
+class Broker:
+    """One broker process on a free port, confined to `cpus`; stopped by `stop()`."""
+
+    def __init__(self, name: str, cpus: list[int], workdir: Path):
+        self.name, self.cpus, self.workdir = name, cpus, workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self) -> "Broker":
+        log_file = open(self.workdir / f"{self.name}.log", "ab")
+        self.proc = subprocess.Popen(self.command(), stdout=log_file, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, cwd=self.workdir)
+        wait_port(self.port, self.proc)
+        return self
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+
+class Ironsight(Broker):
+    def command(self):
+        config = self.workdir / "ironsight.json"
+        config.write_text(json.dumps({
+            "MessageHub": {"Bench": {}},
+            "Endpoint": {"Bench": {"Port": self.port, "Interface": "127.0.0.1", "MessageHub": "Bench",
+                                   "ConnectionPolicies": "All", "TopicPolicies": "All",
+                                   "MaxMessageSize": f"{LIMITS['max_packet'] // 1024}KB"}},
+            "ConnectionPolicy": {"All": {"ClientID": "*"}},
+            "TopicPolicy": {"All": {"Topic": "*", "ActionList": "Publish,Subscribe",
+                                    "MaxMessages": LIMITS["max_queued"]}},
+            "Broker": {"MaxInflightMessages": LIMITS["max_inflight"]},
+        }))
+        # taskset keeps ironsight's helper threads on the broker's CPUs too.
+        return ["taskset", "-c", cpu_list(self.cpus), str(IRONSIGHT), "--config", str(config),
+                "--cores", str(len(self.cpus))]
+
+
+class Mosquitto(Broker):
+    def command(self):
+        config = self.workdir / "mosquitto.conf"
+        config.write_text("\n".join([
+            f"listener {self.port} 127.0.0.1", "allow_anonymous true", "persistence false",
+            "set_tcp_nodelay true", f"max_queued_messages {LIMITS['max_queued']}",
+            f"max_inflight_messages {LIMITS['max_inflight']}",
+            f"max_packet_size {LIMITS['max_packet']}", ""]))
+        return ["taskset", "-c", cpu_list(self.cpus), mosquitto_binary(), "-c", str(config)]
+
+
+class Rumqttd(Broker):
+    def command(self):
+        config = self.workdir / "rumqttd.toml"
+        config.write_text(f"""id = 0
+[router]
+id = 0
+max_connections = 40000
+max_outgoing_packet_count = 200
+max_segment_size = 104857600
+max_segment_count = 10
+
+[v4.1]
+name = "v4-1"
+listen = "127.0.0.1:{self.port}"
+next_connection_delay_ms = 0
+    [v4.1.connections]
+    connection_timeout_ms = 60000
+    max_payload_size = {LIMITS['max_packet']}
+    max_inflight_count = {LIMITS['max_inflight']}
+    dynamic_filters = true
+""")
+        return ["taskset", "-c", cpu_list(self.cpus), rumqttd_binary(), "--config", str(config)]
+
+
+BROKERS = {"ironsight": Ironsight, "mosquitto": Mosquitto, "rumqttd": Rumqttd}
+
+
+def mosquitto_binary() -> str:
+    return shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def rumqttd_binary() -> str:
+    return shutil.which("rumqttd") or str(Path.home() / ".cargo/bin/rumqttd")
+
+
+# ----- set-up -------------------------------------------------------------------------------
+
+def prepare(brokers: list[str]) -> None:
+    log("building ironsight and ironsight-bench (release)")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "ironsight-server",
+                    "-p", "ironsight-bench"], cwd=REPO, check=True)
+    apt = []
+    if "mosquitto" in brokers and not Path(mosquitto_binary()).exists():
+        apt.append("mosquitto")
+    if not Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf").exists():
+        apt.append("fonts-dejavu-core")
+    if apt:
+        log(f"installing {' '.join(apt)}")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *apt],
+                       check=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if "rumqttd" in brokers and not Path(rumqttd_binary()).exists():
+        log("installing rumqttd (cargo install rumqttd)")
+        subprocess.run(["cargo", "install", "--quiet", "rumqttd"], check=True)
+
+
+def split_cpus() -> tuple[list[int], list[int]]:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) == 1:
+        return cpus, cpus
+    half = max(1, len(cpus) // 2)
+    return cpus[:half], cpus[half:]
+
+
+# ----- one run of the load generator ----------------------------------------------------------
+
+def bench(args: list[str], broker: Broker, tool_cpus: list[int], timeout: float) -> dict:
+    command = ["taskset", "-c", cpu_list(tool_cpus), str(BENCH), *args,
+               "--port", str(broker.port), "--broker-pid", str(broker.pid),
+               "--procs", str(len(tool_cpus)), "--json-only"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    if not done.stdout.strip():
+        raise RuntimeError(f"ironsight-bench gave no result: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def zero_loss(result: dict) -> bool:
+    """Every message published in the measured window arrived, once."""
+    return (result["lost"] == 0 and result["duplicates"] == 0 and result["expected"] > 0
+            and result["received"] == result["expected"] and not result["errors"])
+
+
+def saturated(result: dict, rate: float) -> bool:
+    """The publishers could not offer the rate asked: the broker's flow control (QoS 1/2
+    acknowledgements, TCP back-pressure) held them back, so a higher rate is pointless."""
+    return result["sent_rate"] < 0.97 * rate
+
+
+def step_rates(run, first: float, doublings: int, bisections: int) -> list[dict]:
+    """Doubles the offered rate from `first` until a run loses messages (then bisects between
+    the last clean rate and the first lossy one) or the broker no longer takes more (then the
+    delivered rate of that run is the answer). Returns every step."""
+    steps, good, bad, rate = [], None, None, first
+    for _ in range(doublings):
+        step = run(rate)
+        steps.append(step)
+        if step["zero_loss"] and step["saturated"]:
+            return steps
+        if step["zero_loss"]:
+            good, rate = rate, rate * 2
+        else:
+            bad = rate
+            break
+    if good is None and bad is not None:
+        good, bad = 0, bad  # even the first rate lost messages: bisect below it
+    for _ in range(bisections if bad is not None else 0):
+        rate = (good + bad) / 2
+        if rate < 1:
+            break
+        step = run(rate)
+        steps.append(step)
+        if step["zero_loss"]:
+            good = rate
+        else:
+            bad = rate
+    return steps
+
+
+def throughput(scenario, broker: Broker, tool_cpus, quick: bool) -> list[dict]:
+    name, _, args, first = scenario
+    window = ["--mqtt", "3.1.1", "--warmup", "1", "--duration", "2" if quick else "4",
+              "--drain", "2"]
+
+    def run(rate):
+        # A fresh broker for every step: an overloaded one may still be digesting the last run.
+        broker.start()
+        try:
+            result = bench([*args, *window, "--rate", str(int(rate))], broker, tool_cpus, timeout=120)
+        finally:
+            broker.stop()
+        step = {
+            "rate": int(rate), "sent_rate": result["sent_rate"],
+            "received_rate": result["received_rate"], "expected": result["expected"],
+            "received": result["received"], "lost": result["lost"],
+            "p50_us": result["latency"].get("p50", 0), "p99_us": result["latency"].get("p99", 0),
+            "tool_cpu_percent": round(result["tool_cpu"]["percent"], 1),
+            "broker_cpu_percent": round(result.get("broker", {}).get("cpu_percent", 0), 1),
+            "zero_loss": zero_loss(result), "saturated": saturated(result, rate),
+            "errors": result["errors"][:3],
+        }
+        log(f"  {broker.name:9s} {name:11s} offered {int(rate):>7}/s  delivered "
+            f"{step['received_rate']:>10.0f}/s  lost {step['lost']:>8}  p99 "
+            f"{step['p99_us'] / 1000:7.2f} ms  tool {step['tool_cpu_percent']}%  "
+            f"broker {step['broker_cpu_percent']}%")
+        return step
+
+    return step_rates(run, first, doublings=5 if quick else 7, bisections=1 if quick else 3)
+
+
+def best(steps: list[dict]) -> dict | None:
+    clean = [s for s in steps if s["zero_loss"]]
+    return max(clean, key=lambda s: s["received_rate"]) if clean else None
+
+
+def connection_storm(broker: Broker, tool_cpus, quick: bool) -> dict:
+    n = "5000" if quick else "15000"
+    flat = bench(["conn", "-n", n, "--rate", "0", "--hold", "2", "--mqtt", "3.1.1",
+                  "--source-addrs", "4"], broker, tool_cpus, timeout=180)
+    paced = bench(["conn", "-n", "5000", "--rate", "5000", "--hold", "2", "--mqtt", "3.1.1",
+                   "--source-addrs", "4"], broker, tool_cpus, timeout=180)
+    result = {
+        "connections": int(n), "rate_per_s": round(flat["connections"]["rate_per_s"]),
+        "failed": flat["connections"]["failed"],
+        "connack_p99_us_at_5000_per_s": paced["connections"]["connack_latency_us"].get("p99"),
+    }
+    log(f"  {broker.name:9s} connection storm: {result['rate_per_s']}/s, CONNACK p99 at "
+        f"5000/s {result['connack_p99_us_at_5000_per_s'] / 1000:.2f} ms")
+    return result
+
+
+def idle_memory(broker: Broker, tool_cpus, quick: bool) -> dict:
+    """RSS growth per idle connection while the generator holds N connections open."""
+    n = 5000 if quick else 19000
+    settle, hold = 8, 40
+    before_fds, before_rss = open_fds(broker.pid), rss_kb(broker.pid)
+    procs = max(2, len(tool_cpus))
+    command = ["taskset", "-c", cpu_list(tool_cpus), str(BENCH), "conn", "-n", str(n),
+               "--rate", "0", "--hold", str(hold), "--keepalive", "600", "--mqtt", "3.1.1",
+               "--source-addrs", "4", "--port", str(broker.port), "--procs", str(procs),
+               "--json-only"]
+    gen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while open_fds(broker.pid) < before_fds + n and time.monotonic() < deadline:
+            time.sleep(0.2)
+        held = open_fds(broker.pid) - before_fds
+        time.sleep(settle)
+        rss = rss_kb(broker.pid)
+    finally:
+        gen.send_signal(signal.SIGINT)
+        try:
+            gen.wait(60)
+        except subprocess.TimeoutExpired:
+            gen.kill()
+            gen.wait()
+    result = {"connections": held, "rss_before_kb": before_rss, "rss_held_kb": rss,
+              "bytes_per_connection": round((rss - before_rss) * 1024 / max(held, 1))}
+    log(f"  {broker.name:9s} idle memory: {result['bytes_per_connection']} B per connection "
+        f"({held} held)")
+    return result
+
+
+# ----- report -------------------------------------------------------------------------------
+
+def table(results: dict) -> str:
+    names = [b for b in results["brokers"]]
+    lines = [f"Machine: {results['machine']}; {results['date']}; broker on CPU "
+             f"{cpu_list(results['broker_cpus'])}, load generator on CPU "
+             f"{cpu_list(results['tool_cpus'])}.", "",
+             "| scenario | " + " | ".join(names) + " |",
+             "|---|" + "---|" * len(names)]
+    for sc in results["scenarios"]:
+        cells = []
+        for b in sc["brokers"]:
+            top = b["best"]
+            cells.append("no zero-loss rate" if top is None else
+                         f"{top['received_rate']:,.0f} msg/s, p99 {top['p99_us'] / 1000:.1f} ms")
+        lines.append(f"| {sc['title']} (highest zero-loss delivered rate) | " + " | ".join(cells) + " |")
+    at = results.get("latency_at_mosquitto_peak")
+    if at:
+        cells = [f"{at[n]['p99_us'] / 1000:.1f} ms" if n in at else "-" for n in names]
+        lines.append(f"| QoS 0 fan-out p99 at Mosquitto's peak ({at['rate']:,} msg/s offered) | "
+                     + " | ".join(cells) + " |")
+    storm = results["connection_storm"]
+    lines.append("| connection storm, connections/s | "
+                 + " | ".join(f"{storm[n]['rate_per_s']:,}" for n in names) + " |")
+    lines.append("| CONNACK p99 at 5,000 connections/s | "
+                 + " | ".join(f"{storm[n]['connack_p99_us_at_5000_per_s'] / 1000:.1f} ms" for n in names) + " |")
+    mem = results["idle_memory"]
+    lines.append(f"| resident memory per idle connection ({mem[names[0]]['connections']:,} held) | "
+                 + " | ".join(f"{mem[n]['bytes_per_connection']} B" for n in names) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(REPO / "results/latest"))
+    ap.add_argument("--brokers", default="ironsight,mosquitto,rumqttd")
+    ap.add_argument("--quick", action="store_true", help="shorter windows and fewer steps")
+    args = ap.parse_args()
+    names = args.brokers.split(",")
+    unknown = [n for n in names if n not in BROKERS]
+    if unknown:
+        sys.exit(f"unknown broker(s): {unknown}; choose from {list(BROKERS)}")
+    started = time.monotonic()
+    prepare(names)
+    broker_cpus, tool_cpus = split_cpus()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = {
+        "machine": f"{platform.node()}, {os.cpu_count()} CPUs, Linux {platform.release()}",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "broker_cpus": broker_cpus, "tool_cpus": tool_cpus, "brokers": names,
+        "scenarios": [], "connection_storm": {}, "idle_memory": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        for scenario in SCENARIOS:
+            log(f"{scenario[0]}:")
+            entry = {"name": scenario[0], "title": scenario[1], "brokers": []}
+            for name in names:
+                broker = BROKERS[name](name, broker_cpus, Path(tmp))
+                try:
+                    steps = throughput(scenario, broker, tool_cpus, args.quick)
+                finally:
+                    broker.stop()
+                entry["brokers"].append({"broker": name, "steps": steps, "best": best(steps)})
+            results["scenarios"].append(entry)
+        fanout0 = results["scenarios"][0]["brokers"]
+        mosquitto_peak = next((b["best"] for b in fanout0 if b["broker"] == "mosquitto"), None)
+        if mosquitto_peak:
+            rate = mosquitto_peak["rate"]
+            at = {"rate": rate}
+            for name in names:
+                if name == "mosquitto":
+                    at[name] = mosquitto_peak
+                    continue
+                broker = BROKERS[name](name, broker_cpus, Path(tmp)).start()
+                try:
+                    args0 = SCENARIOS[0][2] + ["--mqtt", "3.1.1", "--warmup", "1",
+                                               "--duration", "4", "--drain", "2", "--rate", str(rate)]
+                    r = bench(args0, broker, tool_cpus, timeout=120)
+                    at[name] = {"p99_us": r["latency"].get("p99", 0), "lost": r["lost"]}
+                finally:
+                    broker.stop()
+            results["latency_at_mosquitto_peak"] = at
+        log("connections:")
+        for name in names:
+            broker = BROKERS[name](name, broker_cpus, Path(tmp)).start()
+            try:
+                results["connection_storm"][name] = connection_storm(broker, tool_cpus, args.quick)
+                broker.stop()
+                broker.start()
+                results["idle_memory"][name] = idle_memory(broker, tool_cpus, args.quick)
+            finally:
+                broker.stop()
+    results["seconds"] = round(time.monotonic() - started)
+    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    markdown = table(results)
+    (out / "results.md").write_text(markdown)
+    subprocess.run([str(BENCH), "plot", "--input", str(out / "results.json"), "--out", str(out)],
+                   check=True, stdout=subprocess.DEVNULL)
+    print(markdown)
+    log(f"done in {results['seconds']} s; results in {out}")
+
+
+if __name__ == "__main__":
+    main()
