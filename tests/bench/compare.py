@@ -77,6 +77,16 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
 
 
+def listening(port: int) -> bool:
+    """Whether any socket listens on `port` (/proc/net/tcp and tcp6, state 0A)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
 def rss_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -125,6 +135,11 @@ class Broker:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+        # A listener can outlive its process for a moment (io_uring tears down its pending
+        # operations afterwards); the next broker's readiness check must not connect to it.
+        deadline = time.monotonic() + 10
+        while listening(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 class Ironsight(Broker):
@@ -328,21 +343,25 @@ def connection_storm(broker: Broker, tool_cpus, quick: bool) -> dict:
 def idle_memory(broker: Broker, tool_cpus, quick: bool) -> dict:
     """RSS growth per idle connection while the generator holds N connections open."""
     n = 5000 if quick else 19000
-    settle, hold = 8, 40
+    settle, hold = 8, 60
     before_fds, before_rss = open_fds(broker.pid), rss_kb(broker.pid)
     procs = max(2, len(tool_cpus))
     command = ["taskset", "-c", cpu_list(tool_cpus), str(BENCH), "conn", "-n", str(n),
                "--rate", "0", "--hold", str(hold), "--keepalive", "600", "--mqtt", "3.1.1",
                "--source-addrs", "4", "--port", str(broker.port), "--procs", str(procs),
                "--json-only"]
-    gen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + hold - settle - 5
         while open_fds(broker.pid) < before_fds + n and time.monotonic() < deadline:
+            if gen.poll() is not None:
+                raise RuntimeError(f"the generator ended early: {gen.stderr.read()[-2000:]}")
             time.sleep(0.2)
-        held = open_fds(broker.pid) - before_fds
         time.sleep(settle)
+        held = open_fds(broker.pid) - before_fds
         rss = rss_kb(broker.pid)
+        if gen.poll() is not None or held < n * 0.99:
+            raise RuntimeError(f"only {held} of {n} connections were held when measured")
     finally:
         gen.send_signal(signal.SIGINT)
         try:

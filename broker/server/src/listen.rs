@@ -35,18 +35,62 @@ fn socket(addr: SocketAddr) -> io::Result<Socket> {
     Ok(socket)
 }
 
-/// SO_REUSEPORT lets any process of the same user bind the port too, and the kernel would then
-/// spread connections over both: a second broker started by mistake must fail instead. So the
-/// port is first bound once without SO_REUSEPORT, which fails while anyone holds it; the probe
-/// is closed again before the shards bind. It also resolves a port 0.
-fn claim(addr: SocketAddr) -> io::Result<SocketAddr> {
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    probe.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        probe.set_only_v6(false)?;
+/// SO_REUSEPORT lets any process of the same user bind a listening port too, and the kernel
+/// would then spread connections over both: a second broker started by mistake must fail
+/// instead. The kernel's listening sockets are in /proc/net/tcp and tcp6 (state 0A); one on our
+/// port, on our address or a wildcard, belongs to someone else, since we have not bound yet.
+///
+/// A broker that just exited can leave its listener for a moment: io_uring tears down its
+/// pending operations after the process is gone, and they hold the socket. So a listener is
+/// given `LINGER` to disappear before the start is refused (a quick restart then works).
+fn refuse_if_listened(addr: SocketAddr) -> io::Result<()> {
+    const LINGER: std::time::Duration = std::time::Duration::from_secs(3);
+    if addr.port() == 0 {
+        return Ok(()); // the kernel picks a free port
     }
-    probe.bind(&addr.into())?;
-    Ok(probe.local_addr()?.as_socket().expect("an inet socket"))
+    let started = std::time::Instant::now();
+    while port_listened(addr) {
+        if started.elapsed() >= LINGER {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another process listens on this port",
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn port_listened(addr: SocketAddr) -> bool {
+    ["/proc/net/tcp", "/proc/net/tcp6"].iter().any(|table| {
+        std::fs::read_to_string(table)
+            .is_ok_and(|text| text.lines().skip(1).any(|line| listens_on(line, addr)))
+    })
+}
+
+/// Whether one line of /proc/net/tcp{,6} is a listening socket that overlaps `addr`.
+fn listens_on(line: &str, addr: SocketAddr) -> bool {
+    let mut fields = line.split_whitespace();
+    let (Some(local), Some(_remote), Some(state)) = (fields.nth(1), fields.next(), fields.next())
+    else {
+        return false;
+    };
+    let Some((ip_hex, port_hex)) = local.split_once(':') else {
+        return false;
+    };
+    if state != "0A" || u16::from_str_radix(port_hex, 16) != Ok(addr.port()) {
+        return false;
+    }
+    // Addresses are written as 32-bit words in host order: all zeros is the wildcard.
+    let wildcard = ip_hex.bytes().all(|b| b == b'0');
+    let ours = match addr.ip() {
+        std::net::IpAddr::V4(v4) => {
+            ip_hex.len() == 8
+                && u32::from_str_radix(ip_hex, 16) == Ok(u32::from_ne_bytes(v4.octets()))
+        }
+        std::net::IpAddr::V6(_) => false,
+    };
+    wildcard || ours || addr.ip().is_unspecified()
 }
 
 pub fn bind(spec: &Listener, shards: usize) -> io::Result<BoundListener> {
@@ -56,7 +100,8 @@ pub fn bind(spec: &Listener, shards: usize) -> io::Result<BoundListener> {
             format!("endpoint {} on {}: {e}", spec.name, spec.addr),
         )
     };
-    let mut addr = claim(spec.addr).map_err(context)?;
+    refuse_if_listened(spec.addr).map_err(context)?;
+    let mut addr = spec.addr;
     let mut per_shard = Vec::with_capacity(shards);
     for _ in 0..shards {
         let socket = socket(addr).map_err(context)?;
@@ -97,6 +142,41 @@ mod tests {
                 bound.addr
             );
         }
+    }
+
+    #[test]
+    fn proc_net_tcp_lines_are_read() {
+        let addr: SocketAddr = "127.0.0.1:1883".parse().unwrap();
+        // sl local_address rem_address st ...: 127.0.0.1:1883 listening, then 0.0.0.0:1883.
+        assert!(listens_on(
+            "  0: 0100007F:075B 00000000:0000 0A 00000000:00000000 00:00000000 00000000",
+            addr
+        ));
+        assert!(listens_on(
+            "  1: 00000000:075B 00000000:0000 0A 00000000:00000000 00:00000000 00000000",
+            addr
+        ));
+        assert!(
+            !listens_on(
+                "  2: 0100007F:075B 0100007F:C000 01 00000000:00000000 00:00000000 00000000",
+                addr
+            ),
+            "established"
+        );
+        assert!(
+            !listens_on(
+                "  3: 0100007F:075C 00000000:0000 0A 00000000:00000000 00:00000000 00000000",
+                addr
+            ),
+            "other port"
+        );
+        assert!(
+            !listens_on(
+                "  4: 0200007F:075B 00000000:0000 0A 00000000:00000000 00:00000000 00000000",
+                addr
+            ),
+            "127.0.0.2"
+        );
     }
 
     #[test]

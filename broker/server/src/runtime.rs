@@ -1,7 +1,7 @@
 //! Starting the broker: listeners bound, one pinned glommio executor per core, a full mesh of
 //! channels between them, and a clean stop on SIGTERM or SIGINT.
 
-use std::os::fd::{FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -98,7 +98,9 @@ async fn shard_main(
     let (parking, tokens) =
         Parking::start(index).map_err(|e| format!("cannot start parking for shard {id}: {e}"))?;
     let io = ShardIo::new(core, senders, parking);
+    let mut listening = Vec::with_capacity(listeners.len());
     for (endpoint, fd) in listeners {
+        listening.push(fd.as_raw_fd());
         // SAFETY: the listening socket's fd moves into glommio's listener, once.
         let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
         glommio::spawn_local(accept_loop(io.clone(), listener, endpoint)).detach();
@@ -127,6 +129,12 @@ async fn shard_main(
             next_tick += TICK;
             io.tick();
         }
+    }
+    // Stop listening first: no new client during the shutdown, and the port is free at once
+    // (io_uring would otherwise keep the socket for a moment after the process exits).
+    for fd in listening {
+        // SAFETY: shutdown on a listening socket this shard still owns.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
     io.shutdown();
     Ok(())
