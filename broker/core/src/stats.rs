@@ -1,5 +1,5 @@
-//! Counters a shard keeps about itself; the server sums them across shards for logs and the
-//! admin interface. Plain integers: a shard is single-threaded.
+//! Counters a shard keeps about itself (the server logs them when the shard stops). Plain
+//! integers: a shard is single-threaded.
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -20,21 +20,4 @@ pub struct Stats {
     pub messages_dropped_offline: u64,
     pub wills_published: u64,
     pub sessions_expired: u64,
-}
-
-impl Stats {
-    pub fn add(&mut self, other: &Stats) {
-        self.connections_opened += other.connections_opened;
-        self.connections_closed += other.connections_closed;
-        self.protocol_errors += other.protocol_errors;
-        self.messages_received += other.messages_received;
-        self.messages_sent += other.messages_sent;
-        self.messages_rejected += other.messages_rejected;
-        self.messages_discarded += other.messages_discarded;
-        self.messages_expired += other.messages_expired;
-        self.messages_oversize += other.messages_oversize;
-        self.messages_dropped_offline += other.messages_dropped_offline;
-        self.wills_published += other.wills_published;
-        self.sessions_expired += other.sessions_expired;
-    }
 }

@@ -137,6 +137,7 @@ async fn shard_main(
         unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     }
     io.shutdown();
+    tracing::info!(shard = id, stats = ?io.core().stats, "shard stopped");
     Ok(())
 }
 
