@@ -315,47 +315,6 @@ impl<V> TopicTree<V> {
             key.truncate(mark);
         }
     }
-
-    /// Visits every stored key and value, in no particular order.
-    pub fn for_each(&self, visit: &mut impl FnMut(&str, &V)) {
-        let mut key = String::new();
-        if let Some(value) = &self.node(self.root).value {
-            visit("", value);
-        }
-        self.for_each_below_all(self.root, true, &mut key, visit);
-    }
-
-    fn for_each_below_all(
-        &self,
-        id: NodeId,
-        at_root: bool,
-        key: &mut String,
-        visit: &mut impl FnMut(&str, &V),
-    ) {
-        let node = self.node(id);
-        let wildcards = node
-            .plus
-            .map(|c| ("+", c))
-            .into_iter()
-            .chain(node.hash.map(|c| ("#", c)));
-        for (name, child) in node
-            .children
-            .iter()
-            .map(|(n, &c)| (&**n, c))
-            .chain(wildcards)
-        {
-            let mark = key.len();
-            if !at_root {
-                key.push('/');
-            }
-            key.push_str(name);
-            if let Some(value) = &self.node(child).value {
-                visit(key, value);
-            }
-            self.for_each_below_all(child, false, key, visit);
-            key.truncate(mark);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -452,17 +411,5 @@ mod tests {
         assert_eq!(in_filter(&tree, "$SYS/#"), ["$SYS/x"]);
         assert_eq!(in_filter(&tree, "+/x"), Vec::<String>::new());
         assert_eq!(in_filter(&tree, "a/+/b"), ["a//b"]);
-    }
-
-    #[test]
-    fn for_each_visits_every_key() {
-        let tree = filters(&["a/+", "a/#", "b", "$x/y"]);
-        let mut keys = Vec::new();
-        tree.for_each(&mut |k, v| {
-            assert_eq!(k, v);
-            keys.push(k.to_string());
-        });
-        keys.sort();
-        assert_eq!(keys, ["$x/y", "a/#", "a/+", "b"]);
     }
 }

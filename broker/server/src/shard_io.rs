@@ -164,11 +164,23 @@ impl ShardIo {
             Err(_) => return, // already gone
         };
         let (conn, generation) = self.core().open(Instant::now(), endpoint, peer);
+        self.start_task(conn, generation, stream);
+    }
+
+    /// Enters a connection's socket in the table and starts its task, which owns the stream.
+    fn start_task(self: &Rc<Self>, conn: ConnId, generation: u32, stream: TcpStream) {
         let socket = Socket::Active {
             fd: stream.as_raw_fd(),
             waker: None,
         };
-        self.insert(conn, self.conn_io(generation, socket));
+        let io = ConnIo {
+            generation,
+            socket,
+            write_blocked: false,
+            park_requested: false,
+            closing_since_s: None,
+        };
+        self.insert(conn, io);
         glommio::spawn_local(crate::connection::serve(
             self.clone(),
             conn,
@@ -178,47 +190,18 @@ impl ShardIo {
         .detach();
     }
 
-    fn conn_io(&self, generation: u32, socket: Socket) -> ConnIo {
-        ConnIo {
-            generation,
-            socket,
-            write_blocked: false,
-            park_requested: false,
-            closing_since_s: None,
-        }
-    }
-
     /// A message from another shard.
     pub fn received(self: &Rc<Self>, envelope: Envelope) {
         let now = Instant::now();
         match (envelope.msg, envelope.fd) {
             (ShardMsg::Adopt(adopt), Some(fd)) => {
                 let (conn, generation) = self.core().open(now, adopt.endpoint, adopt.peer);
-                let raw = fd.into_raw_fd();
-                self.insert(
-                    conn,
-                    self.conn_io(
-                        generation,
-                        Socket::Active {
-                            fd: raw,
-                            waker: None,
-                        },
-                    ),
-                );
                 // SAFETY: the fd came over the channel with ownership, and is passed on once.
-                let stream = unsafe { TcpStream::from_raw_fd(raw) };
-                {
-                    let mut core = self.core();
-                    core.input(conn, now, &adopt.connect);
-                    core.input(conn, now, &adopt.rest);
-                }
-                glommio::spawn_local(crate::connection::serve(
-                    self.clone(),
-                    conn,
-                    generation,
-                    stream,
-                ))
-                .detach();
+                let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
+                self.start_task(conn, generation, stream);
+                let mut core = self.core();
+                core.input(conn, now, &adopt.connect);
+                core.input(conn, now, &adopt.rest);
             }
             (msg, _) => self.core().remote(now, msg),
         }
