@@ -2,6 +2,7 @@
 ends by checking that the broker still serves a healthy client (and the broker fixture fails
 the test if the process died)."""
 
+import os
 import threading
 import time
 
@@ -255,3 +256,26 @@ def test_slow_consumer_does_not_grow_broker_unbounded(broker, raw, client, proto
     healthy(broker, proto)
     growth_kb = broker.rss_kb() - rss_before
     assert growth_kb < 14 * 1024, f"RSS grew by {growth_kb} kB"
+
+
+@pytest.mark.ironsight_only(reason="closing a connection whose peer never reads, after a grace")
+def test_stuck_client_is_cut_off_after_keepalive(broker, raw, client, proto):
+    """A client with keep alive 1 s subscribes, then neither reads nor sends while 4 MB are
+    published to it, so its socket is full when its keep alive runs out. The broker must not
+    wait for it to read its last bytes forever: the connection is gone from the broker (its
+    socket closed) within keep alive x 1.5 plus a few seconds' grace, while the stuck client
+    still has not read anything."""
+    def broker_sockets():
+        return len(os.listdir(f"/proc/{broker.pid}/fd"))
+
+    before = broker_sockets()
+    stuck = raw(proto, rcvbuf=4096)
+    stuck.connect("stuck", keepalive=1)
+    stuck.subscribe([("stuck/t", m.sub_options(0))])
+    assert wait_for(lambda: broker_sockets() == before + 1, timeout=5)
+    pub = client(proto, "pub")
+    for _ in range(64):
+        pub.publish("stuck/t", b"s" * (64 * 1024), 0, timeout=30)
+    assert wait_for(lambda: broker_sockets() <= before + 1, timeout=15,
+                    message="the stuck connection closed by the broker")
+    healthy(broker, proto)

@@ -312,7 +312,11 @@ impl ShardIo {
         };
         if let Sent::All = sent {
             self.with_conn(conn, generation, |c| c.write_blocked = false);
-            self.after_written(conn);
+            if self.core.borrow().is_closing(conn) {
+                self.close_now(conn); // its last bytes are out
+            } else {
+                self.after_written(conn);
+            }
         }
         Ok(sent)
     }
@@ -354,26 +358,26 @@ impl ShardIo {
     pub fn unpark(self: &Rc<Self>, token: parking::Token) {
         let (conn, generation) = parking::untoken(token);
         let stream = self.with_conn(conn, generation, |c| {
-            let Socket::Parked { .. } = &c.socket else {
-                return None;
-            };
-            let Socket::Parked { fd } = std::mem::replace(
-                &mut c.socket,
-                Socket::Active {
-                    fd: -1,
-                    waker: None,
-                },
-            ) else {
-                unreachable!("matched above")
-            };
-            let _ = self.parking.unwatch(fd.as_fd());
-            let raw = fd.into_raw_fd();
-            c.socket = Socket::Active {
-                fd: raw,
+            let placeholder = Socket::Active {
+                fd: -1,
                 waker: None,
             };
-            // SAFETY: ownership of the fd moves into the stream.
-            Some(unsafe { TcpStream::from_raw_fd(raw) })
+            match std::mem::replace(&mut c.socket, placeholder) {
+                Socket::Parked { fd } => {
+                    let _ = self.parking.unwatch(fd.as_fd());
+                    let raw = fd.into_raw_fd();
+                    c.socket = Socket::Active {
+                        fd: raw,
+                        waker: None,
+                    };
+                    // SAFETY: ownership of the fd moves into the stream.
+                    Some(unsafe { TcpStream::from_raw_fd(raw) })
+                }
+                active => {
+                    c.socket = active; // already has a task (a stale relay token)
+                    None
+                }
+            }
         });
         if let Some(Some(stream)) = stream {
             glommio::spawn_local(crate::connection::serve(
@@ -436,7 +440,15 @@ impl ShardIo {
             }
         };
         if blocked {
-            return; // its task writes when the socket drains
+            // Its task writes when the socket drains. A closing connection whose peer does not
+            // read gets CLOSE_GRACE_S from now, then the tick cuts it off.
+            if self.core.borrow().is_closing(conn) {
+                let clock = self.clock_s.get();
+                if let Some(c) = self.conns.borrow_mut()[conn as usize].as_mut() {
+                    c.closing_since_s.get_or_insert(clock);
+                }
+            }
+            return;
         }
         let (sent, closing) = {
             let mut core = self.core();
