@@ -387,20 +387,10 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Cli;
-    use crate::spec::{build, Machine};
-    use clap::Parser;
+    use crate::spec::build_args;
 
     fn spec(args: &[&str]) -> Spec {
-        let mut argv = vec!["b"];
-        argv.extend_from_slice(args);
-        let machine = Machine {
-            private_netns: false,
-            local_ports: 28_232,
-        };
-        build(Cli::try_parse_from(argv).unwrap().command, machine)
-            .unwrap()
-            .0
+        build_args(args).unwrap()
     }
 
     /// Proves the schedule's window follows warm-up and duration, and the drain follows it.

@@ -634,23 +634,26 @@ impl Spec {
     }
 }
 
+/// The machine the tests validate against: the host network, Linux's default port range.
+#[cfg(test)]
+pub(crate) const TEST_MACHINE: Machine = Machine {
+    private_netns: false,
+    local_ports: 28_232,
+};
+
+/// Parses a command line (without the program name) and builds its spec on [`TEST_MACHINE`].
+#[cfg(test)]
+pub(crate) fn build_args(args: &[&str]) -> Result<Spec, SpecError> {
+    use clap::Parser;
+    let mut argv = vec!["ironsight-bench"];
+    argv.extend_from_slice(args);
+    let cli = crate::cli::Cli::try_parse_from(argv).expect("arguments parse");
+    build(cli.command, TEST_MACHINE).map(|(spec, _)| spec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Cli;
-    use clap::Parser;
-
-    const MACHINE: Machine = Machine {
-        private_netns: false,
-        local_ports: 28_232,
-    };
-
-    fn build_args(args: &[&str]) -> Result<Spec, SpecError> {
-        let mut argv = vec!["ironsight-bench"];
-        argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).expect("arguments parse");
-        build(cli.command, MACHINE).map(|(spec, _)| spec)
-    }
 
     /// Proves a plain fanout run is accepted with the documented defaults.
     #[test]

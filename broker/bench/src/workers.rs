@@ -126,21 +126,7 @@ fn split(n: u32, parts: u32, part: u32) -> Range<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Cli;
-    use crate::spec::build;
-    use clap::Parser;
-
-    const MACHINE: Machine = Machine {
-        private_netns: false,
-        local_ports: 28_232,
-    };
-
-    fn build_args(args: &[&str]) -> Result<Spec, SpecError> {
-        let mut argv = vec!["ironsight-bench"];
-        argv.extend_from_slice(args);
-        let cli = Cli::try_parse_from(argv).expect("arguments parse");
-        build(cli.command, MACHINE).map(|(spec, _)| spec)
-    }
+    use crate::spec::{build_args, TEST_MACHINE as MACHINE};
 
     /// Proves a worker over the socket limit is refused with --procs named, and that enough
     /// procs make the same run fit.

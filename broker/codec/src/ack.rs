@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
 use crate::packet::{begin_packet, packet_len, packet_type, PacketId, ProtocolVersion};
-use crate::properties::{block_len, put_block_len, ReasonProperties};
+use crate::properties::{put_reason_tail, reason_tail_len, ReasonProperties};
 use crate::reason::{ReasonCode, ReasonTable};
 use crate::strings::Reader;
 
@@ -107,40 +107,29 @@ impl PubResponse {
     /// Writes the whole packet as a `kind`. For v5 the shortest form that carries the reason
     /// and properties is used; for 3.x both are dropped.
     pub fn encode(&self, kind: PubResponseKind, version: ProtocolVersion, out: &mut BytesMut) {
-        let properties_len = self.properties_len(version);
-        let remaining = self.remaining_len(version, properties_len);
-        begin_packet(out, (kind.packet_type() << 4) | kind.flags(), remaining);
+        let (properties_len, tail_len) = self.tail_len(version);
+        begin_packet(out, (kind.packet_type() << 4) | kind.flags(), 2 + tail_len);
         out.put_u16(self.packet_id.get());
-        if remaining > 2 {
-            out.put_u8(self.reason_code as u8);
-        }
-        if remaining > 3 {
-            put_block_len(out, properties_len);
-            self.properties.encode(out);
-        }
+        put_reason_tail(out, tail_len, self.reason_code, properties_len, |out| {
+            self.properties.encode(out)
+        });
     }
 
     /// Length of the whole packet; the same for all four kinds.
     pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
-        packet_len(self.remaining_len(version, self.properties_len(version)))
+        packet_len(2 + self.tail_len(version).1)
     }
 
-    fn properties_len(&self, version: ProtocolVersion) -> usize {
-        if version.is_v5() {
-            self.properties.encoded_len()
-        } else {
-            0
+    /// The property block's and the reason tail's lengths; 3.x has neither.
+    fn tail_len(&self, version: ProtocolVersion) -> (usize, usize) {
+        if !version.is_v5() {
+            return (0, 0);
         }
-    }
-
-    fn remaining_len(&self, version: ProtocolVersion, properties_len: usize) -> usize {
-        if !version.is_v5() || (self.reason_code == ReasonCode::Success && properties_len == 0) {
-            2
-        } else if properties_len == 0 {
-            3
-        } else {
-            3 + block_len(properties_len)
-        }
+        let properties_len = self.properties.encoded_len();
+        (
+            properties_len,
+            reason_tail_len(self.reason_code, properties_len),
+        )
     }
 }
 

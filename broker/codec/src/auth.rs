@@ -9,14 +9,14 @@
 
 use std::fmt;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
 use crate::packet::{begin_packet, packet_len, packet_type, ProtocolVersion, UserProperties};
 use crate::properties::{
-    block_len, opt_len, property_id as id, put_block_len, put_opt, put_user_properties, redact,
-    unexpected, user_properties_len, PropertyReader,
+    opt_len, property_id as id, put_opt, put_reason_tail, put_user_properties, reason_tail_len,
+    redact, unexpected, user_properties_len, PropertyReader,
 };
 use crate::reason::{ReasonCode, ReasonTable};
 use crate::strings::Reader;
@@ -70,29 +70,18 @@ impl Auth {
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
         assert!(version.is_v5(), "AUTH exists only in MQTT 5");
         let properties_len = self.properties.encoded_len();
-        let remaining = self.remaining_len(properties_len);
-        begin_packet(out, packet_type::AUTH << 4, remaining);
-        if remaining > 0 {
-            out.put_u8(self.reason_code as u8);
-        }
-        if remaining > 1 {
-            put_block_len(out, properties_len);
-            self.properties.encode(out);
-        }
+        let tail_len = reason_tail_len(self.reason_code, properties_len);
+        begin_packet(out, packet_type::AUTH << 4, tail_len);
+        put_reason_tail(out, tail_len, self.reason_code, properties_len, |out| {
+            self.properties.encode(out)
+        });
     }
 
     pub fn encoded_len(&self, _version: ProtocolVersion) -> usize {
-        packet_len(self.remaining_len(self.properties.encoded_len()))
-    }
-
-    fn remaining_len(&self, properties_len: usize) -> usize {
-        if self.reason_code == ReasonCode::Success && properties_len == 0 {
-            0
-        } else if properties_len == 0 {
-            1
-        } else {
-            1 + block_len(properties_len)
-        }
+        packet_len(reason_tail_len(
+            self.reason_code,
+            self.properties.encoded_len(),
+        ))
     }
 }
 

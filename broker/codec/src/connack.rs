@@ -280,14 +280,9 @@ impl fmt::Debug for ConnAckProperties {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{assert_round_trip, Packet};
+    use crate::packet::{assert_round_trip, test_decoder, Packet};
 
-    fn decode(bytes: &[u8], version: ProtocolVersion) -> Result<ConnAck, DecodeError> {
-        match Packet::decode(Bytes::copy_from_slice(bytes), version)? {
-            Packet::ConnAck(c) => Ok(c),
-            other => panic!("decoded {other:?}"),
-        }
-    }
+    test_decoder!(ConnAck -> ConnAck);
 
     fn accepted(session_present: bool) -> ConnAck {
         ConnAck {

@@ -4,14 +4,14 @@
 //! Normal disconnection without properties, 1 a reason code without properties
 //! ([MQTT-3.14.2-1]).
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
 use crate::packet::{begin_packet, packet_len, packet_type, ProtocolVersion, UserProperties};
 use crate::properties::{
-    block_len, opt_len, property_id as id, put_block_len, put_opt, put_user_properties, unexpected,
-    user_properties_len, PropertyReader,
+    opt_len, property_id as id, put_opt, put_reason_tail, put_user_properties, reason_tail_len,
+    unexpected, user_properties_len, PropertyReader,
 };
 use crate::reason::{ReasonCode, ReasonTable};
 use crate::strings::Reader;
@@ -62,38 +62,27 @@ impl Disconnect {
     }
 
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) {
-        let properties_len = self.properties_len(version);
-        let remaining = self.remaining_len(version, properties_len);
-        begin_packet(out, packet_type::DISCONNECT << 4, remaining);
-        if remaining > 0 {
-            out.put_u8(self.reason_code as u8);
-        }
-        if remaining > 1 {
-            put_block_len(out, properties_len);
-            self.properties.encode(out);
-        }
+        let (properties_len, tail_len) = self.tail_len(version);
+        begin_packet(out, packet_type::DISCONNECT << 4, tail_len);
+        put_reason_tail(out, tail_len, self.reason_code, properties_len, |out| {
+            self.properties.encode(out)
+        });
     }
 
     pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
-        packet_len(self.remaining_len(version, self.properties_len(version)))
+        packet_len(self.tail_len(version).1)
     }
 
-    fn properties_len(&self, version: ProtocolVersion) -> usize {
-        if version.is_v5() {
-            self.properties.encoded_len()
-        } else {
-            0
+    /// The property block's and the reason tail's lengths; 3.x has neither.
+    fn tail_len(&self, version: ProtocolVersion) -> (usize, usize) {
+        if !version.is_v5() {
+            return (0, 0);
         }
-    }
-
-    fn remaining_len(&self, version: ProtocolVersion, properties_len: usize) -> usize {
-        if !version.is_v5() || (self.reason_code == ReasonCode::Success && properties_len == 0) {
-            0
-        } else if properties_len == 0 {
-            1
-        } else {
-            1 + block_len(properties_len)
-        }
+        let properties_len = self.properties.encoded_len();
+        (
+            properties_len,
+            reason_tail_len(self.reason_code, properties_len),
+        )
     }
 }
 
@@ -137,17 +126,12 @@ impl DisconnectProperties {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{assert_round_trip, Packet};
+    use crate::packet::{assert_round_trip, test_decoder, Packet};
 
     const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
     const V5: ProtocolVersion = ProtocolVersion::V5;
 
-    fn decode(bytes: &[u8], version: ProtocolVersion) -> Result<Disconnect, DecodeError> {
-        match Packet::decode(Bytes::copy_from_slice(bytes), version)? {
-            Packet::Disconnect(d) => Ok(d),
-            other => panic!("decoded {other:?}"),
-        }
-    }
+    test_decoder!(Disconnect -> Disconnect);
 
     /// Proves the three v5 forms (0, 1 and more bytes) and that the encoder picks the shortest.
     #[test]

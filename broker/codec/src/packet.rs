@@ -296,6 +296,22 @@ pub(crate) fn begin_packet(out: &mut BytesMut, first_byte: u8, remaining: usize)
     varint::write(out, remaining);
 }
 
+/// Defines the tests' `decode(bytes, version)` for one kind of packet: it decodes a whole packet
+/// and panics if another kind came out.
+#[cfg(test)]
+macro_rules! test_decoder {
+    ($variant:ident -> $ty:ty) => {
+        fn decode(bytes: &[u8], version: ProtocolVersion) -> Result<$ty, DecodeError> {
+            match Packet::decode(Bytes::copy_from_slice(bytes), version)? {
+                Packet::$variant(p) => Ok(p),
+                other => panic!("decoded {other:?}"),
+            }
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use test_decoder;
+
 /// Encodes `packet`, checks the length prediction, decodes the bytes again and checks the result
 /// is the same packet. Returns the encoding for byte-level assertions.
 #[cfg(test)]

@@ -16,6 +16,7 @@ use bytestring::ByteString;
 
 use crate::error::DecodeError;
 use crate::packet::{QoS, UserProperties};
+use crate::reason::ReasonCode;
 use crate::strings::{prefixed_len, put_binary, put_string, Reader};
 use crate::varint;
 
@@ -383,6 +384,35 @@ pub(crate) fn block_len(properties_len: usize) -> usize {
 #[inline]
 pub(crate) fn put_block_len(out: &mut BytesMut, properties_len: usize) {
     varint::write(out, properties_len);
+}
+
+/// Length of the tail that ends PUBACK, PUBREC, PUBREL, PUBCOMP, DISCONNECT and AUTH in v5: a
+/// reason code, then a property block, each left out when it says nothing ([MQTT-3.4.2-1],
+/// [MQTT-3.14.2-1], §3.15.2.1). Success without properties needs no tail at all; a reason
+/// without properties needs one byte.
+pub(crate) fn reason_tail_len(reason_code: ReasonCode, properties_len: usize) -> usize {
+    if properties_len == 0 {
+        usize::from(reason_code != ReasonCode::Success)
+    } else {
+        1 + block_len(properties_len)
+    }
+}
+
+/// Writes a tail of `tail_len` bytes, as [`reason_tail_len`] measured it.
+pub(crate) fn put_reason_tail(
+    out: &mut BytesMut,
+    tail_len: usize,
+    reason_code: ReasonCode,
+    properties_len: usize,
+    put_properties: impl FnOnce(&mut BytesMut),
+) {
+    if tail_len > 0 {
+        out.put_u8(reason_code as u8);
+    }
+    if tail_len > 1 {
+        put_block_len(out, properties_len);
+        put_properties(out);
+    }
 }
 
 /// Stands in for a secret (password, authentication data) in `Debug` output.

@@ -217,17 +217,12 @@ impl fmt::Debug for Publish {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{assert_round_trip, Packet};
+    use crate::packet::{assert_round_trip, test_decoder, Packet};
 
     const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
     const V5: ProtocolVersion = ProtocolVersion::V5;
 
-    fn decode(bytes: &[u8], version: ProtocolVersion) -> Result<Publish, DecodeError> {
-        match Packet::decode(Bytes::copy_from_slice(bytes), version)? {
-            Packet::Publish(p) => Ok(p),
-            other => panic!("decoded {other:?}"),
-        }
-    }
+    test_decoder!(Publish -> Publish);
 
     fn qos0(topic: &'static str, payload: &'static [u8]) -> Publish {
         Publish {

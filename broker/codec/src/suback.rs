@@ -99,17 +99,12 @@ impl SubAck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{assert_round_trip, Packet};
+    use crate::packet::{assert_round_trip, test_decoder, Packet};
 
     const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
     const V5: ProtocolVersion = ProtocolVersion::V5;
 
-    fn decode(bytes: &[u8], version: ProtocolVersion) -> Result<SubAck, DecodeError> {
-        match Packet::decode(Bytes::copy_from_slice(bytes), version)? {
-            Packet::SubAck(s) => Ok(s),
-            other => panic!("decoded {other:?}"),
-        }
-    }
+    test_decoder!(SubAck -> SubAck);
 
     /// Proves the 3.1.1 layout and its four codes.
     #[test]

@@ -247,17 +247,12 @@ impl SubscribeProperties {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{assert_round_trip, Packet};
+    use crate::packet::{assert_round_trip, test_decoder, Packet};
 
     const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
     const V5: ProtocolVersion = ProtocolVersion::V5;
 
-    fn decode(bytes: &[u8], version: ProtocolVersion) -> Result<Subscribe, DecodeError> {
-        match Packet::decode(Bytes::copy_from_slice(bytes), version)? {
-            Packet::Subscribe(s) => Ok(s),
-            other => panic!("decoded {other:?}"),
-        }
-    }
+    test_decoder!(Subscribe -> Subscribe);
 
     /// Proves the 3.1.1 layout (the example of STYLE.md), with filters kept in order.
     #[test]

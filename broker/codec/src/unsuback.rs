@@ -87,17 +87,12 @@ impl UnsubAck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{assert_round_trip, Packet};
+    use crate::packet::{assert_round_trip, test_decoder, Packet};
 
     const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
     const V5: ProtocolVersion = ProtocolVersion::V5;
 
-    fn decode(bytes: &[u8], version: ProtocolVersion) -> Result<UnsubAck, DecodeError> {
-        match Packet::decode(Bytes::copy_from_slice(bytes), version)? {
-            Packet::UnsubAck(u) => Ok(u),
-            other => panic!("decoded {other:?}"),
-        }
-    }
+    test_decoder!(UnsubAck -> UnsubAck);
 
     /// Proves the 3.x layout is the packet id alone, and v5 codes are dropped for it.
     #[test]

@@ -105,17 +105,12 @@ impl Unsubscribe {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{assert_round_trip, Packet};
+    use crate::packet::{assert_round_trip, test_decoder, Packet};
 
     const V3: ProtocolVersion = ProtocolVersion::V3_1_1;
     const V5: ProtocolVersion = ProtocolVersion::V5;
 
-    fn decode(bytes: &[u8], version: ProtocolVersion) -> Result<Unsubscribe, DecodeError> {
-        match Packet::decode(Bytes::copy_from_slice(bytes), version)? {
-            Packet::Unsubscribe(u) => Ok(u),
-            other => panic!("decoded {other:?}"),
-        }
-    }
+    test_decoder!(Unsubscribe -> Unsubscribe);
 
     /// Proves the 3.1.1 layout: filters packed back to back, no options byte.
     #[test]
