@@ -6,6 +6,7 @@
 //! - [`cores`]: which CPUs get a shard.
 //! - [`listen`]: `SO_REUSEPORT` listening sockets, one per shard, deep backlog.
 //! - [`shard_io`]: one shard's sockets, tasks, flusher and channels around the core.
+//! - [`overflow`]: messages for other shards that wait for room in a full channel, in order.
 //! - [`connection`]: the task of an active connection.
 //! - [`parking`]: idle connections wait in epoll, without a task.
 //! - [`send`]: vectored, non-blocking writes.
@@ -20,6 +21,7 @@
 pub mod connection;
 pub mod cores;
 pub mod listen;
+pub mod overflow;
 pub mod parking;
 pub mod runtime;
 pub mod send;

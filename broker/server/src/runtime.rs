@@ -65,7 +65,16 @@ pub fn run(options: Options) -> Result<(), String> {
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("ironsight-{index}"))
             .io_memory(IO_MEMORY)
-            .spawn(move || shard_main(index, shards, mesh, settings, listeners, stop))
+            .spawn(move || async move {
+                let result =
+                    shard_main(index, shards, mesh, settings, listeners, stop.clone()).await;
+                if let Err(error) = &result {
+                    // The others cannot work without it (barriers wait for every shard).
+                    tracing::error!(shard = index, %error, "shard failed; stopping the broker");
+                    stop.store(true, Ordering::Relaxed);
+                }
+                result
+            })
             .map_err(|e| format!("cannot start the executor for CPU {cpu}: {e}"))?;
         handles.push(handle);
     }

@@ -10,7 +10,6 @@
 //! whose socket is full is handed to its own task, which waits for it to drain.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
 use std::task::{Poll, Waker};
@@ -23,6 +22,7 @@ use ironsight_core::conn::ConnId;
 use ironsight_core::routing::{ShardId, ShardMsg};
 use ironsight_core::{Event, Shard};
 
+use crate::overflow::Overflow;
 use crate::parking::{self, Parking};
 use crate::send::{send_all, Sent};
 
@@ -82,8 +82,7 @@ pub struct ShardIo {
     conns: RefCell<Vec<Option<ConnIo>>>,
     scratch: RefCell<Box<[u8]>>,
     senders: Senders<Envelope>,
-    overflow: RefCell<Vec<VecDeque<Envelope>>>,
-    overflow_len: Cell<usize>,
+    overflow: RefCell<Overflow<Envelope>>,
     drainer: RefCell<Option<Waker>>,
     throttled: RefCell<Vec<Waker>>,
     flusher: RefCell<Option<Waker>>,
@@ -112,8 +111,7 @@ impl ShardIo {
             conns: RefCell::new(Vec::new()),
             scratch: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
             senders,
-            overflow: RefCell::new((0..peers).map(|_| VecDeque::new()).collect()),
-            overflow_len: Cell::new(0),
+            overflow: RefCell::new(Overflow::new(peers)),
             drainer: RefCell::new(None),
             throttled: RefCell::new(Vec::new()),
             flusher: RefCell::new(None),
@@ -262,7 +260,10 @@ impl ShardIo {
                     }
                 }
             }
-            if self.core().wants_input(conn) && !self.is_throttled(cx) {
+            // A peer that does not read its answers (its socket is full and so is the send
+            // buffer) gets no more: its requests wait in its socket until it reads.
+            let answers_full = write_blocked && self.core.borrow().output_full(conn);
+            if !answers_full && self.core().wants_input(conn) && !self.is_throttled(cx) {
                 if reads == READS_PER_POLL {
                     cx.waker().wake_by_ref(); // fairness: let the other connections run
                     break;
@@ -315,7 +316,9 @@ impl ShardIo {
             if self.core.borrow().is_closing(conn) {
                 self.close_now(conn); // its last bytes are out
             } else {
+                // Room again: queued messages move into the output, for the flusher to write.
                 self.after_written(conn);
+                self.schedule_flush();
             }
         }
         Ok(sent)
@@ -542,13 +545,8 @@ impl ShardIo {
         else {
             return;
         };
-        let fd = match std::mem::replace(
-            &mut c.socket,
-            Socket::Active {
-                fd: -1,
-                waker: None,
-            },
-        ) {
+        c.wake(); // an active task finds its connection gone, and ends
+        let fd = match c.socket {
             Socket::Parked { fd } => Ok(fd),
             // The task keeps its stream (and closes it when it ends); the other shard gets a dup.
             // SAFETY: dup returned a new fd that nothing else owns.
@@ -556,7 +554,6 @@ impl ShardIo {
                 nix::unistd::dup(fd).map(|new| unsafe { OwnedFd::from_raw_fd(new) })
             }
         };
-        c.wake();
         match fd {
             Ok(fd) => self.send_remote(to, Envelope { msg, fd: Some(fd) }),
             Err(error) => {
@@ -581,7 +578,7 @@ impl ShardIo {
     fn send_remote(&self, to: ShardId, envelope: Envelope) {
         let peer = usize::from(to);
         let mut overflow = self.overflow.borrow_mut();
-        let envelope = if overflow[peer].is_empty() {
+        let envelope = if overflow.may_send_directly(peer) {
             match self.senders.try_send_to(peer, envelope) {
                 Ok(()) => return,
                 Err(GlommioError::WouldBlock(ResourceType::Channel(envelope))) => envelope,
@@ -590,15 +587,14 @@ impl ShardIo {
         } else {
             envelope
         };
-        overflow[peer].push_back(envelope);
-        self.overflow_len.set(self.overflow_len.get() + 1);
+        overflow.push(peer, envelope);
         if let Some(waker) = self.drainer.borrow_mut().take() {
             waker.wake();
         }
     }
 
     fn is_throttled(&self, cx: &std::task::Context<'_>) -> bool {
-        if self.overflow_len.get() < OVERFLOW_HIGH {
+        if self.overflow.borrow().waiting() < OVERFLOW_HIGH {
             return false;
         }
         self.throttled.borrow_mut().push(cx.waker().clone());
@@ -609,22 +605,18 @@ impl ShardIo {
     pub async fn drain_overflow(self: Rc<Self>) {
         loop {
             let next = futures_lite::future::poll_fn(|cx| {
-                let mut overflow = self.overflow.borrow_mut();
-                for (peer, queue) in overflow.iter_mut().enumerate() {
-                    if let Some(envelope) = queue.pop_front() {
-                        return Poll::Ready((peer, envelope));
-                    }
+                if let Some(next) = self.overflow.borrow_mut().take_next() {
+                    return Poll::Ready(next);
                 }
                 *self.drainer.borrow_mut() = Some(cx.waker().clone());
                 Poll::Pending
             })
             .await;
             let (peer, envelope) = next;
-            if self.senders.send_to(peer, envelope).await.is_err() {
-                return; // the mesh is closing
-            }
-            let left = self.overflow_len.get() - 1;
-            self.overflow_len.set(left);
+            // A peer that is stopping takes nothing more; its messages are dropped, as in
+            // send_remote, and the others' keep flowing.
+            let _ = self.senders.send_to(peer, envelope).await;
+            let left = self.overflow.borrow_mut().sent();
             if left < OVERFLOW_HIGH / 2 {
                 for waker in self.throttled.borrow_mut().drain(..) {
                     waker.wake();

@@ -217,6 +217,15 @@ impl Shard {
             .is_some_and(|c| c.is_open() && c.paused_on.is_none())
     }
 
+    /// Whether `conn`'s output has reached MaxSendBufferSize: no more deliveries are added, and
+    /// a server whose socket to the peer is full should stop reading its requests too, since
+    /// each request adds an answer.
+    pub fn output_full(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(conn as usize)
+            .is_some_and(|c| c.out.len() >= self.settings.broker.send_buffer_max)
+    }
+
     pub fn is_closing(&self, conn: ConnId) -> bool {
         self.conns
             .get(conn as usize)
