@@ -320,3 +320,38 @@ def test_client_that_never_reads_cannot_pile_up_answers(broker, raw, proto):
     healthy(broker, proto)
     growth_kb = broker.rss_kb() - rss_before
     assert growth_kb < 16 * 1024, f"RSS grew by {growth_kb} kB after {sent} bytes of PINGREQ"
+
+
+@pytest.mark.ironsight_only(reason="lingering close; Mosquitto resets such a connection")
+def test_last_bytes_survive_input_left_unread(broker, raw, client, proto):
+    """A slow client (4 KB receive buffer) has 200 messages of 1 KB on their way to it, then
+    sends a malformed SUBSCRIBE followed by 256 KB more that the broker will never read. Closing
+    a socket with unread input makes the kernel send a reset, which destroys whatever is still
+    in the broker's send queue; the broker must instead end its side with a FIN and discard
+    the rest of the input, so that the client reads every message, then (v5) DISCONNECT 0x81,
+    then the close."""
+    slow = raw(proto, rcvbuf=4096)
+    slow.connect("slow-closing")
+    slow.subscribe([("linger/t", m.sub_options(0))])
+    pub = client(proto, "pub")
+    for i in range(200):  # QoS 1, acknowledged: routed before the malformed packet arrives
+        pub.publish("linger/t", bytes([i]) * 1024, 1)
+    props = b"\x00" if proto == V5 else b""
+    body = b"\x00\x01" + props + b"\x00\x01a" + b"\x00"
+    slow.sock.setblocking(False)
+    pending = bytes([0x80, len(body)]) + body + b"\x00" * (256 * 1024)
+    deadline = time.monotonic() + 2
+    while pending and time.monotonic() < deadline:
+        try:
+            pending = pending[slow.sock.send(pending):]
+        except BlockingIOError:
+            time.sleep(0.01)
+        except OSError:
+            break  # reset: the failure this test is about, seen by the reads below
+    slow.sock.setblocking(True)
+    packets = slow.recv_until_closed(timeout=10)
+    publishes = [p.payload for p in packets if p.type == m.PUBLISH]
+    assert publishes == [bytes([i]) * 1024 for i in range(200)]
+    tail = [(p.type, p.reason) for p in packets if p.type != m.PUBLISH]
+    assert tail == ([(m.DISCONNECT, 0x81)] if proto == V5 else [])
+    healthy(broker, proto)

@@ -10,6 +10,7 @@
 //! - [`connection`]: the task of an active connection.
 //! - [`parking`]: idle connections wait in epoll, without a task.
 //! - [`send`]: vectored, non-blocking writes.
+//! - [`linger`]: closing a socket without a reset destroying its last bytes.
 //!
 //! # Invariants
 //! - Every core call happens on the core's own executor; shards share nothing but channel
@@ -20,6 +21,7 @@
 
 pub mod connection;
 pub mod cores;
+pub mod linger;
 pub mod listen;
 pub mod overflow;
 pub mod parking;

@@ -22,6 +22,7 @@ use ironsight_core::conn::ConnId;
 use ironsight_core::routing::{ShardId, ShardMsg};
 use ironsight_core::{Event, Shard};
 
+use crate::linger::{self, Lingering};
 use crate::overflow::Overflow;
 use crate::parking::{self, Parking};
 use crate::send::{send_all, Sent};
@@ -88,6 +89,7 @@ pub struct ShardIo {
     flusher: RefCell<Option<Waker>>,
     flush_scheduled: Cell<bool>,
     parking: Parking,
+    lingering: Lingering,
     clock_s: Cell<u32>,
     /// Connections parked since the allocator last gave memory back.
     parked_since_collect: Cell<u32>,
@@ -117,6 +119,7 @@ impl ShardIo {
             flusher: RefCell::new(None),
             flush_scheduled: Cell::new(false),
             parking,
+            lingering: Lingering::default(),
             clock_s: Cell::new(0),
             parked_since_collect: Cell::new(0),
             dirty: RefCell::new(Vec::new()),
@@ -314,7 +317,7 @@ impl ShardIo {
         if let Sent::All = sent {
             self.with_conn(conn, generation, |c| c.write_blocked = false);
             if self.core.borrow().is_closing(conn) {
-                self.close_now(conn); // its last bytes are out
+                self.close_after_last_bytes(conn);
             } else {
                 // Room again: queued messages move into the output, for the flusher to write.
                 self.after_written(conn);
@@ -460,7 +463,7 @@ impl ShardIo {
             (send_all(fd, out), closing)
         };
         match sent {
-            Ok(Sent::All) if closing => self.close_now(conn),
+            Ok(Sent::All) if closing => self.close_after_last_bytes(conn),
             Ok(Sent::All) => self.after_written(conn),
             Ok(Sent::Blocked) => {
                 let clock = self.clock_s.get();
@@ -502,16 +505,55 @@ impl ShardIo {
 
     /// Closes the socket and forgets the connection. An active task notices and ends.
     fn close_now(&self, conn: ConnId) {
+        self.close(conn, false);
+    }
+
+    /// Closes a closing connection whose last bytes are in the kernel, so that they reach the
+    /// peer even if it sent input that was never read (see [`crate::linger`]).
+    fn close_after_last_bytes(&self, conn: ConnId) {
+        self.close(conn, true);
+    }
+
+    fn close(&self, conn: ConnId, keep_last_bytes: bool) {
         let entry = self
             .conns
             .borrow_mut()
             .get_mut(conn as usize)
             .and_then(Option::take);
         if let Some(mut c) = entry {
-            shutdown_socket(c.fd());
-            c.wake(); // the task drops its stream, which closes the fd
+            c.wake(); // an active task drops its stream, which closes its fd
+            let fd = c.fd();
+            let socket = if keep_last_bytes && linger::has_unread_input(fd) {
+                self.linger(c.socket)
+            } else {
+                Some(c.socket)
+            };
+            if let Some(socket) = socket {
+                shutdown_socket(fd);
+                drop(socket); // a parked socket's fd closes here
+            }
         }
         self.core().release(conn, Instant::now());
+    }
+
+    /// Hands a socket to a lingering task; gives it back when that cannot be done.
+    fn linger(&self, socket: Socket) -> Option<Socket> {
+        let fd = match socket {
+            Socket::Parked { fd } => {
+                let _ = self.parking.unwatch(fd.as_fd());
+                fd
+            }
+            // The task closes its own fd when it ends; the lingering task gets a dup.
+            Socket::Active { fd, .. } => match nix::unistd::dup(fd) {
+                // SAFETY: dup returned a new fd that nothing else owns.
+                Ok(new) => unsafe { OwnedFd::from_raw_fd(new) },
+                Err(_) => return Some(Socket::Active { fd, waker: None }),
+            },
+        };
+        self.lingering
+            .start(fd)
+            .err()
+            .map(|fd| Socket::Parked { fd })
     }
 
     fn handle_events(&self) {
