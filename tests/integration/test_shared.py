@@ -71,3 +71,27 @@ def test_shared_member_leaving_hands_messages_to_group(broker, raw, client, prot
     a.close()
     wait_for(lambda: sorted(b.payloads()) == sorted(sent), timeout=10,
              message=lambda: f"B to hold all 10, has {sorted(b.payloads())}")
+
+
+@pytest.mark.ironsight_only(reason="MessageSight's $SharedSubscription form is not supported "
+                                   "by Mosquitto")
+def test_both_share_spellings_are_one_subscription(broker, raw, client, proto):
+    """`$share/g/sh/t` and `$SharedSubscription/g/sh/t` name one subscription: a session that
+    subscribes with both gets each message once, and ends cleanly (this once crashed the
+    broker); the group then still works for a new member."""
+    r = raw(proto)
+    r.connect("both-forms")
+    r.subscribe([("$share/g/sh/t", m.sub_options(1)),
+                 ("$SharedSubscription/g/sh/t", m.sub_options(1))])
+    pub = client(proto, "pub")
+    pub.publish("sh/t", b"once", 1)
+    first = r.recv()
+    assert (first.type, first.payload) == (m.PUBLISH, b"once")
+    r.ack(m.PUBACK, first.packet_id)
+    assert r.no_packet_within(0.3), "delivered once, not once per spelling"
+    r.disconnect()
+    assert r.recv_until_closed() == []
+    member = client(proto, "member")
+    assert member.subscribe("$share/g/sh/t", 1) == [1]
+    pub.publish("sh/t", b"after", 1)
+    assert member.wait_messages(1)[0].payload == b"after"

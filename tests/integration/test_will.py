@@ -53,6 +53,19 @@ def test_v5_disconnect_with_will_message_publishes_will(broker, raw, client):
     assert msg.payload == b"gone"
 
 
+@pytest.mark.ironsight_only(reason="Mosquitto 2.0 deletes the will on any DISCONNECT but 0x04")
+@pytest.mark.parametrize("reason", [0x80, 0x83], ids=["unspecified", "implementation"])
+def test_v5_disconnect_with_error_reason_publishes_will(broker, raw, client, reason):
+    """Only a Normal disconnection (0x00) deletes the will [MQTT-3.1.2-10]: a client that
+    disconnects with an error reason (0x80, 0x83) still has its will published."""
+    watcher = watch(client, V5)
+    r = raw(V5)
+    r.connect("bye-with-error", will=WILL)
+    r.disconnect(reason)
+    [msg] = watcher.wait_messages(1)
+    assert msg.payload == b"gone"
+
+
 @pytest.mark.parametrize("will_qos", [0, 2])
 def test_will_qos_and_retain_honoured(broker, raw, client, proto, will_qos):
     """The will is published with its Will QoS and Will Retain [MQTT-3.1.2-14, MQTT-3.1.2-17]:

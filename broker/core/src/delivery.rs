@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
+use std::time::Instant;
 
 use ironsight_codec::{PacketId, QoS};
 
@@ -174,6 +175,15 @@ impl Delivery {
         }
     }
 
+    /// Takes the oldest queued message if it has expired.
+    pub fn pop_expired(&mut self, now: Instant) -> Option<Outgoing> {
+        if self.queue.front()?.msg.is_expired(now) {
+            self.queue.pop_front()
+        } else {
+            None
+        }
+    }
+
     /// Allocates a packet id not in flight and records the message as sent.
     pub fn start(&mut self, out: Outgoing) -> PacketId {
         assert!(
@@ -279,7 +289,6 @@ mod tests {
     use crate::message::Message;
     use ironsight_codec::{Bytes, MessageProperties};
     use std::sync::Arc;
-    use std::time::Instant;
 
     fn out(n: u8, qos: QoS) -> Outgoing {
         let msg = Message::new(

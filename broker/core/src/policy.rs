@@ -117,6 +117,9 @@ fn matches_from(segments: &[Segment], text: &str, client_id: &str) -> bool {
         Segment::Literal(lit) => text
             .strip_prefix(lit.as_str())
             .is_some_and(|t| matches_from(rest, t, client_id)),
+        // An id with a topic separator or a wildcard would reach other clients' topics (id `+`
+        // subscribing to `devices/+/#` under `devices/${ClientID}/*`): such ids match nothing.
+        Segment::ClientId if client_id.contains(['/', '+', '#']) => false,
         Segment::ClientId => text
             .strip_prefix(client_id)
             .is_some_and(|t| matches_from(rest, t, client_id)),
@@ -208,6 +211,17 @@ mod tests {
         assert!(p.matches("devices/d1/status", "d1"));
         assert!(!p.matches("devices/d2/status", "d1"));
         assert!(!p.matches("devices/d1", "d1"));
+    }
+
+    /// Proves an id with a wildcard or a separator cannot widen `${ClientID}` to other clients'
+    /// topics: `+` would subscribe to `devices/+/#`, `d1/x` would reach into `d1`'s subtree.
+    #[test]
+    fn client_ids_with_wildcards_or_separators_match_nothing() {
+        let p = pattern("devices/${ClientID}/*");
+        assert!(!p.matches("devices/+/#", "+"));
+        assert!(!p.matches("devices/#/x", "#"));
+        assert!(!p.matches("devices/d1/x/status", "d1/x"));
+        assert!(pattern("devices/*").matches("devices/+/#", "+"));
     }
 
     #[test]

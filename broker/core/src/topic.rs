@@ -19,6 +19,7 @@
 //! did) and MessageSight's own `$SharedSubscription/<group>/<filter>`. Both name the same group
 //! space: the group name and the filter make a shared subscription, the prefix does not.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a topic filter was refused; maps to SUBACK 0x8F (v5) or 0x80 (v3).
@@ -60,6 +61,16 @@ pub struct ParsedFilter<'a> {
 }
 
 const SHARE_PREFIXES: [&str; 2] = ["$share/", "$SharedSubscription/"];
+
+/// The text that identifies a subscription within its session. MessageSight's
+/// `$SharedSubscription/g/f` is the same subscription as `$share/g/f` (one share group), so both
+/// are stored, and matched on UNSUBSCRIBE, as the latter.
+pub fn subscription_text(text: &str) -> Cow<'_, str> {
+    match text.strip_prefix(SHARE_PREFIXES[1]) {
+        Some(rest) => Cow::Owned(format!("{}{rest}", SHARE_PREFIXES[0])),
+        None => Cow::Borrowed(text),
+    }
+}
 
 /// Validates a subscription filter and splits off a shared-subscription group.
 pub fn parse_filter(

@@ -40,8 +40,8 @@ impl PendingAck {
 pub(super) type AckQueue = VecDeque<PendingAck>;
 
 impl Shard {
-    /// QoS 1/2 PUBLISHes of `conn` that are not acknowledged yet (they count against the
-    /// Receive Maximum we advertised).
+    /// QoS 1 PUBLISHes of `conn` that are not acknowledged yet (they count against the Receive
+    /// Maximum we advertised, as the session's `inbound_qos2` ids do for QoS 2).
     pub(super) fn pending_acks(&self, conn: ConnId) -> usize {
         self.acks
             .get(&conn)
@@ -58,6 +58,27 @@ impl Shard {
             self.ack_tokens.insert(token, conn);
         }
         self.acks.entry(conn).or_default().push_back(ack);
+    }
+
+    /// A QoS 2 PUBLISH came again before its PUBREL (after a reconnect, say): it was routed
+    /// once, and is only acknowledged again, in order behind the acknowledgements still waiting,
+    /// unless its first PUBREC is among those.
+    pub(super) fn acknowledge_resent_qos2(&mut self, conn: ConnId, pid: PacketId) {
+        let first_pending = self
+            .acks
+            .get(&conn)
+            .is_some_and(|q| q.iter().any(|a| a.qos2 && a.pid == pid));
+        if !first_pending {
+            let again = PendingAck {
+                pid,
+                qos2: true,
+                waiting: 0,
+                matched: true,
+                rejected: false,
+                token: None,
+            };
+            self.acknowledge(conn, again);
+        }
     }
 
     /// Another shard delivered (or refused) a message whose acknowledgement waits for it.

@@ -325,7 +325,7 @@ impl Shard {
                     Delivered::Dropped
                 }
             }
-            _ => self.enqueue(session, offer),
+            _ => self.enqueue(now, session, offer),
         };
         let stored = matches!(delivered, Delivered::Sent | Delivered::Queued);
         if stored && qos != QoS::AtMostOnce && self.durable(session) {
@@ -339,7 +339,11 @@ impl Shard {
         delivered
     }
 
-    fn enqueue(&mut self, session: SessionIdx, offer: Offer<'_>) -> Delivered {
+    fn enqueue(&mut self, now: Instant, session: SessionIdx, offer: Offer<'_>) -> Delivered {
+        // Expired messages will never be delivered: they must not fill the queue of a session
+        // that is offline, where pump does not run. (Only the head is looked at, which is where
+        // they are when messages share one expiry; the rest go when pump reaches them.)
+        self.drop_expired_head(session, now);
         let s = &mut self.sessions[session as usize];
         let (max, behavior) = (s.queue_max as usize, s.queue_behavior);
         match s.delivery().enqueue(offer.to_outgoing(), max, behavior) {
@@ -422,6 +426,18 @@ impl Shard {
         self.stats.messages_oversize += 1;
     }
 
+    /// Drops the expired messages at the head of a session's queue.
+    fn drop_expired_head(&mut self, session: SessionIdx, now: Instant) {
+        while let Some(out) = self.sessions[session as usize]
+            .delivery
+            .as_mut()
+            .and_then(|d| d.pop_expired(now))
+        {
+            self.stats.messages_expired += 1;
+            self.journal_released(session, out.msg.id);
+        }
+    }
+
     /// Moves queued messages to the connection while the window and the send buffer allow.
     pub(super) fn pump(&mut self, session: SessionIdx, now: Instant) {
         let Some(conn) = self.sessions[session as usize].conn else {
@@ -431,14 +447,11 @@ impl Shard {
             let Some(d) = self.sessions[session as usize].delivery.as_mut() else {
                 return;
             };
-            let Some(front) = d.queue.front() else { break };
-            if front.msg.is_expired(now) {
-                let id = front.msg.id;
-                d.queue.pop_front();
-                self.stats.messages_expired += 1;
-                self.journal_released(session, id);
+            if d.queue.front().is_some_and(|o| o.msg.is_expired(now)) {
+                self.drop_expired_head(session, now);
                 continue;
             }
+            let Some(front) = d.queue.front() else { break };
             let qos = front.qos;
             if !self.can_send(conn, session, qos) {
                 return;

@@ -19,8 +19,8 @@ use crate::session::{SessionIdx, Will, EXPIRY_NEVER};
 pub(super) enum CloseKind {
     /// DISCONNECT with reason 0x00: the will is discarded.
     Clean,
-    /// The socket failed, keep alive ran out, a protocol error, or DISCONNECT 0x04: the will
-    /// stands.
+    /// The socket failed, keep alive ran out, a protocol error, or a DISCONNECT with any other
+    /// reason than 0x00 (0x04 asks for the will; error codes leave it too): the will stands.
     Abrupt,
     /// Like `Abrupt`, decided by the server.
     ServerInitiated,
@@ -94,11 +94,11 @@ impl Shard {
         let generation = s.generation;
         let will_at = s.will.as_ref().and_then(|w| w.publish_at);
         for at in [s.expires_at, will_at].into_iter().flatten() {
-            self.timers.push(std::cmp::Reverse(Timer {
+            self.push_timer(Timer {
                 at,
                 session,
                 generation,
-            }));
+            });
         }
     }
 
@@ -160,9 +160,12 @@ impl Shard {
             self.sessions[session as usize].expiry_s = expiry.min(max);
             self.journal_session(session);
         }
-        let kind = match disconnect.reason_code {
-            ReasonCode::DisconnectWithWillMessage => CloseKind::Abrupt,
-            _ => CloseKind::Clean,
+        // Only a Normal disconnection deletes the will ([MQTT-3.1.2-10]); 0x04 and every error
+        // code leave it to be published.
+        let kind = if disconnect.reason_code == ReasonCode::NORMAL_DISCONNECTION {
+            CloseKind::Clean
+        } else {
+            CloseKind::Abrupt
         };
         self.close(conn, now, kind);
     }

@@ -78,7 +78,9 @@ struct Timer {
 struct Barrier {
     conn: ConnId,
     generation: u32,
-    waiting: u16,
+    /// Acknowledgements still expected: new filters × other shards, which a SUBSCRIBE with
+    /// many filters takes past `u16`.
+    waiting: u32,
     then: subscribe::Deferred,
 }
 

@@ -60,11 +60,7 @@ impl Shard {
                 .contains(&pid)
             {
                 // A resent QoS 2 PUBLISH before PUBREL: acknowledged again, never routed twice.
-                // (While its first PUBREC still waits for other shards, that one will do.)
-                if self.pending_acks(conn) == 0 {
-                    self.send(conn, &Packet::PubRec(ack(pid, ReasonCode::Success)));
-                }
-                return;
+                return self.acknowledge_resent_qos2(conn, pid);
             }
         }
         if publish.qos != QoS::AtMostOnce {

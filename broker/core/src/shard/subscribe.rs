@@ -134,7 +134,7 @@ impl Shard {
         let barrier_state = Barrier {
             conn,
             generation: c.generation,
-            waiting: waiting as u16,
+            waiting: u32::try_from(waiting).expect("bounded by MaxSubscriptionsPerSession × 64"),
             then: deferred,
         };
         self.barriers.insert(barrier, barrier_state);
@@ -164,7 +164,8 @@ impl Shard {
             tracing::debug!(filter = %f.filter, "subscribe not authorized");
             return Err(ReasonCode::NotAuthorized);
         }
-        let existing = s.subscriptions.iter().position(|x| *x.text == *f.filter);
+        let text = topic::subscription_text(&f.filter);
+        let existing = s.subscriptions.iter().position(|x| *x.text == *text);
         if existing.is_none() && s.subscriptions.len() >= self.settings.broker.subscriptions_max {
             return Err(ReasonCode::QuotaExceeded);
         }
@@ -190,14 +191,14 @@ impl Shard {
             let client_id = &self.sessions[session as usize].client_id;
             let record = Record::Subscribed {
                 client_id,
-                filter: &f.filter,
+                filter: &text,
                 options: f.options,
                 id,
             };
             self.journal.record(record);
         }
         let sub = Subscription {
-            text: (*f.filter).into(),
+            text: (*text).into(),
             options: f.options,
             id,
             share,
@@ -381,8 +382,9 @@ impl Shard {
         let session = self.conns[conn as usize].session.expect("connected");
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
+            let text = topic::subscription_text(filter);
             let subs = &mut self.sessions[session as usize].subscriptions;
-            match subs.iter().position(|s| *s.text == **filter) {
+            match subs.iter().position(|s| *s.text == *text) {
                 Some(at) => {
                     let sub = subs.swap_remove(at);
                     if self.durable(session) {

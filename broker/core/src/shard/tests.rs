@@ -635,6 +635,22 @@ fn clean_start_discards_the_old_session() {
     assert!(!clean.session_present);
 }
 
+/// Proves a client reconnecting in a loop with a long session expiry cannot grow the timer
+/// heap: stale timers are pruned, and the live one still ends the session on time.
+#[test]
+fn reconnect_loop_keeps_session_timers_bounded() {
+    let mut b = Broker::new(1);
+    let mut c = connect("looping", V5, false);
+    c.properties.session_expiry_interval_s = Some(1000);
+    for _ in 0..3000 {
+        let (mut s, _) = b.connect(c.clone());
+        b.drop_connection(&mut s);
+    }
+    assert!(b.shards[0].timers.len() <= 2 * b.shards[0].sessions.len() + 1024);
+    b.advance(1001.0);
+    assert!(b.shards[0].sessions.is_empty(), "the session expired");
+}
+
 #[test]
 fn disconnect_cannot_revive_a_zero_expiry_session() {
     let mut b = Broker::new(1);
@@ -726,6 +742,13 @@ fn will_is_sent_on_abrupt_close_only() {
         payloads(&b.publishes(&mut w)),
         [b"bye"],
         "0x04 asks for the will"
+    );
+    let (mut failing, _) = b.connect(will_connect("e", None, 0));
+    b.disconnect(&mut failing, ReasonCode::UnspecifiedError, None);
+    assert_eq!(
+        payloads(&b.publishes(&mut w)),
+        [b"bye"],
+        "only 0x00 deletes the will [MQTT-3.1.2-10]"
     );
 }
 
@@ -1096,6 +1119,57 @@ fn shared_group_delivers_each_message_once_across_shards() {
     );
 }
 
+/// Proves `$SharedSubscription/g/f` and `$share/g/f` are one subscription of a session: the
+/// second replaces the first, either spelling unsubscribes it, and a session that held both
+/// spellings ends without touching a share group twice (which once panicked).
+#[test]
+fn both_share_spellings_are_one_subscription() {
+    let mut b = Broker::new(1);
+    let (mut m, _) = b.connect(connect("m", V5, true));
+    let codes = b.subscribe(
+        &mut m,
+        &[
+            ("$share/g/t", opts(QoS::AtLeastOnce)),
+            ("$SharedSubscription/g/t", opts(QoS::AtLeastOnce)),
+        ],
+    );
+    assert_eq!(codes, [ReasonCode::GrantedQoS1, ReasonCode::GrantedQoS1]);
+    let session = b.shards[0].conns[m.conn as usize].session.unwrap();
+    assert_eq!(
+        b.shards[0].sessions[session as usize].subscriptions.len(),
+        1
+    );
+    let unsub = Unsubscribe {
+        packet_id: pid(2),
+        filters: vec!["$SharedSubscription/g/t".into(), "$share/g/t".into()],
+        user_properties: vec![],
+    };
+    b.send(&mut m, Packet::Unsubscribe(unsub));
+    let packets = b.received(&mut m);
+    assert!(
+        matches!(&packets[..], [Packet::UnsubAck(a)]
+            if a.reason_codes == [ReasonCode::Success, ReasonCode::NoSubscriptionExisted]),
+        "{packets:?}"
+    );
+    b.subscribe(
+        &mut m,
+        &[
+            ("$SharedSubscription/g/t", opts(QoS::AtLeastOnce)),
+            ("$share/g/t", opts(QoS::AtLeastOnce)),
+        ],
+    );
+    b.disconnect(&mut m, ReasonCode::NORMAL_DISCONNECTION, None);
+    assert!(b.shards[0].shares.is_empty());
+    let (mut n, _) = b.connect(connect("n", V5, true));
+    b.subscribe(&mut n, &[("$share/g/t", opts(QoS::AtMostOnce))]);
+    let (mut p, _) = b.connect(connect("p", V5, true));
+    b.send(
+        &mut p,
+        Packet::Publish(publish("t", b"x", QoS::AtMostOnce, None)),
+    );
+    assert_eq!(payloads(&b.publishes(&mut n)), [b"x"]);
+}
+
 #[test]
 fn departed_member_messages_go_to_the_remaining_member() {
     for shards in [1, 2] {
@@ -1257,6 +1331,47 @@ fn properties_pass_through_untouched() {
     assert_eq!(got[0].properties.message, m.properties.message);
 }
 
+/// Proves a QoS 2 PUBLISH resent after a reconnect gets its PUBREC again even while an
+/// earlier QoS 1 PUBLISH still waits for another shard's answer: in order, behind its PUBACK.
+#[test]
+fn resent_qos2_publish_is_acknowledged_behind_waiting_acks() {
+    let mut b = Broker::new(2);
+    let (mut sub, _) = b.connect(connect(&id_on(&b, 1, "s"), V5, true));
+    b.subscribe(&mut sub, &[("t", opts(QoS::AtLeastOnce))]);
+    let mut c = connect(&id_on(&b, 0, "p"), V5, false);
+    c.properties.session_expiry_interval_s = Some(60);
+    let (mut p, _) = b.connect(c.clone());
+    b.send(
+        &mut p,
+        Packet::Publish(publish("t", b"two", QoS::ExactlyOnce, Some(6))),
+    );
+    b.drop_connection(&mut p); // its PUBREC never arrived
+    let (mut p, connack) = b.connect(c);
+    assert!(connack.session_present);
+    let mut pipelined = BytesMut::new();
+    Packet::Publish(publish("t", b"one", QoS::AtLeastOnce, Some(5))).encode(V5, &mut pipelined);
+    let mut again = publish("t", b"two", QoS::ExactlyOnce, Some(6));
+    again.dup = true;
+    Packet::Publish(again).encode(V5, &mut pipelined);
+    // Both arrive before shard 1 has answered for the QoS 1 message.
+    b.shards[p.shard].input(p.conn, b.now, &pipelined);
+    let acks: Vec<(u8, u16)> = b
+        .received(&mut p)
+        .iter()
+        .map(|packet| match packet {
+            Packet::PubAck(a) => (4, a.packet_id.get()),
+            Packet::PubRec(a) => (5, a.packet_id.get()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(acks, [(4, 5), (5, 6)]);
+    assert_eq!(
+        payloads(&b.publishes(&mut sub)),
+        [b"two", b"one"],
+        "the resent message is not routed twice"
+    );
+}
+
 // ----- queue limits -----
 
 fn limited(max: u32, behavior: QueueBehavior) -> Broker {
@@ -1307,6 +1422,33 @@ fn reject_new_messages_keeps_the_first_and_tells_v5_publishers() {
     let (mut s, _) = b.connect(c);
     let got: Vec<u8> = b.publishes(&mut s).iter().map(|p| p.payload[0]).collect();
     assert_eq!(got, [1, 2, 3]);
+}
+
+/// Proves expired messages do not hold an offline session's queue full: once the first three
+/// have expired, a fourth message is accepted and is the only one delivered.
+#[test]
+fn expired_messages_leave_room_in_an_offline_queue() {
+    let mut b = limited(3, QueueBehavior::RejectNewMessages);
+    let c = offline_subscriber(&mut b, "s");
+    let (mut p, _) = b.connect(connect("p", V5, true));
+    let mut send = |b: &mut Broker, i: u8, expiry: Option<u32>| {
+        let mut m = publish("q", &[i], QoS::AtLeastOnce, Some(u16::from(i)));
+        m.properties.message.message_expiry_interval_s = expiry;
+        b.send(&mut p, Packet::Publish(m));
+        match b.received(&mut p).pop() {
+            Some(Packet::PubAck(a)) => a.reason_code,
+            other => panic!("PUBACK expected, got {other:?}"),
+        }
+    };
+    for i in 1..=3 {
+        assert_eq!(send(&mut b, i, Some(10)), ReasonCode::Success);
+    }
+    assert_eq!(send(&mut b, 4, None), ReasonCode::QuotaExceeded);
+    b.advance(11.0);
+    assert_eq!(send(&mut b, 5, None), ReasonCode::Success);
+    let (mut s, _) = b.connect(c);
+    let got: Vec<u8> = b.publishes(&mut s).iter().map(|p| p.payload[0]).collect();
+    assert_eq!(got, [5]);
 }
 
 #[test]

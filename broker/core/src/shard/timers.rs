@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ironsight_codec::ReasonCode;
 
 use super::lifecycle::CloseKind;
-use super::Shard;
+use super::{Shard, Timer};
 use crate::conn::{ConnId, ConnState};
 
 impl Shard {
@@ -45,6 +45,28 @@ impl Shard {
                 tracing::debug!(conn, "keep alive expired");
                 self.fail(conn, now, ReasonCode::KeepAliveTimeout);
             }
+        }
+    }
+
+    /// Timers of sessions that reconnected or moved a deadline are skipped when they fire; a
+    /// client that reconnects in a loop with a long expiry would pile them up until then, so
+    /// past two per session (plus some slack) the heap keeps only the live ones.
+    pub(super) fn push_timer(&mut self, timer: Timer) {
+        self.timers.push(Reverse(timer));
+        if self.timers.len() > 2 * self.sessions.len() + 1024 {
+            let sessions = &self.sessions;
+            let mut live = std::mem::take(&mut self.timers).into_vec();
+            live.retain(|Reverse(t)| {
+                sessions.get(t.session as usize).is_some_and(|s| {
+                    let will_at = s.will.as_ref().and_then(|w| w.publish_at);
+                    s.generation == t.generation
+                        && s.conn.is_none()
+                        && (s.expires_at == Some(t.at) || will_at == Some(t.at))
+                })
+            });
+            live.sort_unstable();
+            live.dedup(); // the same deadline set twice
+            self.timers = live.into();
         }
     }
 
