@@ -259,17 +259,21 @@ impl Delivery {
         Ok(())
     }
 
-    /// Removes every queued or in-flight (not yet received) message that came through `share`,
-    /// for re-dispatch to the other members of the group.
-    pub fn take_shared(&mut self, share: ShareId) -> Vec<Outgoing> {
+    /// Removes the messages that came through `share` for re-dispatch to the other members of
+    /// the group: the queued ones, and with `with_inflight` (the session is ending) the QoS 1
+    /// ones in flight. QoS 2 messages in flight stay: a QoS 2 message goes to no other member
+    /// once sent to one ([MQTT-4.8.2-4], [MQTT-4.8.2-5]).
+    pub fn take_shared(&mut self, share: ShareId, with_inflight: bool) -> Vec<Outgoing> {
         let mut taken = Vec::new();
-        self.inflight.retain_mut(|f| match &f.out {
-            Some(out) if out.share == Some(share) && f.state != InflightState::AwaitingPubComp => {
-                taken.push(f.out.take().expect("matched Some"));
-                false
-            }
-            _ => true,
-        });
+        if with_inflight {
+            self.inflight.retain_mut(|f| match &f.out {
+                Some(out) if out.share == Some(share) && out.qos == QoS::AtLeastOnce => {
+                    taken.push(f.out.take().expect("matched Some"));
+                    false
+                }
+                _ => true,
+            });
+        }
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for out in self.queue.drain(..) {
             if out.share == Some(share) {
@@ -450,16 +454,40 @@ mod tests {
             ..out(1, QoS::ExactlyOnce)
         });
         d.pubrec(done, true).unwrap();
+        d.start(Outgoing {
+            share: Some(7),
+            ..out(5, QoS::ExactlyOnce)
+        });
         d.queue.push_back(out(2, QoS::AtLeastOnce));
         d.queue.push_back(shared(3));
         d.queue.push_back(out(4, QoS::AtLeastOnce));
-        let taken: Vec<u8> = d.take_shared(7).iter().map(|o| o.msg.payload[0]).collect();
-        assert_eq!(
-            taken,
-            [0, 3],
-            "a QoS 2 message past PUBREC belongs to its receiver"
-        );
+        let taken: Vec<u8> = d
+            .take_shared(7, true)
+            .iter()
+            .map(|o| o.msg.payload[0])
+            .collect();
+        assert_eq!(taken, [0, 3], "QoS 2 in flight stays with its receiver");
         assert_eq!(payloads(&d), [2, 4]);
+        assert_eq!(d.inflight.len(), 2);
+    }
+
+    /// Proves a member that unsubscribes while connected keeps what it was sent (it will
+    /// acknowledge it); only its queued messages of the share are taken.
+    #[test]
+    fn take_shared_without_inflight_takes_the_queue_only() {
+        let mut d = Delivery::default();
+        let shared = |n| Outgoing {
+            share: Some(7),
+            ..out(n, QoS::AtLeastOnce)
+        };
+        d.start(shared(0));
+        d.queue.push_back(shared(1));
+        let taken: Vec<u8> = d
+            .take_shared(7, false)
+            .iter()
+            .map(|o| o.msg.payload[0])
+            .collect();
+        assert_eq!(taken, [1]);
         assert_eq!(d.inflight.len(), 1);
     }
 

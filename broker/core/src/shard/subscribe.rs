@@ -452,10 +452,14 @@ impl Shard {
                 None,
             );
         }
-        let pending = self.sessions[session as usize]
+        // A connected member that unsubscribes still acknowledges what it was sent; a session
+        // that ends never will.
+        let s = &mut self.sessions[session as usize];
+        let ending = s.conn.is_none();
+        let pending = s
             .delivery
             .as_mut()
-            .map(|d| d.take_shared(share))
+            .map(|d| d.take_shared(share, ending))
             .unwrap_or_default();
         for out in pending {
             self.journal_released(session, out.msg.id);
