@@ -33,12 +33,17 @@ pub struct Message {
     /// recomputed from `expires_at` at each delivery ([MQTT-3.3.2-6]).
     pub properties: MessageProperties,
     pub expires_at: Option<Instant>,
+    /// When the publishing shard received it: with `id`, orders retained updates.
+    pub published_at: Instant,
     pub origin: SessionUid,
     /// Unique in the broker (the publishing shard in the high bits), for the journal.
     pub id: u64,
 }
 
 pub type SharedMessage = Arc<Message>;
+
+/// See [`Message::version`].
+pub type RetainedVersion = (Instant, u64);
 
 impl Message {
     /// Builds a message, turning the relative expiry interval into a deadline.
@@ -61,9 +66,16 @@ impl Message {
             retain,
             properties,
             expires_at,
+            published_at: now,
             origin,
             id: 0,
         }
+    }
+
+    /// Orders updates of one retained topic the same way on every shard: by publish time, then
+    /// by id (whose high bits are the publishing shard).
+    pub fn version(&self) -> RetainedVersion {
+        (self.published_at, self.id)
     }
 
     /// The shard of the session that published this message.

@@ -123,8 +123,25 @@ impl Shard {
     }
 
     /// Keeps the retained store's copy of a topic up to date ([MQTT-3.3.1-5], [MQTT-3.3.1-6]).
+    /// Updates of one topic published on different shards reach the shards in different
+    /// orders; the newest by [`crate::message::Message::version`] wins on every shard, a clearing included.
     pub(super) fn store_retained(&mut self, msg: &SharedMessage) {
+        let version = msg.version();
+        let newer_known = self
+            .retained_cleared
+            .get(&msg.topic)
+            .is_some_and(|&cleared| cleared > version)
+            || self
+                .retained
+                .get(&msg.topic)
+                .is_some_and(|stored| stored.version() > version);
+        if newer_known {
+            return;
+        }
         if msg.payload.is_empty() {
+            if self.retained_cleared.len() < self.settings.broker.retained_max {
+                self.retained_cleared.insert(msg.topic.clone(), version);
+            }
             if self.retained.remove(&msg.topic).is_some() {
                 self.journal.record(Record::Retained {
                     topic: &msg.topic,
@@ -133,6 +150,7 @@ impl Shard {
             }
             return;
         }
+        self.retained_cleared.remove(&msg.topic);
         if let Some(stored) = self.retained.get_mut(&msg.topic) {
             *stored = msg.clone();
             self.journal.record(Record::Retained {

@@ -39,7 +39,7 @@ use crate::conn::{ConnId, ConnState, Connection};
 use crate::delivery::ShareId;
 use crate::journal::{Journal, MemoryOnly, Record};
 use crate::message::message_id;
-use crate::message::SharedMessage;
+use crate::message::{RetainedVersion, SharedMessage};
 use crate::outbuf::OutBuf;
 use crate::routing::{Interest, LocalSubs, ShardId, ShardMsg, ShareGroup, ShareKey};
 use crate::session::{Session, SessionIdx};
@@ -101,6 +101,9 @@ pub struct Shard {
     interest: TopicTree<Interest>,
     /// A full replica of the retained messages: every shard applies every retained publish.
     retained: TopicTree<SharedMessage>,
+    /// Recently cleared retained topics and the version that cleared them, so that an older
+    /// update arriving later from another shard does not bring the message back.
+    retained_cleared: HashMap<ironsight_codec::ByteString, RetainedVersion>,
     barriers: HashMap<u64, Barrier>,
     next_barrier: u64,
     /// Acknowledgements waiting for other shards, per connection, and who waits on which token.
@@ -150,6 +153,7 @@ impl Shard {
             share_index: HashMap::new(),
             interest: TopicTree::new(),
             retained: TopicTree::new(),
+            retained_cleared: HashMap::new(),
             barriers: HashMap::new(),
             next_barrier: 0,
             acks: HashMap::new(),

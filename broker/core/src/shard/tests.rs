@@ -874,6 +874,61 @@ fn retain_handling_and_retain_as_published() {
     assert!(b.publishes(&mut s)[0].retain, "retain as published");
 }
 
+/// Proves retained updates to one topic published on two shards at once end the same on both
+/// shards, whatever order each shard applied them in: the newest wins everywhere, and so does
+/// a newer clearing against an older update that arrives after it.
+#[test]
+fn concurrent_retained_updates_converge_across_shards() {
+    let mut b = Broker::new(2);
+    let (mut p0, _) = b.connect(connect(&id_on(&b, 0, "p"), V5, true));
+    let (mut p1, _) = b.connect(connect(&id_on(&b, 1, "q"), V5, true));
+    let retained = |payload: &[u8]| {
+        let mut m = publish("t", payload, QoS::AtMostOnce, None);
+        m.retain = true;
+        let mut bytes = BytesMut::new();
+        Packet::Publish(m).encode(V5, &mut bytes);
+        bytes
+    };
+    // For a new subscriber on each shard: the retained payloads it is sent.
+    let seen_by_new_subscribers = |b: &mut Broker| -> Vec<Vec<Vec<u8>>> {
+        (0..2)
+            .map(|shard| {
+                let id = id_on(b, shard, "late");
+                let (mut s, _) = b.connect(connect(&id, V5, true));
+                b.subscribe(&mut s, &[("t", opts(QoS::AtMostOnce))]);
+                let got: Vec<Vec<u8>> = b
+                    .publishes(&mut s)
+                    .iter()
+                    .map(|p| p.payload.to_vec())
+                    .collect();
+                b.disconnect(&mut s, ReasonCode::NORMAL_DISCONNECTION, None);
+                got
+            })
+            .collect()
+    };
+    // Each shard applies its own update first and the other's second.
+    b.shards[p0.shard].input(p0.conn, b.now, &retained(b"older"));
+    b.now += Duration::from_millis(1);
+    b.shards[p1.shard].input(p1.conn, b.now, &retained(b"newer"));
+    b.received(&mut p0);
+    b.received(&mut p1);
+    assert_eq!(
+        seen_by_new_subscribers(&mut b),
+        [vec![b"newer".to_vec()], vec![b"newer".to_vec()]]
+    );
+    // A clearing on shard 0 is newer than an update shard 1 applies before hearing of it.
+    b.now += Duration::from_millis(1);
+    b.shards[p1.shard].input(p1.conn, b.now, &retained(b"stale"));
+    b.now += Duration::from_millis(1);
+    b.shards[p0.shard].input(p0.conn, b.now, &retained(b""));
+    b.received(&mut p0);
+    b.received(&mut p1);
+    assert_eq!(
+        seen_by_new_subscribers(&mut b),
+        [Vec::<Vec<u8>>::new(), vec![]]
+    );
+}
+
 #[test]
 fn expired_retained_message_is_not_delivered() {
     let mut b = Broker::new(1);

@@ -11,10 +11,16 @@ use super::lifecycle::CloseKind;
 use super::{Shard, Timer};
 use crate::conn::{ConnId, ConnState};
 
+/// How long a cleared retained topic is remembered (see `Shard::store_retained`).
+const RETAINED_CLEARED_KEEP: Duration = Duration::from_secs(60);
+
 impl Shard {
     pub fn tick(&mut self, now: Instant) {
         self.check_connections(now);
         self.fire_session_timers(now);
+        // A clearing only has to outlive the updates still travelling between shards.
+        self.retained_cleared
+            .retain(|_, (at, _)| now.saturating_duration_since(*at) < RETAINED_CLEARED_KEEP);
     }
 
     fn check_connections(&mut self, now: Instant) {
