@@ -249,6 +249,12 @@ impl Delivery {
         }
     }
 
+    /// Gives up a message in flight that will not be sent again; its id is free.
+    pub fn drop_inflight(&mut self, pid: PacketId) -> Option<Outgoing> {
+        let at = self.position(pid)?;
+        self.inflight.remove(at).and_then(|entry| entry.out)
+    }
+
     /// PUBCOMP: the QoS 2 flow is complete.
     pub fn pubcomp(&mut self, pid: PacketId) -> Result<(), AckError> {
         let at = self.position(pid).ok_or(AckError::UnknownPacketId)?;

@@ -500,6 +500,7 @@ impl Shard {
             return;
         };
         let c = &mut conns[conn as usize];
+        let mut oversize = Vec::new();
         for entry in &d.inflight {
             match (entry.state, &entry.out) {
                 (InflightState::AwaitingPubComp, _) | (_, None) => {
@@ -515,12 +516,25 @@ impl Shard {
                     let mut publish =
                         publish_packet(c, &out.offer(), Some(entry.pid), true, now, 0);
                     publish.properties.topic_alias = None;
+                    if publish.encoded_len(c.protocol) > c.client.packet_size_max as usize {
+                        // The new connection asked for smaller packets ([MQTT-3.1.2-25]).
+                        oversize.push(entry.pid);
+                        continue;
+                    }
                     write_publish(c, &publish);
                 }
             }
         }
         if !d.inflight.is_empty() {
             self.mark_dirty(conn);
+        }
+        for pid in oversize {
+            let d = self.sessions[session as usize].delivery();
+            let Some(out) = d.drop_inflight(pid) else {
+                continue;
+            };
+            self.journal_released(session, out.msg.id);
+            self.drop_oversize(conn, &out.msg);
         }
     }
 }

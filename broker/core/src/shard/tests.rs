@@ -1334,6 +1334,44 @@ fn messages_larger_than_the_client_maximum_are_dropped_for_it_only() {
     assert!(!small.closed);
 }
 
+/// Proves a message in flight is not resent to a resumed session whose new connection asked
+/// for smaller packets: it is dropped for that client, its packet id freed, and what fits
+/// still flows.
+#[test]
+fn resend_respects_the_new_connections_maximum_packet_size() {
+    let mut b = Broker::new(1);
+    let mut c = connect("s", V5, false);
+    c.properties.session_expiry_interval_s = Some(60);
+    let (mut s, _) = b.connect(c.clone());
+    b.subscribe(&mut s, &[("t", opts(QoS::AtLeastOnce))]);
+    let (mut p, _) = b.connect(connect("p", V5, true));
+    b.send(
+        &mut p,
+        Packet::Publish(publish("t", &[7; 100], QoS::AtLeastOnce, Some(1))),
+    );
+    assert_eq!(b.publishes(&mut s).len(), 1); // never acknowledged
+    b.drop_connection(&mut s);
+    c.properties.maximum_packet_size = NonZeroU32::new(64);
+    let (mut s, connack) = b.connect(c);
+    assert!(connack.session_present);
+    assert!(
+        b.publishes(&mut s).is_empty(),
+        "the 100-byte message is not resent"
+    );
+    assert_eq!(b.shards[0].stats.messages_oversize, 1);
+    b.send(
+        &mut p,
+        Packet::Publish(publish("t", b"fits", QoS::AtLeastOnce, Some(2))),
+    );
+    assert_eq!(payloads(&b.publishes(&mut s)), [b"fits"]);
+    let session = b.shards[0].conns[s.conn as usize].session.unwrap();
+    let d = b.shards[0].sessions[session as usize]
+        .delivery
+        .as_ref()
+        .unwrap();
+    assert_eq!(d.inflight.len(), 1, "only the new message is in flight");
+}
+
 #[test]
 fn message_expiry_counts_down_in_the_queue() {
     let mut b = Broker::new(1);
