@@ -11,7 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
 use crate::packet::{begin_packet, packet_len, packet_type, PacketId, ProtocolVersion};
-use crate::properties::{put_reason_tail, reason_tail_len, ReasonProperties};
+use crate::properties::{put_reason_tail, v5_reason_tail_len, ReasonProperties};
 use crate::reason::{ReasonCode, ReasonTable};
 use crate::strings::Reader;
 
@@ -122,14 +122,7 @@ impl PubResponse {
 
     /// The property block's and the reason tail's lengths; 3.x has neither.
     fn tail_len(&self, version: ProtocolVersion) -> (usize, usize) {
-        if !version.is_v5() {
-            return (0, 0);
-        }
-        let properties_len = self.properties.encoded_len();
-        (
-            properties_len,
-            reason_tail_len(self.reason_code, properties_len),
-        )
+        v5_reason_tail_len(version, self.reason_code, || self.properties.encoded_len())
     }
 }
 

@@ -10,8 +10,8 @@ use bytestring::ByteString;
 use crate::error::DecodeError;
 use crate::packet::{begin_packet, packet_len, packet_type, ProtocolVersion, UserProperties};
 use crate::properties::{
-    opt_len, property_id as id, put_opt, put_reason_tail, put_user_properties, reason_tail_len,
-    unexpected, user_properties_len, PropertyReader,
+    opt_len, property_id as id, put_opt, put_reason_tail, put_user_properties, unexpected,
+    user_properties_len, v5_reason_tail_len, PropertyReader,
 };
 use crate::reason::{ReasonCode, ReasonTable};
 use crate::strings::Reader;
@@ -75,14 +75,7 @@ impl Disconnect {
 
     /// The property block's and the reason tail's lengths; 3.x has neither.
     fn tail_len(&self, version: ProtocolVersion) -> (usize, usize) {
-        if !version.is_v5() {
-            return (0, 0);
-        }
-        let properties_len = self.properties.encoded_len();
-        (
-            properties_len,
-            reason_tail_len(self.reason_code, properties_len),
-        )
+        v5_reason_tail_len(version, self.reason_code, || self.properties.encoded_len())
     }
 }
 

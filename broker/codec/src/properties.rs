@@ -15,7 +15,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::packet::{QoS, UserProperties};
+use crate::packet::{ProtocolVersion, QoS, UserProperties};
 use crate::reason::ReasonCode;
 use crate::strings::{prefixed_len, put_binary, put_string, Reader};
 use crate::varint;
@@ -396,6 +396,20 @@ pub(crate) fn reason_tail_len(reason_code: ReasonCode, properties_len: usize) ->
     } else {
         1 + block_len(properties_len)
     }
+}
+
+/// The property block's and the reason tail's lengths of a packet that has the tail only in
+/// v5 (the four acks, DISCONNECT).
+pub(crate) fn v5_reason_tail_len(
+    version: ProtocolVersion,
+    reason_code: ReasonCode,
+    properties_len: impl FnOnce() -> usize,
+) -> (usize, usize) {
+    if !version.is_v5() {
+        return (0, 0);
+    }
+    let properties_len = properties_len();
+    (properties_len, reason_tail_len(reason_code, properties_len))
 }
 
 /// Writes a tail of `tail_len` bytes, as [`reason_tail_len`] measured it.
