@@ -66,6 +66,18 @@ pub struct Totals {
     pub inactive_sinks: u64,
 }
 
+impl Totals {
+    pub fn add(&mut self, o: &Totals) {
+        self.expected += o.expected;
+        self.received += o.received;
+        self.lost += o.lost;
+        self.duplicates += o.duplicates;
+        self.pairs_with_loss += o.pairs_with_loss;
+        self.untracked += o.untracked;
+        self.inactive_sinks += o.inactive_sinks;
+    }
+}
+
 #[derive(Debug)]
 pub struct Accounting {
     run_id: u32,

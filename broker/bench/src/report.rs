@@ -71,23 +71,47 @@ pub struct Partial {
     pub connections: ConnCounts,
     pub connack_hist: String,
     pub latency_hist: String,
-    /// Window messages sent by this worker's publishers.
-    pub published: u64,
-    /// All messages sent, warm-up included.
-    pub published_total: u64,
+    pub messages: MsgCounts,
     pub totals: Totals,
-    pub stale: u64,
-    pub foreign: u64,
-    pub warmup_received: u64,
-    pub unexpected: u64,
-    pub received_during_window: u64,
-    /// Publisher-seconds spent blocked by flow control inside the window, in ns.
-    pub backpressure_ns: u64,
     /// Retained: from the first retained PUBLISH to the tree being settled.
     pub publish_span_ns: u64,
     /// Retained: from the storm's start to this worker's last complete subscriber.
     pub storm_span_ns: u64,
     pub errors: Vec<String>,
+}
+
+/// A worker's message counters; merged by summing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MsgCounts {
+    /// Window messages sent by publishers.
+    pub published: u64,
+    /// All messages sent, warm-up included.
+    pub published_total: u64,
+    /// Benchmark messages of other runs.
+    pub stale: u64,
+    /// Payloads that are no benchmark message at all.
+    pub foreign: u64,
+    /// This run's messages stamped before the window.
+    pub warmup_received: u64,
+    /// Messages from a publisher the receiving subscriber should not hear (misrouted).
+    pub unexpected: u64,
+    /// This run's messages decoded while the window was open.
+    pub received_during_window: u64,
+    /// Publisher-seconds spent blocked by flow control inside the window, in ns.
+    pub backpressure_ns: u64,
+}
+
+impl MsgCounts {
+    fn add(&mut self, o: &MsgCounts) {
+        self.published += o.published;
+        self.published_total += o.published_total;
+        self.stale += o.stale;
+        self.foreign += o.foreign;
+        self.warmup_received += o.warmup_received;
+        self.unexpected += o.unexpected;
+        self.received_during_window += o.received_during_window;
+        self.backpressure_ns += o.backpressure_ns;
+    }
 }
 
 /// All partials folded together.
@@ -97,15 +121,8 @@ pub struct Merged {
     pub connections: ConnCounts,
     pub connack: Latency,
     pub latency: Latency,
-    pub published: u64,
-    pub published_total: u64,
+    pub messages: MsgCounts,
     pub totals: Totals,
-    pub stale: u64,
-    pub foreign: u64,
-    pub warmup_received: u64,
-    pub unexpected: u64,
-    pub received_during_window: u64,
-    pub backpressure_ns: u64,
     pub publish_span_ns: u64,
     pub storm_span_ns: u64,
     pub errors: ErrorLog,
@@ -128,22 +145,8 @@ impl Merged {
                 )),
             }
         }
-        self.published += p.published;
-        self.published_total += p.published_total;
-        let (t, o) = (&mut self.totals, &p.totals);
-        t.expected += o.expected;
-        t.received += o.received;
-        t.lost += o.lost;
-        t.duplicates += o.duplicates;
-        t.pairs_with_loss += o.pairs_with_loss;
-        t.untracked += o.untracked;
-        t.inactive_sinks += o.inactive_sinks;
-        self.stale += p.stale;
-        self.foreign += p.foreign;
-        self.warmup_received += p.warmup_received;
-        self.unexpected += p.unexpected;
-        self.received_during_window += p.received_during_window;
-        self.backpressure_ns += p.backpressure_ns;
+        self.messages.add(&p.messages);
+        self.totals.add(&p.totals);
         self.publish_span_ns = self.publish_span_ns.max(p.publish_span_ns);
         self.storm_span_ns = self.storm_span_ns.max(p.storm_span_ns);
         self.errors.merge_lines(&p.errors);
@@ -198,6 +201,8 @@ pub struct Report {
     pub connections: ConnReport,
     /// Messages sent in the measured window (retained: the tree; request-response: requests).
     pub published: u64,
+    /// Messages sent in all, warm-up included.
+    pub published_total: u64,
     pub expected: u64,
     pub received: u64,
     pub lost: u64,
@@ -206,6 +211,10 @@ pub struct Report {
     pub stale: u64,
     /// Payloads that are no benchmark message at all.
     pub foreign: u64,
+    /// This run's messages stamped before the window (warm-up), not counted.
+    pub warmup_received: u64,
+    /// Messages from a publisher the subscriber should not hear: misrouted by the broker.
+    pub unexpected: u64,
     /// Publisher→subscriber pairs that lost at least one message.
     pub pairs_with_loss: u64,
     /// Subscribers (or groups) that never subscribed, left out of expected.
@@ -259,12 +268,12 @@ impl Report {
         let (sent_rate, received_rate) = match &spec.scenario {
             Scenario::Conn { .. } => (0.0, 0.0),
             Scenario::Retained { .. } => (
-                per_s(m.published as f64, ns_to_s(m.publish_span_ns)),
+                per_s(m.messages.published as f64, ns_to_s(m.publish_span_ns)),
                 per_s(m.totals.received as f64, ns_to_s(m.storm_span_ns)),
             ),
             _ => (
-                per_s(m.published as f64, window_s),
-                per_s(m.received_during_window as f64, window_s),
+                per_s(m.messages.published as f64, window_s),
+                per_s(m.messages.received_during_window as f64, window_s),
             ),
         };
         errors.merge_lines(&m.errors.lines());
@@ -296,19 +305,22 @@ impl Report {
                 connect_call_max_us: m.connections.connect_call_max_ns / 1_000,
                 connect_calls_slow: m.connections.connect_calls_slow,
             },
-            published: m.published,
+            published: m.messages.published,
+            published_total: m.messages.published_total,
             expected: m.totals.expected,
             received: m.totals.received,
             lost: m.totals.lost,
             duplicates: m.totals.duplicates,
-            stale: m.stale,
-            foreign: m.foreign,
+            stale: m.messages.stale,
+            foreign: m.messages.foreign,
+            warmup_received: m.messages.warmup_received,
+            unexpected: m.messages.unexpected,
             pairs_with_loss: m.totals.pairs_with_loss,
             inactive_subscribers: m.totals.inactive_sinks,
             sent_rate,
             received_rate,
             latency: m.latency.summary(),
-            backpressure_s: ns_to_s(m.backpressure_ns),
+            backpressure_s: ns_to_s(m.messages.backpressure_ns),
             window_s,
             wall_s: outside.wall_s,
             tool_cpu: ToolCpu {
@@ -415,14 +427,17 @@ mod tests {
             },
             connack_hist: c.to_base64(),
             latency_hist: h.to_base64(),
-            published: 100,
+            messages: MsgCounts {
+                published: 100,
+                stale: 1,
+                ..Default::default()
+            },
             totals: Totals {
                 expected: 100,
                 received,
                 lost: 100 - received,
                 ..Default::default()
             },
-            stale: 1,
             errors: vec!["connect: refused".into()],
             ..Default::default()
         }
@@ -441,7 +456,8 @@ mod tests {
         assert_eq!(m.connections.last_connack_ns, 1_000_000_001);
         assert_eq!(m.totals.expected, 200);
         assert_eq!(m.totals.lost, 2);
-        assert_eq!(m.stale, 2);
+        assert_eq!(m.messages.stale, 2);
+        assert_eq!(m.messages.published, 200);
         assert_eq!(m.latency.count(), 3);
         assert_eq!(m.connack.count(), 2);
         assert_eq!(m.errors.lines(), ["connect: refused (×2)"]);

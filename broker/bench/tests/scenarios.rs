@@ -153,6 +153,7 @@ fn assert_clean(report: &Value) {
     assert_eq!(u(report, "received"), u(report, "expected"), "{report}");
     assert_eq!(u(report, "lost"), 0, "{report}");
     assert_eq!(u(report, "duplicates"), 0, "{report}");
+    assert_eq!(u(report, "unexpected"), 0, "misrouted: {report}");
     assert_eq!(report["connections"]["failed"], 0, "{report}");
     assert_eq!(report["errors"], Value::Array(vec![]), "{report}");
     assert!(report["latency"]["p50"].as_u64().is_some(), "{report}");

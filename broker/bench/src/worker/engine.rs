@@ -27,7 +27,7 @@ use crate::plan::{self, Sources};
 use crate::protocol::{
     FromWorker, Progress, Schedule, ToWorker, WorkerSpec, PHASE_SLACK_S, TEARDOWN_TIMEOUT_S,
 };
-use crate::report::{ConnCounts, Partial};
+use crate::report::{ConnCounts, MsgCounts, Partial};
 use crate::spec::{Role, Scenario, Spec};
 
 /// Connections with a TCP handshake or CONNECT outstanding at once, per worker: more only
@@ -496,20 +496,22 @@ impl Engine {
             connections: self.counts,
             connack_hist: self.connack.to_base64(),
             latency_hist: self.acct.latency.to_base64(),
-            published,
-            published_total: self
-                .senders
-                .iter()
-                .filter(|s| !matches!(s.kind, Kind::Responder { .. }))
-                .map(|s| s.sent_total)
-                .sum(),
+            messages: MsgCounts {
+                published,
+                published_total: self
+                    .senders
+                    .iter()
+                    .filter(|s| !matches!(s.kind, Kind::Responder { .. }))
+                    .map(|s| s.sent_total)
+                    .sum(),
+                stale: self.acct.stale,
+                foreign: self.acct.foreign,
+                warmup_received: self.acct.warmup,
+                unexpected: self.acct.unexpected,
+                received_during_window: self.acct.received_during_window,
+                backpressure_ns: self.senders.iter().map(|s| s.backpressure_ns).sum(),
+            },
             totals,
-            stale: self.acct.stale,
-            foreign: self.acct.foreign,
-            warmup_received: self.acct.warmup,
-            unexpected: self.acct.unexpected,
-            received_during_window: self.acct.received_during_window,
-            backpressure_ns: self.senders.iter().map(|s| s.backpressure_ns).sum(),
             publish_span_ns: self.publish_span.1.saturating_sub(self.publish_span.0),
             storm_span_ns,
             errors: self.errors.lines(),
