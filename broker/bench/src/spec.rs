@@ -605,9 +605,9 @@ impl Spec {
         self.setup_bound_s_for(assignment.sockets())
     }
 
-    /// [`Spec::setup_bound_s`] for a worker holding `sockets` clients.
-    pub fn setup_bound_s_for(&self, sockets: u64) -> f64 {
-        let sockets = sockets as f64;
+    /// A worker's share of the run's connection rate (connections/s) for its `sockets`
+    /// clients; 0 is unpaced.
+    pub fn connect_rate_for(&self, sockets: u64) -> f64 {
         let (rate, total) = match self.scenario {
             Scenario::Conn {
                 rate, connections, ..
@@ -617,8 +617,15 @@ impl Spec {
                 self.scenario.total_clients() as f64,
             ),
         };
+        rate * sockets as f64 / total.max(1.0)
+    }
+
+    /// [`Spec::setup_bound_s`] for a worker holding `sockets` clients.
+    pub fn setup_bound_s_for(&self, sockets: u64) -> f64 {
+        let rate = self.connect_rate_for(sockets);
+        let sockets = sockets as f64;
         let ramp_s = if rate > 0.0 {
-            sockets / (rate * sockets / total.max(1.0))
+            sockets / rate
         } else {
             // Unpaced: assume at least 1,000 connections/s.
             sockets / 1000.0

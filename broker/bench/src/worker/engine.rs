@@ -203,17 +203,7 @@ impl Engine {
             },
             _ => 0,
         };
-        let (rate, total) = match spec.scenario {
-            Scenario::Conn {
-                rate, connections, ..
-            } => (rate, connections as f64),
-            _ => (
-                spec.client.connect_rate,
-                spec.scenario.total_clients() as f64,
-            ),
-        };
-        // This worker's share of the total connection rate.
-        let connect_rate = rate * conns.len() as f64 / total.max(1.0);
+        let connect_rate = spec.connect_rate_for(conns.len() as u64);
         let setup_deadline_ns = now + s_to_ns(spec.setup_bound_s(&assignment));
         Ok(Engine {
             version,

@@ -206,13 +206,7 @@ impl Sender {
         }
         self.pacer.sent(sent);
         self.sent_total += sent;
-        if allowance > sent && room > sent {
-            Next::Again
-        } else if allowance > sent {
-            Next::WaitAck
-        } else {
-            self.pacer.next_due_ns().map_or(Next::Again, Next::At)
-        }
+        self.after_burst(allowance, room, sent)
     }
 
     fn encode_flow(&mut self, conn: &mut Conn, ctx: &Ctx<'_>, id: Option<PacketId>, h: &Header) {
@@ -302,6 +296,12 @@ impl Sender {
             }
             return Next::Idle;
         }
+        self.after_burst(allowance, room, sent)
+    }
+
+    /// What follows a burst of `sent` messages that pacing allowed `allowance` of and the QoS
+    /// window had `room` for.
+    fn after_burst(&self, allowance: u64, room: u64, sent: u64) -> Next {
         if allowance > sent && room > sent {
             Next::Again
         } else if allowance > sent {
