@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
@@ -43,6 +45,19 @@ def holds_for(predicate: Callable[[], Any], seconds: float, interval: float = 0.
             return False
         time.sleep(interval)
     return bool(predicate())
+
+
+def fd_targets(pid: int) -> set[str]:
+    """What the open file descriptors of process `pid` point to (`socket:[123]`, paths). The
+    process opens and closes descriptors while this runs, so an entry listed and gone before
+    it is read is skipped, not an error."""
+    targets = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            targets.add(os.readlink(fd))
+        except FileNotFoundError:
+            pass
+    return targets
 
 
 def _proc_net_tcp_address(addr: tuple[str, int]) -> str:

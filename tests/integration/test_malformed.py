@@ -2,7 +2,6 @@
 ends by checking that the broker still serves a healthy client (and the broker fixture fails
 the test if the process died)."""
 
-import os
 import socket
 import threading
 import time
@@ -12,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import mqtt_raw as m
-from helpers import V5, V311, Client, healthy, wait_for
+from helpers import V5, V311, Client, fd_targets, healthy, wait_for
 
 
 def v5_only_on_ironsight(reason):
@@ -31,8 +30,7 @@ def broker_holds(broker, sock) -> bool:
         fields = line.split()
         local, remote, inode = fields[1], fields[2], fields[9]
         if remote == client_end and int(local.split(":")[1], 16) == broker.port:
-            fds = Path(f"/proc/{broker.pid}/fd")
-            return any(os.readlink(fd) == f"socket:[{inode}]" for fd in fds.iterdir())
+            return f"socket:[{inode}]" in fd_targets(broker.pid)
     return False
 
 

@@ -64,9 +64,11 @@ pub struct PeerAddr {
 }
 
 impl From<SocketAddr> for PeerAddr {
+    /// An IPv4 client of a dual-stack listener arrives as `::ffff:a.b.c.d`; it is kept as the
+    /// IPv4 address it is, so that logs and address policies see one form.
     fn from(addr: SocketAddr) -> Self {
         PeerAddr {
-            ip: addr.ip(),
+            ip: addr.ip().to_canonical(),
             port: addr.port(),
         }
     }
@@ -82,6 +84,25 @@ impl fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         SocketAddr::from(*self).fmt(f)
     }
+}
+
+/// A client certificate the transport verified: the facts about it that policies may use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// The subject's first common name (CN); empty when the subject has none.
+    pub common_name: Box<str>,
+}
+
+/// What a transport established about the peer before the first MQTT byte. The core knows
+/// nothing else of transports: not whether bytes arrived in WebSocket frames, nor how TLS was
+/// negotiated.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    /// The client's address: the socket's peer, or the address a PROXY protocol header gave.
+    pub peer: SocketAddr,
+    /// Whether the connection is encrypted.
+    pub secure: bool,
+    pub certificate: Option<Box<ClientCertificate>>,
 }
 
 /// The bytes of a packet split across reads: one word, and no allocation, between packets.
@@ -119,6 +140,10 @@ pub struct Connection {
     pub generation: u32,
     pub session: Option<SessionIdx>,
     pub peer: PeerAddr,
+    /// Whether the transport encrypts the connection (TLS).
+    pub secure: bool,
+    /// The client certificate the transport verified, if the client presented one.
+    pub certificate: Option<Box<ClientCertificate>>,
     /// Keep alive in force (the client's, or the server's for v5); 0 disables the check.
     pub keepalive_s: u16,
     /// When the last whole packet arrived (or the connection opened): keep alive and the
@@ -150,6 +175,8 @@ impl Connection {
             generation,
             session: None,
             peer: peer.into(),
+            secure: false,
+            certificate: None,
             keepalive_s: 0,
             last_packet_at: now,
             client: ClientLimits::default(),

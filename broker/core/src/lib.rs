@@ -36,4 +36,4 @@ pub mod stats;
 pub mod topic;
 pub mod tree;
 
-pub use shard::{Event, Shard};
+pub use shard::{Event, Handoff, Shard};

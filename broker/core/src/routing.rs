@@ -14,7 +14,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use ironsight_codec::{Bytes, QoS, SubscriptionOptions};
+use ironsight_codec::{QoS, SubscriptionOptions};
 
 use crate::delivery::Outgoing;
 use crate::message::SharedMessage;
@@ -164,19 +164,6 @@ pub enum ShardMsg {
         messages: Vec<Outgoing>,
         hops: u16,
     },
-    /// A connection whose client id this shard owns, accepted elsewhere. The socket travels
-    /// beside this, in the server. Boxed: it is rare, and keeps every message small.
-    Adopt(Box<Adopt>),
-}
-
-/// A connection moving to the shard that owns its client id: its CONNECT frame and whatever the
-/// client sent after it.
-#[derive(Debug)]
-pub struct Adopt {
-    pub endpoint: u16,
-    pub peer: std::net::SocketAddr,
-    pub connect: Bytes,
-    pub rest: Bytes,
 }
 
 /// The QoS of a delivery: the lower of the message's and the subscription's ([MQTT-3.8.4-?]).

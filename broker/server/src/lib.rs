@@ -5,26 +5,29 @@
 //!   SIGTERM/SIGINT.
 //! - [`cores`]: which CPUs get a shard.
 //! - [`listen`]: `SO_REUSEPORT` listening sockets, one per shard, deep backlog.
-//! - [`shard_io`]: one shard's sockets, tasks, flusher and channels around the core.
+//! - [`shard_io`]: one shard's I/O around the core, tying the rooms below together.
+//! - [`conns`]: the connection table: each connection's socket and transport state.
+//! - [`link`]: the link to the other shards: channels, [`link::Envelope`]s, connections moving.
 //! - [`overflow`]: messages for other shards that wait for room in a full channel, in order.
+//! - [`flusher`]: one write pass per scheduling round.
 //! - [`connection`]: the task of an active connection.
-//! - [`parking`]: idle connections wait in epoll, without a task.
-//! - [`send`]: vectored, non-blocking writes.
-//! - [`linger`]: closing a socket without a reset destroying its last bytes.
+//! - [`transport`]: everything between a socket and MQTT bytes: plain, parking, sending,
+//!   lingering.
 //!
 //! # Invariants
 //! - Every core call happens on the core's own executor; shards share nothing but channel
-//!   messages ([`shard_io::Envelope`]).
+//!   messages ([`link::Envelope`]).
 //! - A connection holds exactly one file descriptor, owned by its task while active and by the
 //!   shard while parked.
 //! - No borrow of the core or of the shard tables is held across an `.await`.
 
 pub mod connection;
+pub mod conns;
 pub mod cores;
-pub mod linger;
+pub mod flusher;
+pub mod link;
 pub mod listen;
 pub mod overflow;
-pub mod parking;
 pub mod runtime;
-pub mod send;
 pub mod shard_io;
+pub mod transport;

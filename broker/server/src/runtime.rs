@@ -16,9 +16,10 @@ use ironsight_core::settings::Settings;
 use ironsight_core::Shard;
 
 use crate::cores::{self, CoreSpec};
+use crate::link::Envelope;
 use crate::listen;
-use crate::parking::{Parking, TokenReader};
-use crate::shard_io::{Envelope, ShardIo};
+use crate::shard_io::ShardIo;
+use crate::transport::park::{Parking, TokenReader};
 
 /// Messages a channel between two shards holds before the sender's overflow takes over.
 const CHANNEL_CAPACITY: usize = 1024;

@@ -1,31 +1,31 @@
-//! The I/O side of one shard: sockets, tasks and channels around the core's [`Shard`].
+//! The I/O side of one shard: the core's [`Shard`] and the rooms around it, each holding its
+//! own state: the connection table ([`ConnTable`]), the link to the other shards
+//! ([`ShardLink`]), the flusher ([`Flusher`]), parking and lingering. The methods here are the
+//! ones that need several rooms at once: a connection's task reading, the flusher writing,
+//! parking, handoff, close, and the shard's tick.
 //!
-//! Ownership of a connection's socket: while the connection is *active*, its glommio task owns
-//! the `TcpStream` and the table here keeps only the raw fd (for vectored sends and shutdown);
-//! while it is *parked*, the table owns the fd and the epoll set watches it. So a connection
-//! holds one file descriptor at all times, which matters under a per-process fd limit.
-//!
-//! Output is written by the flusher: every core entry point marks connections dirty, and one
-//! flush per scheduling round writes each of them with a single vectored send. A connection
-//! whose socket is full is handed to its own task, which waits for it to drain.
+//! Every read, write, park and close of a connection goes through its transport
+//! ([`crate::transport`]); none of the code here knows whether bytes are encrypted or framed.
 
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
-use std::task::{Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::Senders;
 use glommio::net::TcpStream;
-use glommio::{GlommioError, ResourceType};
 use ironsight_core::conn::ConnId;
 use ironsight_core::routing::{ShardId, ShardMsg};
-use ironsight_core::{Event, Shard};
+use ironsight_core::{Event, Handoff, Shard};
 
-use crate::linger::{self, Lingering};
-use crate::overflow::Overflow;
-use crate::parking::{self, Parking};
-use crate::send::{send_all, Sent};
+use crate::conns::{ConnIo, ConnTable, Socket};
+use crate::flusher::Flusher;
+use crate::link::{Adopted, Envelope, ShardLink};
+use crate::transport::linger::{self, Lingering};
+use crate::transport::park::{self, Parking};
+use crate::transport::send::{send_all, Sent};
+use crate::transport::Transport;
 
 /// Bytes read from a socket at once, into one buffer the shard shares.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -35,64 +35,21 @@ pub const READS_PER_POLL: u32 = 8;
 pub const PARK_AFTER_S: u64 = 2;
 /// Seconds a closing connection may take to accept its last bytes before it is cut off.
 pub const CLOSE_GRACE_S: u32 = 5;
-/// Messages waiting for full channels to other shards before connections stop reading.
-pub const OVERFLOW_HIGH: usize = 4096;
-
-/// What travels between shards: a core message, and the socket for a handed-off connection.
-pub struct Envelope {
-    pub msg: ShardMsg,
-    pub fd: Option<OwnedFd>,
-}
-
-enum Socket {
-    /// The connection's task owns the stream; this is its fd number.
-    Active { fd: RawFd, waker: Option<Waker> },
-    /// No task: the fd waits in the epoll set.
-    Parked { fd: OwnedFd },
-}
-
-struct ConnIo {
-    generation: u32,
-    socket: Socket,
-    write_blocked: bool,
-    park_requested: bool,
-    closing_since_s: Option<u32>,
-}
-
-impl ConnIo {
-    fn fd(&self) -> RawFd {
-        match &self.socket {
-            Socket::Active { fd, .. } => *fd,
-            Socket::Parked { fd } => fd.as_raw_fd(),
-        }
-    }
-
-    fn wake(&mut self) {
-        if let Socket::Active {
-            waker: Some(waker), ..
-        } = &self.socket
-        {
-            waker.wake_by_ref();
-        }
-    }
-}
 
 pub struct ShardIo {
     pub id: ShardId,
     core: RefCell<Shard>,
-    conns: RefCell<Vec<Option<ConnIo>>>,
-    scratch: RefCell<Box<[u8]>>,
-    senders: Senders<Envelope>,
-    overflow: RefCell<Overflow<Envelope>>,
-    drainer: RefCell<Option<Waker>>,
-    throttled: RefCell<Vec<Waker>>,
-    flusher: RefCell<Option<Waker>>,
-    flush_scheduled: Cell<bool>,
+    conns: RefCell<ConnTable>,
+    link: ShardLink,
+    flusher: Flusher,
     parking: Parking,
     lingering: Lingering,
+    /// The read buffer every connection of the shard shares.
+    scratch: RefCell<Box<[u8]>>,
     clock_s: Cell<u32>,
     /// Connections parked since the allocator last gave memory back.
     parked_since_collect: Cell<u32>,
+    /// Reused between flushes, so that a flush allocates nothing.
     dirty: RefCell<Vec<ConnId>>,
     outbox: RefCell<Vec<(ShardId, ShardMsg)>>,
     events: RefCell<Vec<Event>>,
@@ -104,22 +61,25 @@ fn shutdown_socket(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
+/// A second fd for the same socket, for a task that keeps its stream while the socket goes
+/// elsewhere (another shard, a lingering task).
+fn dup(fd: RawFd) -> std::io::Result<OwnedFd> {
+    let new = nix::unistd::dup(fd)?;
+    // SAFETY: dup returned a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 impl ShardIo {
     pub fn new(core: Shard, senders: Senders<Envelope>, parking: Parking) -> Rc<ShardIo> {
-        let peers = senders.nr_consumers();
         Rc::new(ShardIo {
             id: core.id,
             core: RefCell::new(core),
-            conns: RefCell::new(Vec::new()),
-            scratch: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
-            senders,
-            overflow: RefCell::new(Overflow::new(peers)),
-            drainer: RefCell::new(None),
-            throttled: RefCell::new(Vec::new()),
-            flusher: RefCell::new(None),
-            flush_scheduled: Cell::new(false),
+            conns: RefCell::new(ConnTable::default()),
+            link: ShardLink::new(senders),
+            flusher: Flusher::default(),
             parking,
             lingering: Lingering::default(),
+            scratch: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
             clock_s: Cell::new(0),
             parked_since_collect: Cell::new(0),
             dirty: RefCell::new(Vec::new()),
@@ -138,22 +98,7 @@ impl ShardIo {
         generation: u32,
         f: impl FnOnce(&mut ConnIo) -> T,
     ) -> Option<T> {
-        let mut conns = self.conns.borrow_mut();
-        let entry = conns.get_mut(conn as usize)?.as_mut()?;
-        (entry.generation == generation).then(|| f(entry))
-    }
-
-    fn insert(&self, conn: ConnId, io: ConnIo) {
-        let mut conns = self.conns.borrow_mut();
-        let at = conn as usize;
-        if conns.len() <= at {
-            conns.resize_with(at + 1, || None);
-        }
-        assert!(
-            conns[at].is_none(),
-            "connection slot {conn} is still in use"
-        );
-        conns[at] = Some(io);
+        self.conns.borrow_mut().get(conn, generation).map(f)
     }
 
     // ----- connections arriving -----
@@ -165,23 +110,20 @@ impl ShardIo {
             Err(_) => return, // already gone
         };
         let (conn, generation) = self.core().open(Instant::now(), endpoint, peer);
-        self.start_task(conn, generation, stream);
+        self.start_task(conn, generation, endpoint, stream, Transport::Plain);
     }
 
-    /// Enters a connection's socket in the table and starts its task, which owns the stream.
-    fn start_task(self: &Rc<Self>, conn: ConnId, generation: u32, stream: TcpStream) {
-        let socket = Socket::Active {
-            fd: stream.as_raw_fd(),
-            waker: None,
-        };
-        let io = ConnIo {
-            generation,
-            socket,
-            write_blocked: false,
-            park_requested: false,
-            closing_since_s: None,
-        };
-        self.insert(conn, io);
+    /// Enters a connection in the table and starts its task, which owns the stream.
+    fn start_task(
+        self: &Rc<Self>,
+        conn: ConnId,
+        generation: u32,
+        endpoint: u16,
+        stream: TcpStream,
+        transport: Transport,
+    ) {
+        let io = ConnIo::new(generation, endpoint, stream.as_raw_fd(), transport);
+        self.conns.borrow_mut().insert(conn, io);
         glommio::spawn_local(crate::connection::serve(
             self.clone(),
             conn,
@@ -191,22 +133,24 @@ impl ShardIo {
         .detach();
     }
 
-    /// A message from another shard.
+    /// An envelope from another shard.
     pub fn received(self: &Rc<Self>, envelope: Envelope) {
         let now = Instant::now();
-        match (envelope.msg, envelope.fd) {
-            (ShardMsg::Adopt(adopt), Some(fd)) => {
-                let (conn, generation) = self.core().open(now, adopt.endpoint, adopt.peer);
+        match envelope {
+            Envelope::Adopt(adopted) => {
+                let Adopted {
+                    handoff,
+                    fd,
+                    transport,
+                } = *adopted;
+                let (conn, generation) = self.core().adopt(now, &handoff);
                 // SAFETY: the fd came over the channel with ownership, and is passed on once.
                 let stream = unsafe { TcpStream::from_raw_fd(fd.into_raw_fd()) };
-                self.start_task(conn, generation, stream);
-                let mut core = self.core();
-                core.input(conn, now, &adopt.connect);
-                core.input(conn, now, &adopt.rest);
+                self.start_task(conn, generation, handoff.endpoint, stream, transport);
             }
-            (msg, _) => self.core().remote(now, msg),
+            Envelope::Core(msg) => self.core().remote(now, msg),
         }
-        self.schedule_flush();
+        self.flusher.schedule();
     }
 
     // ----- the connection task's side -----
@@ -218,9 +162,9 @@ impl ShardIo {
         conn: ConnId,
         generation: u32,
         stream: &mut TcpStream,
-        cx: &mut std::task::Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<()> {
-        use futures_lite::{AsyncRead, AsyncWrite};
+        use futures_lite::AsyncRead;
         let mut reads = 0;
         loop {
             let Some((write_blocked, park)) =
@@ -232,41 +176,15 @@ impl ShardIo {
                 return Poll::Ready(());
             }
             if write_blocked {
-                match self.write_own(conn, generation) {
-                    Ok(Sent::All) => continue,
-                    Ok(Sent::Blocked) => {
-                        // Arm write readiness: glommio tries the send once more, then polls.
-                        let polled = {
-                            let mut core = self.core();
-                            let Some(out) = core.output(conn) else {
-                                continue;
-                            };
-                            let polled =
-                                std::pin::Pin::new(&mut *stream).poll_write(cx, out.first_chunk());
-                            if let Poll::Ready(Ok(n)) = polled {
-                                out.advance(n);
-                            }
-                            polled
-                        };
-                        match polled {
-                            Poll::Ready(Ok(_)) => continue,
-                            Poll::Ready(Err(_)) => {
-                                self.lost(conn);
-                                continue;
-                            }
-                            Poll::Pending => {}
-                        }
-                    }
-                    Err(_) => {
-                        self.lost(conn);
-                        continue;
-                    }
+                match self.write_own(conn, generation, stream, cx) {
+                    Poll::Ready(()) => continue,
+                    Poll::Pending => {}
                 }
             }
             // A peer that does not read its answers (its socket is full and so is the send
             // buffer) gets no more: its requests wait in its socket until it reads.
             let answers_full = write_blocked && self.core.borrow().output_full(conn);
-            if !answers_full && self.core().wants_input(conn) && !self.is_throttled(cx) {
+            if !answers_full && self.core().wants_input(conn) && !self.link.is_throttled(cx) {
                 if reads == READS_PER_POLL {
                     cx.waker().wake_by_ref(); // fairness: let the other connections run
                     break;
@@ -284,7 +202,7 @@ impl ShardIo {
                         drop(scratch);
                         // A handoff must happen before this task reads on.
                         self.handle_events();
-                        self.schedule_flush();
+                        self.flusher.schedule();
                         continue;
                     }
                     Poll::Pending => {}
@@ -302,29 +220,70 @@ impl ShardIo {
         Poll::Pending
     }
 
-    /// Writes a blocked connection's output from its own task.
-    fn write_own(&self, conn: ConnId, generation: u32) -> std::io::Result<Sent> {
-        let Some(fd) = self.with_conn(conn, generation, |c| c.fd()) else {
-            return Ok(Sent::All);
-        };
-        let sent = {
-            let mut core = self.core();
-            let Some(out) = core.output(conn) else {
-                return Ok(Sent::All);
-            };
-            send_all(fd, out)?
-        };
-        if let Sent::All = sent {
-            self.with_conn(conn, generation, |c| c.write_blocked = false);
-            if self.core.borrow().is_closing(conn) {
-                self.close_after_last_bytes(conn);
-            } else {
-                // Room again: queued messages move into the output, for the flusher to write.
-                self.after_written(conn);
-                self.schedule_flush();
+    /// Writes a blocked connection's output from its own task. `Ready` when it made progress
+    /// (the caller looks again), `Pending` when the socket is still full; glommio then wakes the
+    /// task once it drains.
+    fn write_own(
+        self: &Rc<Self>,
+        conn: ConnId,
+        generation: u32,
+        stream: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<()> {
+        match self.write(conn) {
+            Ok(Sent::All) => {
+                self.with_conn(conn, generation, |c| c.write_blocked = false);
+                if self.core.borrow().is_closing(conn) {
+                    self.close_after_last_bytes(conn);
+                } else {
+                    // Room again: queued messages move into the output, for the flusher to write.
+                    self.core().written(conn, Instant::now());
+                    self.flusher.schedule();
+                }
+                Poll::Ready(())
+            }
+            Ok(Sent::Blocked) => match self.arm_writable(conn, stream, cx) {
+                Poll::Ready(Ok(())) => Poll::Ready(()),
+                Poll::Ready(Err(_)) => {
+                    self.lost(conn);
+                    Poll::Ready(())
+                }
+                Poll::Pending => Poll::Pending,
+            },
+            Err(_) => {
+                self.lost(conn);
+                Poll::Ready(())
             }
         }
-        Ok(sent)
+    }
+
+    /// Waits for a full socket to drain: glommio's write tries the next bytes once more and
+    /// otherwise polls the socket for room, waking this task.
+    fn arm_writable(
+        &self,
+        conn: ConnId,
+        stream: &mut TcpStream,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        use futures_lite::AsyncWrite;
+        let mut conns = self.conns.borrow_mut();
+        let mut core = self.core();
+        let (Some(c), Some(out)) = (conns.any(conn), core.output(conn)) else {
+            return Poll::Ready(Ok(()));
+        };
+        c.transport.prepare(out);
+        let mut slices = [std::io::IoSlice::new(&[])];
+        if c.transport.io_slices(out, &mut slices) == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        match std::pin::Pin::new(&mut *stream).poll_write(cx, &slices[0]) {
+            Poll::Ready(Ok(n)) => {
+                c.transport.advance(out, n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     /// Parks an idle connection: the socket moves to the epoll set and the task ends.
@@ -340,14 +299,12 @@ impl ShardIo {
         if !idle || blocked != Some(false) {
             return false;
         }
-        let Ok(fd) = nix::unistd::dup(stream.as_raw_fd()) else {
+        let Ok(fd) = dup(stream.as_raw_fd()) else {
             return false;
         };
-        // SAFETY: dup returned a new fd that nothing else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
         if let Err(error) = self
             .parking
-            .park(fd.as_fd(), parking::token(conn, generation), false)
+            .park(fd.as_fd(), park::token(conn, generation), false)
         {
             tracing::warn!(conn, %error, "cannot park connection; it stays active");
             return false;
@@ -361,29 +318,27 @@ impl ShardIo {
 
     /// A parked connection has input (a relay token) or output that did not fit the socket:
     /// it gets a task again.
-    pub fn unpark(self: &Rc<Self>, token: parking::Token) {
-        let (conn, generation) = parking::untoken(token);
+    pub fn unpark(self: &Rc<Self>, token: park::Token) {
+        let (conn, generation) = park::untoken(token);
         let stream = self.with_conn(conn, generation, |c| {
+            let Socket::Parked { fd } = &c.socket else {
+                return None; // already has a task (a stale relay token)
+            };
+            let _ = self.parking.unwatch(fd.as_fd());
             let placeholder = Socket::Active {
                 fd: -1,
                 waker: None,
             };
-            match std::mem::replace(&mut c.socket, placeholder) {
-                Socket::Parked { fd } => {
-                    let _ = self.parking.unwatch(fd.as_fd());
-                    let raw = fd.into_raw_fd();
-                    c.socket = Socket::Active {
-                        fd: raw,
-                        waker: None,
-                    };
-                    // SAFETY: ownership of the fd moves into the stream.
-                    Some(unsafe { TcpStream::from_raw_fd(raw) })
-                }
-                active => {
-                    c.socket = active; // already has a task (a stale relay token)
-                    None
-                }
-            }
+            let Socket::Parked { fd } = std::mem::replace(&mut c.socket, placeholder) else {
+                unreachable!("matched above")
+            };
+            let raw = fd.into_raw_fd();
+            c.socket = Socket::Active {
+                fd: raw,
+                waker: None,
+            };
+            // SAFETY: ownership of the fd moves into the stream.
+            Some(unsafe { TcpStream::from_raw_fd(raw) })
         });
         if let Some(Some(stream)) = stream {
             glommio::spawn_local(crate::connection::serve(
@@ -398,21 +353,11 @@ impl ShardIo {
 
     // ----- output -----
 
-    /// Asks for a flush at the end of this scheduling round.
-    pub fn schedule_flush(&self) {
-        if !self.flush_scheduled.replace(true) {
-            if let Some(waker) = self.flusher.borrow_mut().take() {
-                waker.wake();
-            }
-        }
-    }
-
     /// The flusher task's poll: flushes when scheduled.
-    pub fn poll_flusher(self: &Rc<Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        if self.flush_scheduled.replace(false) {
+    pub fn poll_flusher(self: &Rc<Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.flusher.due(cx) {
             self.flush();
         }
-        *self.flusher.borrow_mut() = Some(cx.waker().clone());
         Poll::Pending
     }
 
@@ -436,71 +381,67 @@ impl ShardIo {
         self.handle_events();
     }
 
-    fn flush_conn(self: &Rc<Self>, conn: ConnId) {
-        let now = Instant::now();
-        let (fd, blocked) = {
-            let conns = self.conns.borrow();
-            match conns.get(conn as usize).and_then(Option::as_ref) {
-                Some(c) => (c.fd(), c.write_blocked),
-                None => return,
-            }
+    /// Writes what `conn` has pending, through its transport.
+    fn write(&self, conn: ConnId) -> std::io::Result<Sent> {
+        let mut conns = self.conns.borrow_mut();
+        let mut core = self.core();
+        let (Some(c), Some(out)) = (conns.any(conn), core.output(conn)) else {
+            return Ok(Sent::All);
         };
+        send_all(c.fd(), &mut c.transport, out)
+    }
+
+    fn flush_conn(self: &Rc<Self>, conn: ConnId) {
+        let Some(blocked) = self.conns.borrow_mut().any(conn).map(|c| c.write_blocked) else {
+            return;
+        };
+        let closing = self.core.borrow().is_closing(conn);
         if blocked {
             // Its task writes when the socket drains. A closing connection whose peer does not
             // read gets CLOSE_GRACE_S from now, then the tick cuts it off.
-            if self.core.borrow().is_closing(conn) {
-                let clock = self.clock_s.get();
-                if let Some(c) = self.conns.borrow_mut()[conn as usize].as_mut() {
-                    c.closing_since_s.get_or_insert(clock);
-                }
+            if closing {
+                self.start_close_grace(conn);
             }
             return;
         }
-        let (sent, closing) = {
-            let mut core = self.core();
-            let closing = core.is_closing(conn);
-            let Some(out) = core.output(conn) else { return };
-            (send_all(fd, out), closing)
-        };
-        match sent {
+        match self.write(conn) {
             Ok(Sent::All) if closing => self.close_after_last_bytes(conn),
-            Ok(Sent::All) => self.after_written(conn),
+            Ok(Sent::All) => self.core().written(conn, Instant::now()),
             Ok(Sent::Blocked) => {
-                let clock = self.clock_s.get();
+                if closing {
+                    self.start_close_grace(conn);
+                }
                 let parked = {
                     let mut conns = self.conns.borrow_mut();
-                    let c = conns[conn as usize].as_mut().expect("present above");
+                    let c = conns.any(conn).expect("present above");
                     c.write_blocked = true;
-                    if closing {
-                        c.closing_since_s.get_or_insert(clock);
-                    }
                     c.wake();
-                    matches!(c.socket, Socket::Parked { .. })
+                    c.is_parked().then_some(c.generation)
                 };
-                if parked {
-                    let generation = self.conns.borrow()[conn as usize]
-                        .as_ref()
-                        .expect("present")
-                        .generation;
-                    self.unpark(parking::token(conn, generation));
+                // Its task waits for the socket to drain; a parked connection needs one again.
+                if let Some(generation) = parked {
+                    self.unpark(park::token(conn, generation));
                 }
             }
             Err(_) => {
-                self.core().lost(conn, now);
+                self.core().lost(conn, Instant::now());
                 self.close_now(conn);
             }
         }
     }
 
-    fn after_written(&self, conn: ConnId) {
-        self.core().written(conn, Instant::now());
+    fn start_close_grace(&self, conn: ConnId) {
+        let clock = self.clock_s.get();
+        if let Some(c) = self.conns.borrow_mut().any(conn) {
+            c.closing_since_s.get_or_insert(clock);
+        }
     }
 
     /// The peer is gone (EOF or error): the core ends the connection, the socket closes now.
     fn lost(self: &Rc<Self>, conn: ConnId) {
         self.core().lost(conn, Instant::now());
         self.close_now(conn);
-        self.schedule_flush();
+        self.flusher.schedule();
     }
 
     /// Closes the socket and forgets the connection. An active task notices and ends.
@@ -509,18 +450,14 @@ impl ShardIo {
     }
 
     /// Closes a closing connection whose last bytes are in the kernel, so that they reach the
-    /// peer even if it sent input that was never read (see [`crate::linger`]).
+    /// peer even if it sent input that was never read (see [`crate::transport::linger`]).
     fn close_after_last_bytes(&self, conn: ConnId) {
         self.close(conn, true);
     }
 
     fn close(&self, conn: ConnId, keep_last_bytes: bool) {
-        let entry = self
-            .conns
-            .borrow_mut()
-            .get_mut(conn as usize)
-            .and_then(Option::take);
-        if let Some(mut c) = entry {
+        let entry = self.conns.borrow_mut().take(conn);
+        if let Some(c) = entry {
             c.wake(); // an active task drops its stream, which closes its fd
             let fd = c.fd();
             let socket = if keep_last_bytes && linger::has_unread_input(fd) {
@@ -544,9 +481,8 @@ impl ShardIo {
                 fd
             }
             // The task closes its own fd when it ends; the lingering task gets a dup.
-            Socket::Active { fd, .. } => match nix::unistd::dup(fd) {
-                // SAFETY: dup returned a new fd that nothing else owns.
-                Ok(new) => unsafe { OwnedFd::from_raw_fd(new) },
+            Socket::Active { fd, .. } => match dup(fd) {
+                Ok(fd) => fd,
                 Err(_) => return Some(Socket::Active { fd, waker: None }),
             },
         };
@@ -561,14 +497,9 @@ impl ShardIo {
         self.core().take_events(&mut events);
         for event in events.drain(..) {
             match event {
-                Event::Handoff { conn, to, msg } => self.hand_off(conn, to, msg),
+                Event::Handoff { conn, to, handoff } => self.hand_off(conn, to, handoff),
                 Event::Resumed { conn } => {
-                    if let Some(c) = self
-                        .conns
-                        .borrow_mut()
-                        .get_mut(conn as usize)
-                        .and_then(Option::as_mut)
-                    {
+                    if let Some(c) = self.conns.borrow_mut().any(conn) {
                         c.wake();
                     }
                 }
@@ -577,27 +508,26 @@ impl ShardIo {
         *self.events.borrow_mut() = events;
     }
 
-    /// Sends a connection and its socket to the shard that owns its client id.
-    fn hand_off(&self, conn: ConnId, to: ShardId, msg: ShardMsg) {
-        let Some(mut c) = self
-            .conns
-            .borrow_mut()
-            .get_mut(conn as usize)
-            .and_then(Option::take)
-        else {
+    /// Sends a connection, its socket and its transport to the shard that owns its client id.
+    fn hand_off(&self, conn: ConnId, to: ShardId, handoff: Box<Handoff>) {
+        let Some(c) = self.conns.borrow_mut().take(conn) else {
             return;
         };
         c.wake(); // an active task finds its connection gone, and ends
         let fd = match c.socket {
             Socket::Parked { fd } => Ok(fd),
             // The task keeps its stream (and closes it when it ends); the other shard gets a dup.
-            // SAFETY: dup returned a new fd that nothing else owns.
-            Socket::Active { fd, .. } => {
-                nix::unistd::dup(fd).map(|new| unsafe { OwnedFd::from_raw_fd(new) })
-            }
+            Socket::Active { fd, .. } => dup(fd),
         };
         match fd {
-            Ok(fd) => self.send_remote(to, Envelope { msg, fd: Some(fd) }),
+            Ok(fd) => {
+                let adopted = Adopted {
+                    handoff,
+                    fd,
+                    transport: c.transport,
+                };
+                self.link.send(to, Envelope::Adopt(Box::new(adopted)));
+            }
             Err(error) => {
                 tracing::warn!(conn, %error, "cannot hand the connection over; it is dropped")
             }
@@ -610,61 +540,14 @@ impl ShardIo {
         let mut outbox = std::mem::take(&mut *self.outbox.borrow_mut());
         self.core().take_outbox(&mut outbox);
         for (to, msg) in outbox.drain(..) {
-            self.send_remote(to, Envelope { msg, fd: None });
+            self.link.send(to, Envelope::Core(msg));
         }
         *self.outbox.borrow_mut() = outbox;
     }
 
-    /// Sends without waiting: a full channel keeps the message in order in the overflow, which
-    /// the drainer task empties; meanwhile connections stop reading once it grows too long.
-    fn send_remote(&self, to: ShardId, envelope: Envelope) {
-        let peer = usize::from(to);
-        let mut overflow = self.overflow.borrow_mut();
-        let envelope = if overflow.may_send_directly(peer) {
-            match self.senders.try_send_to(peer, envelope) {
-                Ok(()) => return,
-                Err(GlommioError::WouldBlock(ResourceType::Channel(envelope))) => envelope,
-                Err(_) => return, // the other shard is stopping
-            }
-        } else {
-            envelope
-        };
-        overflow.push(peer, envelope);
-        if let Some(waker) = self.drainer.borrow_mut().take() {
-            waker.wake();
-        }
-    }
-
-    fn is_throttled(&self, cx: &std::task::Context<'_>) -> bool {
-        if self.overflow.borrow().waiting() < OVERFLOW_HIGH {
-            return false;
-        }
-        self.throttled.borrow_mut().push(cx.waker().clone());
-        true
-    }
-
-    /// The drainer task: waits on full channels so that nothing else has to.
+    /// The drainer task: waits on full channels to other shards so that nothing else has to.
     pub async fn drain_overflow(self: Rc<Self>) {
-        loop {
-            let next = futures_lite::future::poll_fn(|cx| {
-                if let Some(next) = self.overflow.borrow_mut().take_next() {
-                    return Poll::Ready(next);
-                }
-                *self.drainer.borrow_mut() = Some(cx.waker().clone());
-                Poll::Pending
-            })
-            .await;
-            let (peer, envelope) = next;
-            // A peer that is stopping takes nothing more; its messages are dropped, as in
-            // send_remote, and the others' keep flowing.
-            let _ = self.senders.send_to(peer, envelope).await;
-            let left = self.overflow.borrow_mut().sent();
-            if left < OVERFLOW_HIGH / 2 {
-                for waker in self.throttled.borrow_mut().drain(..) {
-                    waker.wake();
-                }
-            }
-        }
+        self.link.drain().await
     }
 
     // ----- time -----
@@ -677,16 +560,12 @@ impl ShardIo {
         let mut cut = Vec::new();
         let idle_since = Instant::now() - Duration::from_secs(PARK_AFTER_S);
         let core = self.core.borrow();
-        for (conn, c) in self.conns.borrow_mut().iter_mut().enumerate() {
-            let Some(c) = c else { continue };
+        for (conn, c) in self.conns.borrow_mut().iter_mut() {
             if c.closing_since_s
                 .is_some_and(|since| clock - since >= CLOSE_GRACE_S)
             {
-                cut.push(conn as ConnId);
-            } else if matches!(c.socket, Socket::Active { .. })
-                && core
-                    .last_packet_at(conn as ConnId)
-                    .is_some_and(|at| at <= idle_since)
+                cut.push(conn);
+            } else if !c.is_parked() && core.last_packet_at(conn).is_some_and(|at| at <= idle_since)
             {
                 c.park_requested = true;
                 c.wake();
@@ -711,14 +590,7 @@ impl ShardIo {
     pub fn shutdown(self: &Rc<Self>) {
         self.core().shutdown(Instant::now());
         self.flush();
-        let open: Vec<ConnId> = self
-            .conns
-            .borrow()
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.is_some())
-            .map(|(i, _)| i as ConnId)
-            .collect();
+        let open = self.conns.borrow().ids();
         for conn in open {
             self.close_now(conn);
         }

@@ -9,10 +9,9 @@ use ironsight_codec::{
 };
 
 use super::lifecycle::CloseKind;
-use super::Shard;
-use crate::conn::{ClientLimits, ConnId, ConnState};
+use super::{Handoff, Shard};
+use crate::conn::{ClientLimits, ConnId, ConnState, Identity};
 use crate::delivery::QueueBehavior;
-use crate::routing::{Adopt, ShardMsg};
 use crate::session::{Session, SessionIdx, Will, EXPIRY_NEVER};
 use crate::topic;
 
@@ -307,13 +306,17 @@ impl Shard {
         };
         let c = self.conns.remove(conn as usize);
         self.stats.connections_closed += 1;
-        let adopt = Adopt {
+        let handoff = Box::new(Handoff {
             endpoint: c.endpoint,
-            peer: c.peer.into(),
+            identity: Identity {
+                peer: c.peer.into(),
+                secure: c.secure,
+                certificate: c.certificate,
+            },
             connect,
             rest: Bytes::copy_from_slice(rest),
-        };
-        let msg = ShardMsg::Adopt(Box::new(adopt));
-        self.events.push(super::Event::Handoff { conn, to, msg });
+        });
+        self.events
+            .push(super::Event::Handoff { conn, to, handoff });
     }
 }

@@ -32,10 +32,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hashbrown::{HashMap, HashTable};
-use ironsight_codec::{Packet, ReasonCode};
+use ironsight_codec::{Bytes, Packet, ReasonCode};
 use slab::Slab;
 
-use crate::conn::{ConnId, ConnState, Connection};
+use crate::conn::{ConnId, ConnState, Connection, Identity};
 use crate::delivery::ShareId;
 use crate::journal::{Journal, MemoryOnly, Record};
 use crate::message::message_id;
@@ -53,14 +53,24 @@ pub use fanout::Target;
 #[derive(Debug)]
 pub enum Event {
     /// `conn` belongs to shard `to` (its client id hashes there). The shard has already forgotten
-    /// it; the server sends `msg` (an [`ShardMsg::Adopt`]) there together with the socket.
+    /// it; the server moves the socket there, where [`Shard::adopt`] takes `handoff` up.
     Handoff {
         conn: ConnId,
         to: ShardId,
-        msg: ShardMsg,
+        handoff: Box<Handoff>,
     },
     /// `conn` waited for a barrier and takes input again: its socket may hold unread bytes.
     Resumed { conn: ConnId },
+}
+
+/// A connection moving to the shard that owns its client id: what the core knew of it, its
+/// CONNECT frame, and whatever the client sent after the CONNECT.
+#[derive(Debug)]
+pub struct Handoff {
+    pub endpoint: u16,
+    pub identity: Identity,
+    pub connect: Bytes,
+    pub rest: Bytes,
 }
 
 /// A timer on a session, checked lazily: it is stale when the session's generation moved on or
@@ -115,7 +125,7 @@ pub struct Shard {
     dirty: Vec<ConnId>,
     events: Vec<Event>,
     /// Set by CONNECT when another shard owns the client id: the connection and its CONNECT frame.
-    pending_handoff: Option<(ConnId, ShardId, ironsight_codec::Bytes)>,
+    pending_handoff: Option<(ConnId, ShardId, Bytes)>,
     fanout: fanout::Scratch,
     /// Counter for client ids the shard assigns.
     next_assigned_id: u64,
@@ -206,6 +216,26 @@ impl Shard {
             .insert(Connection::new(now, endpoint, peer, generation)) as ConnId;
         self.stats.connections_opened += 1;
         (id, generation)
+    }
+
+    /// What the transport established about `conn`'s peer (a PROXY header's address, TLS and
+    /// its client certificate). Called before the transport passes on any MQTT byte.
+    pub fn identify(&mut self, conn: ConnId, identity: Identity) {
+        if let Some(c) = self.conns.get_mut(conn as usize) {
+            c.peer = identity.peer.into();
+            c.secure = identity.secure;
+            c.certificate = identity.certificate;
+        }
+    }
+
+    /// A connection handed over by another shard ([`Event::Handoff`]): opened here with what
+    /// that shard knew, and its CONNECT and later bytes processed. Returns its id and generation.
+    pub fn adopt(&mut self, now: Instant, handoff: &Handoff) -> (ConnId, u32) {
+        let (conn, generation) = self.open(now, handoff.endpoint, handoff.identity.peer);
+        self.identify(conn, handoff.identity.clone());
+        self.input(conn, now, &handoff.connect);
+        self.input(conn, now, &handoff.rest);
+        (conn, generation)
     }
 
     /// Whether `conn` still exists with this generation.

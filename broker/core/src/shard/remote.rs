@@ -6,8 +6,7 @@ use super::Shard;
 use crate::routing::ShardMsg;
 
 impl Shard {
-    /// Applies one message from another shard. `Adopt` is the server's: it opens the socket
-    /// first and calls [`Shard::adopt`].
+    /// Applies one message from another shard.
     pub fn remote(&mut self, now: Instant, msg: ShardMsg) {
         match msg {
             ShardMsg::Publish {
@@ -55,9 +54,6 @@ impl Shard {
                 } else {
                     self.forward_shared(share, messages, hops);
                 }
-            }
-            ShardMsg::Adopt(_) => {
-                unreachable!("the server adopts connections before the core sees them")
             }
         }
     }

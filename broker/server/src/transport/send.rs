@@ -6,6 +6,8 @@ use std::os::fd::RawFd;
 use ironsight_core::outbuf::OutBuf;
 use nix::sys::socket::{sendmsg, MsgFlags, SockaddrStorage};
 
+use super::Transport;
+
 /// Slices one send may carry; the rest goes in the next.
 const SLICES_PER_SEND: usize = 64;
 
@@ -16,21 +18,24 @@ pub enum Sent {
     Blocked,
 }
 
-/// Writes as much of `out` as the socket takes now.
-pub fn send_all(fd: RawFd, out: &mut OutBuf) -> io::Result<Sent> {
+/// Writes as much of `out` (through its transport) as the socket takes now.
+pub fn send_all(fd: RawFd, transport: &mut Transport, out: &mut OutBuf) -> io::Result<Sent> {
     let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-    while !out.is_empty() {
+    loop {
+        transport.prepare(out);
+        if !transport.has_output(out) {
+            return Ok(Sent::All);
+        }
         let result = {
             let mut slices = [IoSlice::new(&[]); SLICES_PER_SEND];
-            let n = out.io_slices(&mut slices);
+            let n = transport.io_slices(out, &mut slices);
             sendmsg::<SockaddrStorage>(fd, &slices[..n], &[], flags, None)
         };
         match result {
-            Ok(written) => out.advance(written),
+            Ok(written) => transport.advance(out, written),
             Err(nix::errno::Errno::EAGAIN) => return Ok(Sent::Blocked),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(errno) => return Err(errno.into()),
         }
     }
-    Ok(Sent::All)
 }
