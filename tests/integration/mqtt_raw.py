@@ -353,7 +353,8 @@ class RawClient:
         """`rcvbuf` shrinks the socket's receive buffer (set before connecting, so the TCP
         window is small too): used to play a client that reads slowly or not at all."""
         self.version = version
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(5)

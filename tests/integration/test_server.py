@@ -4,6 +4,7 @@ core selection, and connections that go idle (parked) and come back."""
 from __future__ import annotations
 
 import json
+import socket
 import signal
 import subprocess
 import time
@@ -70,14 +71,21 @@ def exchange_all_qos(host, port, proto):
 
 
 def test_no_arguments_runs_the_demo_endpoint_on_1883(tmp_path):
-    """`ironsight` with no arguments listens on port 1883 on every interface and accepts
-    anonymous MQTT 3.1.1 and 5 clients, like MessageSight's DemoEndpoint."""
+    """`ironsight` with no arguments listens on port 1883 on every interface, IPv6 and IPv4
+    alike (`Interface: All` is one dual-stack socket on `[::]`), and accepts anonymous MQTT
+    3.1.1 and 5 clients, like MessageSight's DemoEndpoint."""
     assert not port_open("127.0.0.1", DEMO_PORT), "port 1883 is taken: stop the other broker"
     server = Started([], DEMO_PORT, tmp_path)
     try:
         for proto in (V311, V5):
             exchange_all_qos("127.0.0.1", DEMO_PORT, proto)
-        assert "0.0.0.0:1883" in server.text()
+        if socket.has_ipv6 and port_open("::1", DEMO_PORT):
+            over_ipv6 = m.RawClient("::1", DEMO_PORT, 5)
+            try:
+                assert over_ipv6.connect("over-ipv6").reason == 0
+            finally:
+                over_ipv6.close()
+        assert "[::]:1883" in server.text()
     finally:
         server.stop()
 

@@ -52,7 +52,7 @@ impl ConfigError {
         }
     }
 
-    pub(crate) fn attribute(
+    pub fn attribute(
         object: &str,
         name: &str,
         attribute: &str,
@@ -99,7 +99,7 @@ mod tests {
         let config = Config::builtin();
         let listeners = config.listeners(&[]).unwrap();
         assert_eq!(listeners.len(), 1);
-        assert_eq!(listeners[0].addr.to_string(), "0.0.0.0:1883");
+        assert_eq!(listeners[0].addr.to_string(), "[::]:1883");
         assert_eq!(listeners[0].endpoint, 0);
         let settings = config.settings();
         assert_eq!(settings.endpoints[0].name, "DemoEndpoint");

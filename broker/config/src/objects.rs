@@ -3,6 +3,7 @@
 //! name rather than accepted and ignored.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
@@ -34,6 +35,67 @@ pub struct Endpoint {
     /// Bytes (shown as MessageSight writes it, e.g. "4096KB").
     #[serde(serialize_with = "size_text")]
     pub max_message_size: u64,
+    /// The SecurityProfile whose TLS settings the endpoint uses; empty for none.
+    pub security_profile: String,
+    /// What the endpoint accepts on its one port (ironsight's addition): MQTT over TCP, over
+    /// TLS, over WebSocket, over WebSocket in TLS. The first bytes of a connection tell them
+    /// apart. Default: `mqtt,ws` without TLS; `mqtts,wss` with a TLS security profile, so that
+    /// a secure endpoint refuses unencrypted clients unless told otherwise.
+    #[serde(serialize_with = "transports_text")]
+    pub transports: Transports,
+    /// Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy sends it),
+    /// whose address is the client's (ironsight's addition).
+    pub proxy_protocol: bool,
+}
+
+/// The transports an endpoint accepts on its port.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transports {
+    /// MQTT over TCP.
+    pub mqtt: bool,
+    /// MQTT over TLS.
+    pub mqtts: bool,
+    /// MQTT over WebSocket.
+    pub ws: bool,
+    /// MQTT over WebSocket over TLS.
+    pub wss: bool,
+}
+
+impl Transports {
+    const NAMES: [&'static str; 4] = ["mqtt", "mqtts", "ws", "wss"];
+
+    fn flags(&self) -> [bool; 4] {
+        [self.mqtt, self.mqtts, self.ws, self.wss]
+    }
+
+    pub fn tls(&self) -> bool {
+        self.mqtts || self.wss
+    }
+
+    pub fn plain(&self) -> bool {
+        self.mqtt || self.ws
+    }
+
+    fn parse(list: &str) -> Result<Transports, String> {
+        let mut t = Transports::default();
+        for name in names(list) {
+            match name.to_ascii_lowercase().as_str() {
+                "mqtt" => t.mqtt = true,
+                "mqtts" => t.mqtts = true,
+                "ws" => t.ws = true,
+                "wss" => t.wss = true,
+                _ => {
+                    return Err(format!(
+                        "lists \"{name}\"; the transports are mqtt, mqtts, ws and wss"
+                    ))
+                }
+            }
+        }
+        if t == Transports::default() {
+            return Err("must list at least one of mqtt, mqtts, ws and wss".into());
+        }
+        Ok(t)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -75,6 +137,82 @@ pub struct TopicPolicy {
     pub max_message_time_to_live: Option<u32>,
 }
 
+/// A server certificate and its private key, PEM files. A path that is not absolute is taken
+/// relative to the directory of the configuration file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CertificateProfile {
+    /// The certificate, followed by any intermediate certificates of its chain.
+    pub certificate: String,
+    /// Its private key (PKCS#8, PKCS#1 RSA or SEC1 EC), unencrypted.
+    pub key: String,
+}
+
+/// The lowest TLS version a security profile accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum TlsVersion {
+    #[serde(rename = "TLSv1.2")]
+    Tls12,
+    #[serde(rename = "TLSv1.3")]
+    Tls13,
+}
+
+/// MessageSight's cipher choices. ironsight offers only AEAD suites with forward secrecy
+/// (AES-GCM and ChaCha20-Poly1305, over ECDHE in TLS 1.2), so the choice is an order of
+/// preference: `Best` puts AES-256-GCM first, `Fast` AES-128-GCM; `Medium`, which in
+/// MessageSight added weaker suites, has none to add and orders as `Fast`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum Ciphers {
+    Best,
+    Fast,
+    Medium,
+}
+
+/// TLS settings of the endpoints that name it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SecurityProfile {
+    #[serde(rename = "TLSEnabled")]
+    pub tls_enabled: bool,
+    pub minimum_protocol_method: TlsVersion,
+    /// Client certificates are verified: signed by one of the profile's trusted certificates,
+    /// valid now, not revoked.
+    pub use_client_certificate: bool,
+    /// With UseClientCertificate, whether a client must present one (ironsight's addition;
+    /// `false` lets clients without a certificate in, with no common name).
+    pub require_client_certificate: bool,
+    pub ciphers: Ciphers,
+    /// The client's order of cipher preference wins over the server's.
+    pub use_client_cipher: bool,
+    pub certificate_profile: String,
+    /// Revocation lists for client certificates; empty for none.
+    #[serde(rename = "CRLProfile")]
+    pub crl_profile: String,
+}
+
+/// A certificate authority whose client certificates a security profile trusts (Amlen keeps
+/// these as a list of pairs, not as named objects).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TrustedCertificate {
+    pub security_profile_name: String,
+    /// A PEM file holding one or more CA certificates.
+    pub trusted_certificate: String,
+}
+
+/// Certificate revocation lists for the client certificates of a security profile.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CrlProfile {
+    /// A file of one or more CRLs, PEM or DER.
+    #[serde(rename = "CRLSource")]
+    pub crl_source: String,
+    /// Minutes between checks whether the file changed (it is also re-read on SIGHUP).
+    pub update_interval: u32,
+    /// Whether connections whose certificate a new list revokes are closed.
+    pub revalidate_connection: bool,
+}
+
 /// ironsight's broker-wide MQTT limits (MessageSight kept these in its static server.cfg).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -104,14 +242,24 @@ pub struct Config {
     pub connection_policies: BTreeMap<String, ConnectionPolicy>,
     #[serde(rename = "TopicPolicy")]
     pub topic_policies: BTreeMap<String, TopicPolicy>,
+    #[serde(rename = "CertificateProfile")]
+    pub certificate_profiles: BTreeMap<String, CertificateProfile>,
+    #[serde(rename = "SecurityProfile")]
+    pub security_profiles: BTreeMap<String, SecurityProfile>,
+    #[serde(rename = "TrustedCertificate")]
+    pub trusted_certificates: Vec<TrustedCertificate>,
+    #[serde(rename = "CRLProfile")]
+    pub crl_profiles: BTreeMap<String, CrlProfile>,
     #[serde(rename = "Broker")]
     pub broker: Broker,
+    /// Where files named by a relative path are found: the configuration file's directory.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// Attributes MessageSight defines that ironsight does not implement yet; naming them is refused
 /// rather than silently ignored.
 const NOT_YET: &[(&str, &str)] = &[
-    ("Endpoint", "SecurityProfile"),
     ("Endpoint", "SubscriptionPolicies"),
     ("Endpoint", "QueuePolicies"),
     ("ConnectionPolicy", "UserID"),
@@ -123,6 +271,10 @@ const NOT_YET: &[(&str, &str)] = &[
     ("TopicPolicy", "CommonNames"),
     ("TopicPolicy", "ClientAddress"),
     ("TopicPolicy", "DisconnectedClientNotification"),
+    ("SecurityProfile", "LTPAProfile"),
+    ("SecurityProfile", "OAuthProfile"),
+    ("CertificateProfile", "CertFilePassword"),
+    ("CertificateProfile", "KeyFilePassword"),
 ];
 
 fn refuse_not_yet(object: &'static str, name: &str, value: &Value) -> Result<(), ConfigError> {
@@ -194,6 +346,13 @@ impl Endpoint {
             connection_policies: names(&f.required_string("ConnectionPolicies")?),
             topic_policies: names(&f.required_string("TopicPolicies")?),
             max_message_size: f.size("MaxMessageSize", 4096 * 1024, 1024, 256 * 1024 * 1024)?,
+            security_profile: f.string("SecurityProfile", "")?,
+            // Defaulted once the security profile is known (Config::check_references).
+            transports: match f.string("Transports", "")? {
+                list if list.trim().is_empty() => Transports::default(),
+                list => Transports::parse(&list).map_err(|m| f.error("Transports", m))?,
+            },
+            proxy_protocol: f.boolean("ProxyProtocol", false)?,
         };
         check_protocol(&f, &endpoint.protocol)?;
         crate::resolve::interface_addr(&endpoint.interface).map_err(|m| f.error("Interface", m))?;
@@ -299,6 +458,110 @@ impl TopicPolicy {
     }
 }
 
+impl CertificateProfile {
+    fn parse(name: &str, value: &Value) -> Result<Self, ConfigError> {
+        refuse_not_yet("CertificateProfile", name, value)?;
+        let mut f = Fields::new("CertificateProfile", name, value)?;
+        let profile = CertificateProfile {
+            certificate: f.required_string("Certificate")?,
+            key: f.required_string("Key")?,
+        };
+        f.finish()?;
+        Ok(profile)
+    }
+}
+
+impl SecurityProfile {
+    fn parse(name: &str, value: &Value) -> Result<Self, ConfigError> {
+        refuse_not_yet("SecurityProfile", name, value)?;
+        let mut f = Fields::new("SecurityProfile", name, value)?;
+        let minimum = match f.string("MinimumProtocolMethod", "TLSv1.2")?.trim() {
+            "TLSv1.2" => TlsVersion::Tls12,
+            "TLSv1.3" => TlsVersion::Tls13,
+            "SSLv3" | "TLSv1" | "TLSv1.1" => {
+                return Err(f.error(
+                    "MinimumProtocolMethod",
+                    "ironsight speaks TLS 1.2 and 1.3 only (older versions are broken); use TLSv1.2 or TLSv1.3",
+                ))
+            }
+            other => {
+                return Err(f.error(
+                    "MinimumProtocolMethod",
+                    format!("must be TLSv1.2 or TLSv1.3, got \"{other}\""),
+                ))
+            }
+        };
+        let ciphers = match f.choice("Ciphers", "Fast", &["Best", "Fast", "Medium"])? {
+            "Best" => Ciphers::Best,
+            "Medium" => Ciphers::Medium,
+            _ => Ciphers::Fast,
+        };
+        for attribute in ["UsePasswordAuthentication", "AllowNullPassword"] {
+            if f.boolean(attribute, false)? {
+                return Err(f.error(
+                    attribute,
+                    "is not supported by this version of ironsight (it has no password authentication yet)",
+                ));
+            }
+        }
+        let profile = SecurityProfile {
+            tls_enabled: f.boolean("TLSEnabled", true)?,
+            minimum_protocol_method: minimum,
+            use_client_certificate: f.boolean("UseClientCertificate", false)?,
+            require_client_certificate: f.boolean("RequireClientCertificate", true)?,
+            ciphers,
+            use_client_cipher: f.boolean("UseClientCipher", false)?,
+            certificate_profile: f.string("CertificateProfile", "")?,
+            crl_profile: f.string("CRLProfile", "")?,
+        };
+        if profile.tls_enabled && profile.certificate_profile.trim().is_empty() {
+            return Err(f.error("CertificateProfile", "must be set if TLSEnabled is true"));
+        }
+        if !profile.crl_profile.is_empty() && !profile.use_client_certificate {
+            return Err(f.error(
+                "CRLProfile",
+                "applies to client certificates: set UseClientCertificate to true, or remove it",
+            ));
+        }
+        f.finish()?;
+        Ok(profile)
+    }
+}
+
+impl TrustedCertificate {
+    fn parse(index: usize, value: &Value) -> Result<Self, ConfigError> {
+        let label = format!("#{}", index + 1);
+        let mut f = Fields::new("TrustedCertificate", &label, value)?;
+        let trusted = TrustedCertificate {
+            security_profile_name: f.required_string("SecurityProfileName")?,
+            trusted_certificate: f.required_string("TrustedCertificate")?,
+        };
+        f.finish()?;
+        Ok(trusted)
+    }
+}
+
+impl CrlProfile {
+    fn parse(name: &str, value: &Value) -> Result<Self, ConfigError> {
+        let mut f = Fields::new("CRLProfile", name, value)?;
+        let profile = CrlProfile {
+            crl_source: f.required_string("CRLSource")?,
+            update_interval: f
+                .integer("UpdateInterval", Some(60), 5, 43_200)?
+                .expect("has a default") as u32,
+            revalidate_connection: f.boolean("RevalidateConnection", false)?,
+        };
+        if profile.crl_source.contains("://") {
+            return Err(f.error(
+                "CRLSource",
+                "must be a file; ironsight does not download revocation lists",
+            ));
+        }
+        f.finish()?;
+        Ok(profile)
+    }
+}
+
 impl Broker {
     fn parse(value: &Value) -> Result<Self, ConfigError> {
         let mut f = Fields::new("Broker", "Broker", value)?;
@@ -370,6 +633,22 @@ fn named<T>(
         .collect()
 }
 
+/// Amlen's list-shaped objects (`"TrustedCertificate": [{...}, ...]`).
+fn listed<T>(
+    doc: &mut serde_json::Map<String, Value>,
+    object: &'static str,
+    parse: impl Fn(usize, &Value) -> Result<T, ConfigError>,
+) -> Result<Vec<T>, ConfigError> {
+    match doc.remove(object) {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items.iter().enumerate().map(|(i, v)| parse(i, v)).collect(),
+        Some(other) => Err(ConfigError::document(format!(
+            "{object} must be a list of {object} objects, got {}",
+            kind(&other)
+        ))),
+    }
+}
+
 impl Config {
     /// Parses and checks a configuration document.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -385,18 +664,136 @@ impl Config {
             endpoints: named(&mut doc, "Endpoint", Endpoint::parse)?,
             connection_policies: named(&mut doc, "ConnectionPolicy", ConnectionPolicy::parse)?,
             topic_policies: named(&mut doc, "TopicPolicy", TopicPolicy::parse)?,
+            certificate_profiles: named(&mut doc, "CertificateProfile", CertificateProfile::parse)?,
+            security_profiles: named(&mut doc, "SecurityProfile", SecurityProfile::parse)?,
+            trusted_certificates: listed(
+                &mut doc,
+                "TrustedCertificate",
+                TrustedCertificate::parse,
+            )?,
+            crl_profiles: named(&mut doc, "CRLProfile", CrlProfile::parse)?,
             broker: Broker::parse(
                 &doc.remove("Broker")
                     .unwrap_or(Value::Object(Default::default())),
             )?,
+            base_dir: PathBuf::from("."),
         };
         if let Some(unknown) = doc.keys().next() {
             return Err(ConfigError::document(format!(
                 "unknown object type \"{unknown}\""
             )));
         }
+        let mut config = config;
         config.check_references()?;
+        config.check_security()?;
         Ok(config)
+    }
+
+    /// Reads and checks a configuration file; relative file names in it (certificates, keys)
+    /// are taken from its directory.
+    pub fn load(path: &Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut config = Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        config.base_dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        Ok(config)
+    }
+
+    /// A file named in the configuration: as given if absolute, else in [`Config::base_dir`].
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.base_dir.join(name)
+    }
+
+    /// Security profiles resolve, and every endpoint's transports fit its profile (defaulted
+    /// here when the endpoint does not list them).
+    fn check_security(&mut self) -> Result<(), ConfigError> {
+        for (name, p) in &self.security_profiles {
+            let missing = |attribute: &str, kind: &str, target: &str| {
+                ConfigError::attribute(
+                    "SecurityProfile",
+                    name,
+                    attribute,
+                    format!("names {kind} \"{target}\", which does not exist"),
+                )
+            };
+            if p.tls_enabled
+                && !self
+                    .certificate_profiles
+                    .contains_key(&p.certificate_profile)
+            {
+                return Err(missing(
+                    "CertificateProfile",
+                    "CertificateProfile",
+                    &p.certificate_profile,
+                ));
+            }
+            if !p.crl_profile.is_empty() && !self.crl_profiles.contains_key(&p.crl_profile) {
+                return Err(missing("CRLProfile", "CRLProfile", &p.crl_profile));
+            }
+            let trusted = self
+                .trusted_certificates
+                .iter()
+                .any(|t| &t.security_profile_name == name);
+            if p.use_client_certificate && !trusted {
+                return Err(ConfigError::attribute(
+                    "SecurityProfile",
+                    name,
+                    "UseClientCertificate",
+                    "needs a TrustedCertificate for this profile: the CA that signs client certificates",
+                ));
+            }
+        }
+        for (i, t) in self.trusted_certificates.iter().enumerate() {
+            if !self
+                .security_profiles
+                .contains_key(&t.security_profile_name)
+            {
+                return Err(ConfigError::attribute(
+                    "TrustedCertificate",
+                    &format!("#{}", i + 1),
+                    "SecurityProfileName",
+                    format!(
+                        "names SecurityProfile \"{}\", which does not exist",
+                        t.security_profile_name
+                    ),
+                ));
+            }
+        }
+        for (name, e) in self.endpoints.iter_mut() {
+            let tls = match e.security_profile.as_str() {
+                "" => false,
+                profile => match self.security_profiles.get(profile) {
+                    Some(p) => p.tls_enabled,
+                    None => {
+                        return Err(ConfigError::attribute(
+                            "Endpoint",
+                            name,
+                            "SecurityProfile",
+                            format!("names SecurityProfile \"{profile}\", which does not exist"),
+                        ))
+                    }
+                },
+            };
+            if e.transports == Transports::default() {
+                e.transports = Transports {
+                    mqtt: !tls,
+                    mqtts: tls,
+                    ws: !tls,
+                    wss: tls,
+                };
+            } else if e.transports.tls() && !tls {
+                return Err(ConfigError::attribute(
+                    "Endpoint",
+                    name,
+                    "Transports",
+                    "lists mqtts or wss, which need a SecurityProfile with TLSEnabled",
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn check_references(&self) -> Result<(), ConfigError> {
@@ -442,6 +839,16 @@ fn size_text<S: serde::Serializer>(bytes: &u64, s: S) -> Result<S::Ok, S::Error>
         b if b % 1024 == 0 => s.serialize_str(&format!("{}KB", b / 1024)),
         b => s.serialize_str(&b.to_string()),
     }
+}
+
+fn transports_text<S: serde::Serializer>(t: &Transports, s: S) -> Result<S::Ok, S::Error> {
+    let listed: Vec<&str> = Transports::NAMES
+        .iter()
+        .zip(t.flags())
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect();
+    s.serialize_str(&listed.join(","))
 }
 
 fn ttl_text<S: serde::Serializer>(ttl: &Option<u32>, s: S) -> Result<S::Ok, S::Error> {
@@ -566,6 +973,102 @@ mod tests {
             json["Endpoint"]["DemoEndpoint"]["ConnectionPolicies"],
             "DemoConnectionPolicy"
         );
+    }
+
+    /// A configuration with a TLS security profile on the demo endpoint, changed by `edit`.
+    fn secure(edit: impl FnOnce(&mut Value)) -> Result<Config, ConfigError> {
+        let mut doc: Value = serde_json::from_str(crate::DEFAULT_CONFIG).unwrap();
+        doc["CertificateProfile"] =
+            serde_json::json!({"Server": {"Certificate": "s.pem", "Key": "s.key"}});
+        doc["SecurityProfile"] = serde_json::json!({"Tls": {"CertificateProfile": "Server"}});
+        doc["Endpoint"]["DemoEndpoint"]["SecurityProfile"] = "Tls".into();
+        edit(&mut doc);
+        Config::parse(&doc.to_string())
+    }
+
+    /// Proves the transports default to what the security profile allows: a TLS endpoint
+    /// refuses unencrypted clients unless it lists them, a plain one takes MQTT and WebSocket.
+    #[test]
+    fn transports_default_by_security_profile() {
+        let tls = secure(|_| {}).unwrap();
+        let e = &tls.endpoints["DemoEndpoint"];
+        assert_eq!(
+            e.transports,
+            Transports {
+                mqtts: true,
+                wss: true,
+                ..Transports::default()
+            }
+        );
+        let json = serde_json::to_value(&tls).unwrap();
+        assert_eq!(json["Endpoint"]["DemoEndpoint"]["Transports"], "mqtts,wss");
+        let plain = Config::builtin();
+        assert_eq!(
+            plain.endpoints["DemoEndpoint"].transports,
+            Transports {
+                mqtt: true,
+                ws: true,
+                ..Transports::default()
+            }
+        );
+        let all =
+            secure(|d| d["Endpoint"]["DemoEndpoint"]["Transports"] = "mqtt, MQTTS,ws,wss".into())
+                .unwrap();
+        assert_eq!(all.endpoints["DemoEndpoint"].transports.flags(), [true; 4]);
+    }
+
+    #[test]
+    fn security_mistakes_name_object_and_attribute() {
+        type Edit = Box<dyn FnOnce(&mut Value)>;
+        let cases: Vec<(Edit, &str)> = vec![
+            (Box::new(|d: &mut Value| { d["Endpoint"]["DemoEndpoint"]["SecurityProfile"] = "".into(); d["Endpoint"]["DemoEndpoint"]["Transports"] = "mqtts".into(); }),
+             "Endpoint \"DemoEndpoint\", attribute Transports: lists mqtts or wss, which need a SecurityProfile with TLSEnabled"),
+            (Box::new(|d: &mut Value| d["Endpoint"]["DemoEndpoint"]["Transports"] = "mqtt,quic".into()),
+             "Endpoint \"DemoEndpoint\", attribute Transports: lists \"quic\"; the transports are mqtt, mqtts, ws and wss"),
+            (Box::new(|d: &mut Value| d["Endpoint"]["DemoEndpoint"]["SecurityProfile"] = "Nope".into()),
+             "Endpoint \"DemoEndpoint\", attribute SecurityProfile: names SecurityProfile \"Nope\", which does not exist"),
+            (Box::new(|d: &mut Value| d["SecurityProfile"]["Tls"]["CertificateProfile"] = "".into()),
+             "SecurityProfile \"Tls\", attribute CertificateProfile: must be set if TLSEnabled is true"),
+            (Box::new(|d: &mut Value| d["SecurityProfile"]["Tls"]["CertificateProfile"] = "Other".into()),
+             "SecurityProfile \"Tls\", attribute CertificateProfile: names CertificateProfile \"Other\", which does not exist"),
+            (Box::new(|d: &mut Value| d["SecurityProfile"]["Tls"]["MinimumProtocolMethod"] = "TLSv1.1".into()),
+             "SecurityProfile \"Tls\", attribute MinimumProtocolMethod: ironsight speaks TLS 1.2 and 1.3 only (older versions are broken); use TLSv1.2 or TLSv1.3"),
+            (Box::new(|d: &mut Value| d["SecurityProfile"]["Tls"]["UseClientCertificate"] = true.into()),
+             "SecurityProfile \"Tls\", attribute UseClientCertificate: needs a TrustedCertificate for this profile: the CA that signs client certificates"),
+            (Box::new(|d: &mut Value| d["SecurityProfile"]["Tls"]["CRLProfile"] = "Revoked".into()),
+             "SecurityProfile \"Tls\", attribute CRLProfile: applies to client certificates: set UseClientCertificate to true, or remove it"),
+            (Box::new(|d: &mut Value| d["SecurityProfile"]["Tls"]["UsePasswordAuthentication"] = true.into()),
+             "SecurityProfile \"Tls\", attribute UsePasswordAuthentication: is not supported by this version of ironsight (it has no password authentication yet)"),
+            (Box::new(|d: &mut Value| d["TrustedCertificate"] = serde_json::json!([{"SecurityProfileName": "Gone", "TrustedCertificate": "ca.pem"}])),
+             "TrustedCertificate \"#1\", attribute SecurityProfileName: names SecurityProfile \"Gone\", which does not exist"),
+            (Box::new(|d: &mut Value| d["CRLProfile"] = serde_json::json!({"R": {"CRLSource": "http://ca.example.com/crl.pem"}})),
+             "CRLProfile \"R\", attribute CRLSource: must be a file; ironsight does not download revocation lists"),
+            (Box::new(|d: &mut Value| d["CertificateProfile"]["Server"]["KeyFilePassword"] = "secret".into()),
+             "CertificateProfile \"Server\", attribute KeyFilePassword: is not supported by this version of ironsight"),
+        ];
+        for (edit, expected) in cases {
+            assert_eq!(secure(edit).unwrap_err().to_string(), expected);
+        }
+    }
+
+    /// Proves a client-certificate profile with its CA, CRL and list-shaped TrustedCertificate
+    /// is accepted as Amlen writes it.
+    #[test]
+    fn client_certificate_profile_as_amlen_writes_it() {
+        let config = secure(|d| {
+            d["SecurityProfile"]["Tls"]["UseClientCertificate"] = true.into();
+            d["SecurityProfile"]["Tls"]["CRLProfile"] = "Revoked".into();
+            d["SecurityProfile"]["Tls"]["MinimumProtocolMethod"] = "TLSv1.3".into();
+            d["CRLProfile"] = serde_json::json!({"Revoked": {"CRLSource": "crl.pem", "RevalidateConnection": true}});
+            d["TrustedCertificate"] = serde_json::json!([{"SecurityProfileName": "Tls", "TrustedCertificate": "ca.pem"}]);
+        })
+        .unwrap();
+        let p = &config.security_profiles["Tls"];
+        assert!(p.use_client_certificate);
+        assert_eq!(p.minimum_protocol_method, TlsVersion::Tls13);
+        assert_eq!(p.ciphers, Ciphers::Fast);
+        assert_eq!(config.crl_profiles["Revoked"].update_interval, 60);
+        assert_eq!(config.trusted_certificates[0].trusted_certificate, "ca.pem");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! From a checked [`Config`] to what the broker runs: the core's settings (policies compiled)
 //! and the sockets to listen on.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 use ironsight_core::delivery::QueueBehavior;
 use ironsight_core::policy::{ConnectionRule, IdFilter, TopicPattern, TopicRule};
@@ -41,11 +41,12 @@ impl std::str::FromStr for ListenerOverride {
     }
 }
 
-/// MessageSight's `Interface`: `All`/`*` (every address), or one IP address.
+/// MessageSight's `Interface`: `All`/`*` (every address, IPv6 and IPv4: the listener is
+/// dual-stack), or one IP address.
 pub(crate) fn interface_addr(interface: &str) -> Result<IpAddr, String> {
     let text = interface.trim();
     if text.eq_ignore_ascii_case("all") || text == "*" {
-        return Ok(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        return Ok(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
     }
     let bare = text
         .strip_prefix('[')
@@ -64,7 +65,7 @@ fn behavior(b: MaxMessagesBehavior) -> QueueBehavior {
 
 impl Config {
     /// Enabled endpoints in name order; their position is the endpoint number.
-    fn enabled(&self) -> impl Iterator<Item = (&String, &crate::objects::Endpoint)> {
+    pub fn enabled(&self) -> impl Iterator<Item = (&String, &crate::objects::Endpoint)> {
         self.endpoints.iter().filter(|(_, e)| e.enabled)
     }
 
@@ -203,8 +204,8 @@ mod tests {
 
     #[test]
     fn interfaces_follow_messagesight() {
-        assert_eq!(interface_addr("All").unwrap().to_string(), "0.0.0.0");
-        assert_eq!(interface_addr("*").unwrap().to_string(), "0.0.0.0");
+        assert_eq!(interface_addr("All").unwrap().to_string(), "::");
+        assert_eq!(interface_addr("*").unwrap().to_string(), "::");
         assert_eq!(interface_addr("[::1]").unwrap().to_string(), "::1");
         assert!(interface_addr("localhost").is_err());
     }

@@ -63,6 +63,12 @@ impl OutBuf {
 
     /// Fills `slices` with the unsent bytes, oldest first; returns how many slices were used.
     pub fn io_slices<'a>(&'a self, slices: &mut [IoSlice<'a>]) -> usize {
+        self.io_slices_upto(slices, usize::MAX)
+    }
+
+    /// As [`OutBuf::io_slices`], with at most `limit` bytes in all (the rest of a frame whose
+    /// header announced that many).
+    pub fn io_slices_upto<'a>(&'a self, slices: &mut [IoSlice<'a>], mut limit: usize) -> usize {
         let Some(inner) = &self.inner else { return 0 };
         let sources = inner
             .chunks
@@ -71,6 +77,11 @@ impl OutBuf {
             .chain(std::iter::once(&inner.tail[..]));
         let mut used = 0;
         for (slot, bytes) in slices.iter_mut().zip(sources.filter(|b| !b.is_empty())) {
+            if limit == 0 {
+                break;
+            }
+            let bytes = &bytes[..bytes.len().min(limit)];
+            limit -= bytes.len();
             *slot = IoSlice::new(bytes);
             used += 1;
         }
@@ -152,6 +163,19 @@ mod tests {
         assert!(buf.is_empty());
         buf.release();
         assert!(buf.inner.is_none(), "an empty buffer gives its memory back");
+    }
+
+    #[test]
+    fn slices_stop_at_the_limit() {
+        let mut buf = OutBuf::default();
+        buf.tail().put_slice(b"ab");
+        buf.push_shared(Bytes::from_static(b"CDE"));
+        buf.tail().put_slice(b"fg");
+        let mut slices = [IoSlice::new(&[]); 8];
+        let n = buf.io_slices_upto(&mut slices, 4);
+        let bytes: Vec<u8> = slices[..n].iter().flat_map(|s| s.iter().copied()).collect();
+        assert_eq!(bytes, b"abCD");
+        assert_eq!(buf.io_slices_upto(&mut slices, 0), 0);
     }
 
     #[test]

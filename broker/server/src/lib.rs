@@ -11,6 +11,7 @@
 //! - [`overflow`]: messages for other shards that wait for room in a full channel, in order.
 //! - [`flusher`]: one write pass per scheduling round.
 //! - [`connection`]: the task of an active connection.
+//! - [`reload`]: certificates and revocation lists read again on SIGHUP and when they change.
 //! - [`transport`]: everything between a socket and MQTT bytes: plain, parking, sending,
 //!   lingering.
 //!
@@ -28,6 +29,7 @@ pub mod flusher;
 pub mod link;
 pub mod listen;
 pub mod overflow;
+pub mod reload;
 pub mod runtime;
 pub mod shard_io;
 pub mod transport;

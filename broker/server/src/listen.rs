@@ -101,6 +101,21 @@ fn listens_on(line: &str, addr: SocketAddr) -> bool {
     wildcard || ours || addr.ip().is_unspecified()
 }
 
+/// `Interface: All` listens on `[::]`, which takes IPv4 clients too; a machine whose kernel
+/// has IPv6 disabled gets `0.0.0.0` instead.
+fn dual_stack_or_ipv4(addr: SocketAddr) -> SocketAddr {
+    if addr.ip() != std::net::IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED) {
+        return addr;
+    }
+    match Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP)) {
+        Ok(_) => addr,
+        Err(error) => {
+            tracing::warn!(%error, "no IPv6 on this machine; listening on IPv4 only");
+            SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), addr.port())
+        }
+    }
+}
+
 pub fn bind(spec: &Listener, shards: usize) -> io::Result<BoundListener> {
     let context = |e: io::Error| {
         io::Error::new(
@@ -109,7 +124,7 @@ pub fn bind(spec: &Listener, shards: usize) -> io::Result<BoundListener> {
         )
     };
     refuse_if_listened(spec.addr).map_err(context)?;
-    let mut addr = spec.addr;
+    let mut addr = dual_stack_or_ipv4(spec.addr);
     let mut per_shard = Vec::with_capacity(shards);
     for _ in 0..shards {
         let socket = socket(addr).map_err(context)?;
@@ -185,6 +200,25 @@ mod tests {
             ),
             "127.0.0.2"
         );
+    }
+
+    /// Proves `Interface: All` takes IPv6 and IPv4 clients on one port.
+    #[test]
+    fn all_interfaces_take_ipv4_and_ipv6() {
+        let spec = Listener {
+            endpoint: 0,
+            name: "All".into(),
+            addr: "[::]:0".parse().unwrap(),
+        };
+        let bound = bind(&spec, 1).unwrap();
+        let port = bound.addr.port();
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("IPv4 client");
+        if std::net::TcpStream::connect(("::1", port)).is_err() {
+            assert!(
+                bound.addr.is_ipv4(),
+                "IPv6 is available, so the listener must take it"
+            );
+        }
     }
 
     #[test]

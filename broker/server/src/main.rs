@@ -46,18 +46,19 @@ fn main() -> ExitCode {
         .init();
     let config = match &args.config {
         None => Config::builtin(),
-        Some(path) => match std::fs::read_to_string(path) {
-            Err(e) => return fail(format!("cannot read {}: {e}", path.display())),
-            Ok(text) => match Config::parse(&text) {
-                Ok(config) => config,
-                Err(e) => return fail(format!("{}: {e}", path.display())),
-            },
+        Some(path) => match Config::load(path) {
+            Ok(config) => config,
+            Err(e) => return fail(e),
         },
     };
     if args.check_config {
         let json = serde_json::to_string_pretty(&config).expect("configuration serializes");
         println!("{json}");
-        return match config.listeners(&args.listen) {
+        // The files the configuration names (certificates, keys, CAs, CRLs) are checked too.
+        let checked = config
+            .listeners(&args.listen)
+            .and_then(|_| ironsight_server::transport::tls::context::build(&config));
+        return match checked {
             Ok(_) => ExitCode::SUCCESS,
             Err(e) => fail(e.to_string()),
         };

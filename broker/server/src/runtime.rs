@@ -17,9 +17,10 @@ use ironsight_core::Shard;
 
 use crate::cores::{self, CoreSpec};
 use crate::link::Envelope;
-use crate::listen;
 use crate::shard_io::ShardIo;
 use crate::transport::park::{Parking, TokenReader};
+use crate::transport::{tls, EndpointTransport};
+use crate::{listen, reload};
 
 /// Messages a channel between two shards holds before the sender's overflow takes over.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -41,6 +42,8 @@ pub fn run(options: Options) -> Result<(), String> {
     let cpus = cores::resolve(options.cores.as_ref())?;
     let shards = cpus.len();
     let settings = Arc::new(options.config.settings());
+    let contexts = tls::context::build(&options.config).map_err(|e| e.to_string())?;
+    let endpoints = EndpointTransport::all(&options.config, &contexts);
     let specs = options
         .config
         .listeners(&options.listen)
@@ -58,17 +61,26 @@ pub fn run(options: Options) -> Result<(), String> {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
+    let published = reload::start(Arc::new(options.config.clone()), stop.clone())?;
     tracing::info!(shards, cpus = ?cpus, "starting");
     let mesh = MeshBuilder::full(shards, CHANNEL_CAPACITY);
     let mut handles = Vec::with_capacity(shards);
     for (index, (cpu, listeners)) in cpus.into_iter().zip(per_shard).enumerate() {
-        let (mesh, settings, stop) = (mesh.clone(), settings.clone(), stop.clone());
+        let start = ShardStart {
+            index,
+            shards,
+            mesh: mesh.clone(),
+            settings: settings.clone(),
+            endpoints: endpoints.clone(),
+            listeners,
+            published: published.clone(),
+        };
+        let stop = stop.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("ironsight-{index}"))
             .io_memory(IO_MEMORY)
             .spawn(move || async move {
-                let result =
-                    shard_main(index, shards, mesh, settings, listeners, stop.clone()).await;
+                let result = shard_main(start, stop.clone()).await;
                 if let Err(error) = &result {
                     // The others cannot work without it (barriers wait for every shard).
                     tracing::error!(shard = index, %error, "shard failed; stopping the broker");
@@ -91,14 +103,29 @@ pub fn run(options: Options) -> Result<(), String> {
     failed.map_or(Ok(()), Err)
 }
 
-async fn shard_main(
+/// What one shard starts from.
+struct ShardStart {
     index: usize,
     shards: usize,
     mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
     settings: Arc<Settings>,
+    endpoints: Vec<EndpointTransport>,
+    /// Its listening sockets, by endpoint number.
     listeners: Vec<(u16, OwnedFd)>,
-    stop: Arc<AtomicBool>,
-) -> Result<(), String> {
+    /// Endpoint transports reloaded while the broker runs (new certificates).
+    published: Arc<reload::Published>,
+}
+
+async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let ShardStart {
+        index,
+        shards,
+        mesh,
+        settings,
+        endpoints,
+        listeners,
+        published,
+    } = start;
     let (senders, mut receivers) = mesh
         .join()
         .await
@@ -107,7 +134,7 @@ async fn shard_main(
     let core = Shard::new(id, shards as u16, settings);
     let (parking, tokens) =
         Parking::start(index).map_err(|e| format!("cannot start parking for shard {id}: {e}"))?;
-    let io = ShardIo::new(core, senders, parking);
+    let io = ShardIo::new(core, senders, parking, endpoints);
     let mut listening = Vec::with_capacity(listeners.len());
     for (endpoint, fd) in listeners {
         listening.push(fd.as_raw_fd());
@@ -119,7 +146,7 @@ async fn shard_main(
         let io = io.clone();
         glommio::spawn_local(async move {
             while let Some(envelope) = receiver.recv().await {
-                io.received(envelope);
+                io.from_shard(envelope);
             }
         })
         .detach();
@@ -133,8 +160,13 @@ async fn shard_main(
     glommio::spawn_local(unpark_loop(io.clone(), tokens)).detach();
 
     let mut next_tick = Instant::now() + TICK;
+    let mut generation = published.generation();
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(STOP_POLL).await;
+        if published.generation() != generation {
+            generation = published.generation();
+            io.reload(published.endpoints());
+        }
         if Instant::now() >= next_tick {
             next_tick += TICK;
             io.tick();

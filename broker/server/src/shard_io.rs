@@ -15,17 +15,20 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::Senders;
 use glommio::net::TcpStream;
-use ironsight_core::conn::ConnId;
+use ironsight_codec::BytesMut;
+use ironsight_core::conn::{ClientCertificate, ConnId, Identity};
+use ironsight_core::outbuf::OutBuf;
 use ironsight_core::routing::{ShardId, ShardMsg};
 use ironsight_core::{Event, Handoff, Shard};
 
 use crate::conns::{ConnIo, ConnTable, Socket};
 use crate::flusher::Flusher;
 use crate::link::{Adopted, Envelope, ShardLink};
+use crate::transport::layered::Learnt;
 use crate::transport::linger::{self, Lingering};
 use crate::transport::park::{self, Parking};
 use crate::transport::send::{send_all, Sent};
-use crate::transport::Transport;
+use crate::transport::{EndpointTransport, Transport, TransportError, Upward, CARRY_MAX};
 
 /// Bytes read from a socket at once, into one buffer the shard shares.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -44,13 +47,18 @@ pub struct ShardIo {
     flusher: Flusher,
     parking: Parking,
     lingering: Lingering,
-    /// The read buffer every connection of the shard shares.
+    /// What each endpoint accepts, by endpoint number.
+    endpoints: RefCell<Vec<EndpointTransport>>,
+    /// The read buffer every connection of the shard shares: room for a read, and in front of
+    /// it for the bytes a transport carried over from the last one.
     scratch: RefCell<Box<[u8]>>,
     clock_s: Cell<u32>,
     /// Connections parked since the allocator last gave memory back.
     parked_since_collect: Cell<u32>,
     /// Reused between flushes, so that a flush allocates nothing.
     dirty: RefCell<Vec<ConnId>>,
+    /// Connections whose transport has bytes of its own to write (a handshake flight, a pong).
+    transport_dirty: RefCell<Vec<ConnId>>,
     outbox: RefCell<Vec<(ShardId, ShardMsg)>>,
     events: RefCell<Vec<Event>>,
 }
@@ -70,7 +78,12 @@ fn dup(fd: RawFd) -> std::io::Result<OwnedFd> {
 }
 
 impl ShardIo {
-    pub fn new(core: Shard, senders: Senders<Envelope>, parking: Parking) -> Rc<ShardIo> {
+    pub fn new(
+        core: Shard,
+        senders: Senders<Envelope>,
+        parking: Parking,
+        endpoints: Vec<EndpointTransport>,
+    ) -> Rc<ShardIo> {
         Rc::new(ShardIo {
             id: core.id,
             core: RefCell::new(core),
@@ -79,10 +92,12 @@ impl ShardIo {
             flusher: Flusher::default(),
             parking,
             lingering: Lingering::default(),
-            scratch: RefCell::new(vec![0; READ_CHUNK].into_boxed_slice()),
+            endpoints: RefCell::new(endpoints),
+            scratch: RefCell::new(vec![0; CARRY_MAX + READ_CHUNK].into_boxed_slice()),
             clock_s: Cell::new(0),
             parked_since_collect: Cell::new(0),
             dirty: RefCell::new(Vec::new()),
+            transport_dirty: RefCell::new(Vec::new()),
             outbox: RefCell::new(Vec::new()),
             events: RefCell::new(Vec::new()),
         })
@@ -110,7 +125,8 @@ impl ShardIo {
             Err(_) => return, // already gone
         };
         let (conn, generation) = self.core().open(Instant::now(), endpoint, peer);
-        self.start_task(conn, generation, endpoint, stream, Transport::Plain);
+        let transport = Transport::accept(&self.endpoints.borrow()[usize::from(endpoint)]);
+        self.start_task(conn, generation, endpoint, stream, transport);
     }
 
     /// Enters a connection in the table and starts its task, which owns the stream.
@@ -134,7 +150,7 @@ impl ShardIo {
     }
 
     /// An envelope from another shard.
-    pub fn received(self: &Rc<Self>, envelope: Envelope) {
+    pub fn from_shard(self: &Rc<Self>, envelope: Envelope) {
         let now = Instant::now();
         match envelope {
             Envelope::Adopt(adopted) => {
@@ -191,14 +207,21 @@ impl ShardIo {
                 }
                 reads += 1;
                 let mut scratch = self.scratch.borrow_mut();
-                match std::pin::Pin::new(&mut *stream).poll_read(cx, &mut scratch) {
+                let carried = self.with_conn(conn, generation, |c| {
+                    let carried = c.transport.carried();
+                    scratch[..carried.len()].copy_from_slice(carried);
+                    carried.len()
+                });
+                let carried = carried.unwrap_or(0);
+                let into = &mut scratch[carried..carried + READ_CHUNK];
+                match std::pin::Pin::new(&mut *stream).poll_read(cx, into) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                         drop(scratch);
                         self.lost(conn);
                         continue;
                     }
                     Poll::Ready(Ok(n)) => {
-                        self.core().input(conn, Instant::now(), &scratch[..n]);
+                        self.bytes_read(conn, generation, &mut scratch[..carried + n]);
                         drop(scratch);
                         // A handoff must happen before this task reads on.
                         self.handle_events();
@@ -220,6 +243,96 @@ impl ShardIo {
         Poll::Pending
     }
 
+    /// Bytes read from `conn`'s socket (after what its transport carried over): through the
+    /// transport, into the core.
+    fn bytes_read(&self, conn: ConnId, generation: u32, data: &mut [u8]) {
+        let now = Instant::now();
+        let mut conns = self.conns.borrow_mut();
+        let Some(c) = conns.get(conn, generation) else {
+            return;
+        };
+        if let Transport::Plain = c.transport {
+            drop(conns);
+            self.core().input(conn, now, data);
+            return;
+        }
+        let endpoints = self.endpoints.borrow();
+        let mut up = CoreUp {
+            core: &self.core,
+            conn,
+            generation,
+            now,
+            after_handoff: None,
+        };
+        let result = c
+            .transport
+            .read(data, &endpoints[usize::from(c.endpoint)], &mut up);
+        let pending = c.transport.has_pending();
+        let after_handoff = up.after_handoff;
+        drop(conns);
+        if let Some(rest) = after_handoff {
+            self.complete_handoff(conn, rest);
+        }
+        match result {
+            Ok(()) if pending => self.transport_dirty.borrow_mut().push(conn),
+            Ok(()) => {}
+            Err(error) => self.refused(conn, &error),
+        }
+    }
+
+    /// Adds what the transport passed up after the CONNECT that moved `conn` to another shard
+    /// (a TLS read holds several records) to the handoff, which carries it there.
+    fn complete_handoff(&self, conn: ConnId, rest: BytesMut) {
+        let mut events = self.events.borrow_mut();
+        self.core().take_events(&mut events);
+        for event in events.iter_mut() {
+            if let Event::Handoff {
+                conn: moving,
+                handoff,
+                ..
+            } = event
+            {
+                if *moving == conn {
+                    let mut all = BytesMut::from(&handoff.rest[..]);
+                    all.extend_from_slice(&rest);
+                    handoff.rest = all.freeze();
+                }
+            }
+        }
+    }
+
+    /// The transport ends the connection (a failed handshake, a WebSocket violation, a PROXY
+    /// header missing): the core forgets it, the transport's last words go out, the socket
+    /// closes.
+    fn refused(&self, conn: ConnId, error: &TransportError) {
+        let peer = self.core.borrow().peer(conn);
+        if error.peer_closed() {
+            tracing::debug!(conn, ?peer, %error, "transport closed by the client");
+        } else {
+            tracing::info!(conn, ?peer, %error, "connection refused");
+        }
+        self.end_below_mqtt(conn);
+    }
+
+    /// Ends a connection for a reason below MQTT (its transport failed, its certificate was
+    /// revoked): the core ends it as if the socket broke, the transport says its goodbye.
+    fn end_below_mqtt(&self, conn: ConnId) {
+        self.core().lost(conn, Instant::now());
+        self.say_goodbye(conn);
+        self.close_after_last_bytes(conn);
+    }
+
+    /// Queues the transport's goodbye (close frame, close_notify) and tries once to write it
+    /// with anything else still pending; a peer that does not read is not waited for.
+    fn say_goodbye(&self, conn: ConnId) {
+        let mut conns = self.conns.borrow_mut();
+        let Some(c) = conns.any(conn) else { return };
+        if c.transport.goodbye() || c.transport.has_pending() {
+            let mut nothing = OutBuf::default();
+            let _ = send_all(c.fd(), &mut c.transport, &mut nothing);
+        }
+    }
+
     /// Writes a blocked connection's output from its own task. `Ready` when it made progress
     /// (the caller looks again), `Pending` when the socket is still full; glommio then wakes the
     /// task once it drains.
@@ -234,6 +347,7 @@ impl ShardIo {
             Ok(Sent::All) => {
                 self.with_conn(conn, generation, |c| c.write_blocked = false);
                 if self.core.borrow().is_closing(conn) {
+                    self.say_goodbye(conn);
                     self.close_after_last_bytes(conn);
                 } else {
                     // Room again: queued messages move into the output, for the flusher to write.
@@ -271,7 +385,12 @@ impl ShardIo {
         let (Some(c), Some(out)) = (conns.any(conn), core.output(conn)) else {
             return Poll::Ready(Ok(()));
         };
-        c.transport.prepare(out);
+        if let Err(e) = c.transport.prepare(out) {
+            return Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                e,
+            )));
+        }
         let mut slices = [std::io::IoSlice::new(&[])];
         if c.transport.io_slices(out, &mut slices) == 0 {
             return Poll::Ready(Ok(()));
@@ -292,11 +411,11 @@ impl ShardIo {
             let core = self.core.borrow();
             core.wants_input(conn) && !core.has_output(conn) && !core.is_closing(conn)
         };
-        let blocked = self.with_conn(conn, generation, |c| {
+        let busy = self.with_conn(conn, generation, |c| {
             c.park_requested = false;
-            c.write_blocked
+            c.write_blocked || c.transport.has_pending()
         });
-        if !idle || blocked != Some(false) {
+        if !idle || busy != Some(false) {
             return false;
         }
         let Ok(fd) = dup(stream.as_raw_fd()) else {
@@ -310,9 +429,13 @@ impl ShardIo {
             return false;
         }
         self.core().release_buffers(conn);
-        self.with_conn(conn, generation, |c| c.socket = Socket::Parked { fd });
+        self.with_conn(conn, generation, |c| {
+            c.transport.release_buffers();
+            c.socket = Socket::Parked { fd };
+        });
         self.parked_since_collect
             .set(self.parked_since_collect.get() + 1);
+        tracing::debug!(conn, "parked");
         true
     }
 
@@ -366,6 +489,7 @@ impl ShardIo {
         loop {
             let mut dirty = std::mem::take(&mut *self.dirty.borrow_mut());
             self.core().take_dirty(&mut dirty);
+            dirty.append(&mut self.transport_dirty.borrow_mut());
             if dirty.is_empty() {
                 *self.dirty.borrow_mut() = dirty;
                 break;
@@ -405,7 +529,10 @@ impl ShardIo {
             return;
         }
         match self.write(conn) {
-            Ok(Sent::All) if closing => self.close_after_last_bytes(conn),
+            Ok(Sent::All) if closing => {
+                self.say_goodbye(conn);
+                self.close_after_last_bytes(conn);
+            }
             Ok(Sent::All) => self.core().written(conn, Instant::now()),
             Ok(Sent::Blocked) => {
                 if closing {
@@ -526,6 +653,7 @@ impl ShardIo {
                     fd,
                     transport: c.transport,
                 };
+                tracing::debug!(conn, to, "handed over to the shard that owns the client id");
                 self.link.send(to, Envelope::Adopt(Box::new(adopted)));
             }
             Err(error) => {
@@ -548,6 +676,34 @@ impl ShardIo {
     /// The drainer task: waits on full channels to other shards so that nothing else has to.
     pub async fn drain_overflow(self: Rc<Self>) {
         self.link.drain().await
+    }
+
+    // ----- reloads -----
+
+    /// New endpoint transports (reloaded certificates, keys, CAs, revocation lists): new
+    /// connections use them. Live connections keep their sessions, except those whose client
+    /// certificate a revocation list now names, where the profile revalidates connections.
+    pub fn reload(&self, endpoints: Vec<EndpointTransport>) {
+        let revoked: Vec<ConnId> = self
+            .conns
+            .borrow_mut()
+            .iter_mut()
+            .filter(|(_, c)| {
+                let revalidate = endpoints
+                    .get(usize::from(c.endpoint))
+                    .and_then(|ep| ep.tls.as_ref())
+                    .and_then(|tls| tls.revalidate.as_ref());
+                matches!((revalidate, c.transport.revocation()), (Some(set), Some(key)) if set.contains(key))
+            })
+            .map(|(conn, _)| conn)
+            .collect();
+        *self.endpoints.borrow_mut() = endpoints;
+        for conn in revoked {
+            let peer = self.core.borrow().peer(conn);
+            tracing::info!(conn, ?peer, "client certificate revoked; connection closed");
+            self.end_below_mqtt(conn);
+        }
+        self.flusher.schedule();
     }
 
     // ----- time -----
@@ -593,6 +749,47 @@ impl ShardIo {
         let open = self.conns.borrow().ids();
         for conn in open {
             self.close_now(conn);
+        }
+    }
+}
+
+/// The core's side of a transport read: identity first, then MQTT bytes. Bytes that arrive
+/// after a CONNECT moved the connection to another shard are kept for the handoff.
+struct CoreUp<'a> {
+    core: &'a RefCell<Shard>,
+    conn: ConnId,
+    generation: u32,
+    now: Instant,
+    after_handoff: Option<BytesMut>,
+}
+
+impl Upward for CoreUp<'_> {
+    fn identify(&mut self, learnt: Learnt) {
+        let mut core = self.core.borrow_mut();
+        let Some(socket_peer) = core.peer(self.conn) else {
+            return;
+        };
+        let identity = Identity {
+            peer: learnt.proxied_peer.unwrap_or(socket_peer),
+            secure: learnt.secure,
+            certificate: learnt.certificate.map(|c| {
+                Box::new(ClientCertificate {
+                    common_name: c.common_name,
+                })
+            }),
+        };
+        core.identify(self.conn, identity);
+    }
+
+    fn deliver(&mut self, mqtt: &[u8]) {
+        if let Some(rest) = &mut self.after_handoff {
+            rest.extend_from_slice(mqtt);
+            return;
+        }
+        let mut core = self.core.borrow_mut();
+        core.input(self.conn, self.now, mqtt);
+        if !core.is_current(self.conn, self.generation) {
+            self.after_handoff = Some(BytesMut::new());
         }
     }
 }

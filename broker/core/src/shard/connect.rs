@@ -238,7 +238,15 @@ impl Shard {
             packet_size_max: props.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get),
             topic_alias_max: props.topic_alias_maximum.unwrap_or(0),
         };
-        tracing::debug!(conn, peer = %c.peer, client_id = %self.sessions[session as usize].client_id, present, "connected");
+        tracing::debug!(
+            conn,
+            peer = %c.peer,
+            secure = c.secure,
+            common_name = c.certificate.as_ref().map(|cert| &*cert.common_name),
+            client_id = %self.sessions[session as usize].client_id,
+            present,
+            "connected"
+        );
 
         let properties = ConnAckProperties {
             session_expiry_interval_s: (v5 && expiry != requested_expiry).then_some(expiry),

@@ -228,6 +228,11 @@ impl Shard {
         }
     }
 
+    /// The peer address `conn` was opened with (or identified by).
+    pub fn peer(&self, conn: ConnId) -> Option<SocketAddr> {
+        self.conns.get(conn as usize).map(|c| c.peer.into())
+    }
+
     /// A connection handed over by another shard ([`Event::Handoff`]): opened here with what
     /// that shard knew, and its CONNECT and later bytes processed. Returns its id and generation.
     pub fn adopt(&mut self, now: Instant, handoff: &Handoff) -> (ConnId, u32) {

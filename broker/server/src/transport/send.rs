@@ -22,7 +22,10 @@ pub enum Sent {
 pub fn send_all(fd: RawFd, transport: &mut Transport, out: &mut OutBuf) -> io::Result<Sent> {
     let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
     loop {
-        transport.prepare(out);
+        // A transport that cannot seal (a TLS 1.2 key at its limit) ends the connection.
+        transport
+            .prepare(out)
+            .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e))?;
         if !transport.has_output(out) {
             return Ok(Sent::All);
         }
