@@ -76,7 +76,10 @@ fn run(config: &Config, published: &Published, hangup: &AtomicBool, stop: &Atomi
             Ok(contexts) => {
                 published.publish(EndpointTransport::all(config, &contexts));
                 crls = CrlWatch::new(config);
-                tracing::info!(profiles = contexts.len(), "TLS contexts reloaded");
+                tracing::info!(
+                    profiles = contexts.len(),
+                    "TLS contexts reloaded; shards take them up within 50 ms"
+                );
             }
             Err(error) => {
                 tracing::error!(%error, "reload refused; the broker keeps its current TLS settings")

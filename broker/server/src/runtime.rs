@@ -131,6 +131,11 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
         .await
         .map_err(|_| "cannot join the shard mesh".to_string())?;
     let id = senders.peer_id() as u16;
+    if endpoints.iter().any(|ep| ep.tls.is_some()) {
+        // aws-lc seeds this thread's random generator on first use, which takes tens of
+        // milliseconds: here, rather than in the first client's handshake.
+        let _ = aws_lc_rs::rand::fill(&mut [0u8; 1]);
+    }
     let core = Shard::new(id, shards as u16, settings);
     let (parking, tokens) =
         Parking::start(index).map_err(|e| format!("cannot start parking for shard {id}: {e}"))?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::Senders;
 use glommio::net::TcpStream;
-use ironsight_codec::BytesMut;
+use ironsight_codec::{BytesMut, ReasonCode};
 use ironsight_core::conn::{ClientCertificate, ConnId, Identity};
 use ironsight_core::outbuf::OutBuf;
 use ironsight_core::routing::{ShardId, ShardMsg};
@@ -318,19 +318,23 @@ impl ShardIo {
     /// revoked): the core ends it as if the socket broke, the transport says its goodbye.
     fn end_below_mqtt(&self, conn: ConnId) {
         self.core().lost(conn, Instant::now());
-        self.say_goodbye(conn);
         self.close_after_last_bytes(conn);
     }
 
     /// Queues the transport's goodbye (close frame, close_notify) and tries once to write it
-    /// with anything else still pending; a peer that does not read is not waited for.
-    fn say_goodbye(&self, conn: ConnId) {
+    /// with anything else still pending; a peer that does not read is not waited for. Returns
+    /// whether a goodbye went out, to which the peer will answer.
+    fn say_goodbye(&self, conn: ConnId) -> bool {
         let mut conns = self.conns.borrow_mut();
-        let Some(c) = conns.any(conn) else { return };
-        if c.transport.goodbye() || c.transport.has_pending() {
+        let Some(c) = conns.any(conn) else {
+            return false;
+        };
+        let goodbye = c.transport.goodbye();
+        if goodbye || c.transport.has_pending() {
             let mut nothing = OutBuf::default();
             let _ = send_all(c.fd(), &mut c.transport, &mut nothing);
         }
+        goodbye
     }
 
     /// Writes a blocked connection's output from its own task. `Ready` when it made progress
@@ -347,7 +351,6 @@ impl ShardIo {
             Ok(Sent::All) => {
                 self.with_conn(conn, generation, |c| c.write_blocked = false);
                 if self.core.borrow().is_closing(conn) {
-                    self.say_goodbye(conn);
                     self.close_after_last_bytes(conn);
                 } else {
                     // Room again: queued messages move into the output, for the flusher to write.
@@ -530,7 +533,6 @@ impl ShardIo {
         }
         match self.write(conn) {
             Ok(Sent::All) if closing => {
-                self.say_goodbye(conn);
                 self.close_after_last_bytes(conn);
             }
             Ok(Sent::All) => self.core().written(conn, Instant::now()),
@@ -573,21 +575,37 @@ impl ShardIo {
 
     /// Closes the socket and forgets the connection. An active task notices and ends.
     fn close_now(&self, conn: ConnId) {
-        self.close(conn, false);
+        self.close(conn, Linger::Never);
     }
 
-    /// Closes a closing connection whose last bytes are in the kernel, so that they reach the
-    /// peer even if it sent input that was never read (see [`crate::transport::linger`]).
+    /// Closes a closing connection whose last bytes are in the kernel, with its transport's
+    /// goodbye after them. The socket lingers (see [`crate::transport::linger`]) while the peer
+    /// still has something to say: input it sent that was never read (closing would reset the
+    /// connection and destroy our last bytes), or its answer to our goodbye (a WebSocket close
+    /// frame, a TLS close_notify), which would otherwise meet a closed socket and a reset.
     fn close_after_last_bytes(&self, conn: ConnId) {
-        self.close(conn, true);
+        let answer_expected = self.say_goodbye(conn);
+        self.close(
+            conn,
+            if answer_expected {
+                Linger::Always
+            } else {
+                Linger::IfUnreadInput
+            },
+        );
     }
 
-    fn close(&self, conn: ConnId, keep_last_bytes: bool) {
+    fn close(&self, conn: ConnId, linger: Linger) {
         let entry = self.conns.borrow_mut().take(conn);
         if let Some(c) = entry {
             c.wake(); // an active task drops its stream, which closes its fd
             let fd = c.fd();
-            let socket = if keep_last_bytes && linger::has_unread_input(fd) {
+            let lingers = match linger {
+                Linger::Never => false,
+                Linger::IfUnreadInput => linger::has_unread_input(fd),
+                Linger::Always => true,
+            };
+            let socket = if lingers {
                 self.linger(c.socket)
             } else {
                 Some(c.socket)
@@ -701,7 +719,9 @@ impl ShardIo {
         for conn in revoked {
             let peer = self.core.borrow().peer(conn);
             tracing::info!(conn, ?peer, "client certificate revoked; connection closed");
-            self.end_below_mqtt(conn);
+            // v5 clients learn why (0x87 Not authorized); the close follows the flush.
+            self.core()
+                .disconnect(conn, Instant::now(), ReasonCode::NotAuthorized);
         }
         self.flusher.schedule();
     }
@@ -751,6 +771,13 @@ impl ShardIo {
             self.close_now(conn);
         }
     }
+}
+
+/// Whether a closed socket waits for the peer before it goes (see `close_after_last_bytes`).
+enum Linger {
+    Never,
+    IfUnreadInput,
+    Always,
 }
 
 /// The core's side of a transport read: identity first, then MQTT bytes. Bytes that arrive

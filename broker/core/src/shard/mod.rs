@@ -373,12 +373,21 @@ impl Shard {
 
     /// Ends the connection for a protocol reason: v5 clients are told why ([MQTT-4.13.1-1]).
     fn fail(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
-        let c = &self.conns[conn as usize];
+        self.stats.protocol_errors += 1;
+        self.disconnect(conn, now, reason);
+    }
+
+    /// The server ends `conn` for `reason` (a revoked certificate, an administrator): a v5
+    /// client is told why with a DISCONNECT, the will stands, the server closes the socket once
+    /// the last bytes are out.
+    pub fn disconnect(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
+        let Some(c) = self.conns.get(conn as usize) else {
+            return;
+        };
         tracing::debug!(conn, peer = %c.peer, ?reason, "closing connection");
         if c.is_v5() && c.state == ConnState::Connected {
             self.send(conn, &lifecycle::disconnect_packet(reason));
         }
-        self.stats.protocol_errors += 1;
         self.close(conn, now, lifecycle::CloseKind::ServerInitiated);
     }
 

@@ -54,7 +54,8 @@ enum Outer {
 enum Inner {
     Undecided,
     Mqtt,
-    WebSocket(WebSocket),
+    /// Boxed: TLS connections carrying plain MQTT, the common case, need none of it.
+    WebSocket(Box<WebSocket>),
 }
 
 /// What the layers learnt about the peer, told to the core before the first MQTT byte.
@@ -81,7 +82,8 @@ pub struct Layered {
     /// Bytes read but not used yet: a partial PROXY header or TLS record.
     carry: BytesMut,
     proxy_done: bool,
-    learnt: Option<Learnt>,
+    /// Until the core was told; boxed, as it is needed only until the first MQTT byte.
+    learnt: Option<Box<Learnt>>,
     /// The client certificate, as a revocation list would name it.
     revocation: Option<Box<RevocationKey>>,
 }
@@ -94,7 +96,7 @@ impl Default for Layered {
             wire: BytesMut::new(),
             carry: BytesMut::new(),
             proxy_done: false,
-            learnt: Some(Learnt::default()),
+            learnt: Some(Box::default()),
             revocation: None,
         }
     }
@@ -141,7 +143,7 @@ impl Layered {
                 }
                 Detected::WebSocket => {
                     self.outer = Outer::Socket;
-                    self.inner = Inner::WebSocket(WebSocket::default());
+                    self.inner = Inner::WebSocket(Box::default());
                 }
             }
         }
@@ -284,9 +286,9 @@ impl Layered {
 }
 
 /// Tells the core what the layers learnt, once, before the first MQTT byte.
-fn announce(learnt: &mut Option<Learnt>, up: &mut dyn Upward) {
+fn announce(learnt: &mut Option<Box<Learnt>>, up: &mut dyn Upward) {
     if let Some(learnt) = learnt.take() {
-        up.identify(learnt);
+        up.identify(*learnt);
     }
 }
 
@@ -295,13 +297,13 @@ fn read_inner(
     inner: &mut Inner,
     data: &mut [u8],
     ep: &EndpointTransport,
-    learnt: &mut Option<Learnt>,
+    learnt: &mut Option<Box<Learnt>>,
     up: &mut dyn Upward,
 ) -> Result<(), TransportError> {
     if let Inner::Undecided = inner {
         match detect::inner(data, ep)? {
             Detected::NeedMore => return Ok(()),
-            Detected::WebSocket => *inner = Inner::WebSocket(WebSocket::default()),
+            Detected::WebSocket => *inner = Inner::WebSocket(Box::default()),
             _ => *inner = Inner::Mqtt,
         }
     }

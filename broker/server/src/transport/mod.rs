@@ -222,3 +222,23 @@ impl Transport {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every idle connection pays for its transport state; a field added carelessly here is
+    /// paid a million times. A plain connection's transport is one word; a TLS connection's
+    /// layered state holds its record layer's keys inline (no cipher contexts while idle).
+    /// Raise these bounds knowingly.
+    #[test]
+    fn per_connection_transport_state_stays_small() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<super::Transport>(), 8);
+        assert!(
+            size_of::<super::layered::Layered>() <= 352,
+            "{}",
+            size_of::<super::layered::Layered>()
+        );
+        assert!(size_of::<super::tls::records::Records>() <= 232);
+        assert!(size_of::<super::ws::WebSocket>() <= 128);
+    }
+}

@@ -538,7 +538,7 @@ fn upgrade(
             reply,
             426,
             "Upgrade Required",
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n",
+            "Upgrade: websocket\r\n",
             "not a WebSocket upgrade",
         );
     }
@@ -592,13 +592,20 @@ fn upgrade(
     Ok(Some(end - before))
 }
 
+/// An HTTP error answer, after which the connection closes. A 426 names the protocol to
+/// upgrade to, which also puts `upgrade` in its Connection header (RFC 9110 7.8).
 fn http_error(reply: &mut BytesMut, code: u16, reason: &str, extra: &str, why: &str) {
     let body =
         format!("{why}.\nThis port speaks MQTT, also over WebSocket (subprotocol \"mqtt\").\n");
+    let connection = if code == 426 {
+        "upgrade, close"
+    } else {
+        "close"
+    };
     reply.extend_from_slice(
         format!(
             "HTTP/1.1 {code} {reason}\r\n{extra}Content-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+             Content-Length: {}\r\nConnection: {connection}\r\n\r\n{body}",
             body.len()
         )
         .as_bytes(),

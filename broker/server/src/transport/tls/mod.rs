@@ -61,8 +61,6 @@ pub enum TlsError {
     PeerClosed,
     #[error("unexpected TLS handshake message {0} after the handshake")]
     UnexpectedHandshake(u8),
-    #[error("the TLS 1.2 session reached its key's record limit")]
-    KeyExhausted,
 }
 
 /// What a TLS session established, once: the verified client certificate, if any.
@@ -188,9 +186,12 @@ impl Tls {
             let state = match status.state {
                 Ok(state) => state,
                 Err(error) => {
-                    // rustls queued an alert telling the client why; it comes out first.
+                    // rustls may have queued an alert telling the client why; asking for it
+                    // means calling again, and a call must see the bytes the last one did not
+                    // discard (an empty slice makes rustls index past its end).
+                    used += discard;
                     if let Ok(ConnectionState::EncodeTlsData(mut e)) =
-                        conn.process_tls_records(&mut []).state
+                        conn.process_tls_records(&mut data[used..]).state
                     {
                         encode(wire, |buf| e.encode(buf));
                     }
@@ -245,10 +246,10 @@ impl Tls {
         max: usize,
         wire: &mut BytesMut,
     ) -> Result<(), TlsError> {
-        let records = self.records_for_sealing(wire)?;
+        let records = self.records()?;
         let mut sealed = 0;
         while !out.is_empty() && sealed < max {
-            let start = records.begin(wire);
+            let start = records.begin(wire)?;
             let mut room = records::PLAINTEXT_MAX.min(max - sealed);
             while room > 0 && !out.is_empty() {
                 let chunk = out.first_chunk();
@@ -265,23 +266,16 @@ impl Tls {
 
     /// Seals `plain` as application data records into `wire`.
     pub fn seal(&mut self, plain: &[u8], wire: &mut BytesMut) -> Result<(), TlsError> {
-        let records = self.records_for_sealing(wire)?;
-        records.seal(content::APPLICATION_DATA, plain, wire);
-        Ok(())
+        Ok(self.records()?.seal(plain, wire)?)
     }
 
-    /// The record layer, with a fresh key when the current one has sealed its share.
-    fn records_for_sealing(&mut self, wire: &mut BytesMut) -> Result<&mut Records, TlsError> {
-        let State::Open(records) = &mut self.state else {
-            return Err(TlsError::Keys("nothing may be sealed before the handshake"));
-        };
-        if records.tx_exhausted() {
-            match records.version {
-                Version::Tls13 => records.update_tx(wire, false),
-                Version::Tls12 => return Err(TlsError::KeyExhausted),
-            }
+    fn records(&mut self) -> Result<&mut Records, TlsError> {
+        match &mut self.state {
+            State::Open(records) => Ok(records),
+            _ => Err(TlsError::Keys(
+                "nothing may be sealed outside an open session",
+            )),
         }
-        Ok(records)
     }
 
     /// The goodbye of a session the broker closes: close_notify, once.
@@ -448,8 +442,8 @@ fn alert_for(error: &TlsError) -> Option<u8> {
     match error {
         TlsError::Record(RecordError::BadMac) => Some(alert::BAD_RECORD_MAC),
         TlsError::Record(RecordError::TooLong(_)) => Some(alert::RECORD_OVERFLOW),
+        TlsError::Record(RecordError::KeyExhausted) => Some(alert::CLOSE_NOTIFY),
         TlsError::Record(_) | TlsError::UnexpectedHandshake(_) => Some(alert::UNEXPECTED_MESSAGE),
-        TlsError::KeyExhausted => Some(alert::CLOSE_NOTIFY),
         TlsError::Keys(_) => Some(alert::HANDSHAKE_FAILURE),
         TlsError::PeerClosed | TlsError::PeerAlert(_) => None,
         TlsError::Handshake(_) | TlsError::HandshakeTooLarge => Some(alert::DECODE_ERROR),

@@ -233,6 +233,8 @@ pub enum RecordError {
     UnexpectedType(u8),
     #[error("TLS record without a content type")]
     NoContentType,
+    #[error("the TLS 1.2 session reached its key's record limit")]
+    KeyExhausted,
 }
 
 pub struct Records {
@@ -273,15 +275,20 @@ impl Records {
         })
     }
 
+    /// Lowers the key's record limit, so that a test reaches it.
+    #[cfg(test)]
+    pub fn set_tx_limit(&mut self, limit: u64) {
+        self.tx_limit = limit;
+    }
+
     /// Drops the cipher contexts of a connection going idle; the keys stay.
     pub fn release(&mut self) {
         self.live = None;
     }
 
-    /// Whether the key nears its limit: TLS 1.3 must update it ([`Records::update_tx`]), TLS
-    /// 1.2 must close. The last records under the limit are kept for the KeyUpdate or the
-    /// closing alert.
-    pub fn tx_exhausted(&self) -> bool {
+    /// Whether the key nears its limit. The last records under the limit are kept for the
+    /// KeyUpdate or the closing alert.
+    fn tx_exhausted(&self) -> bool {
         self.tx.seq + RESERVED_RECORDS >= self.tx_limit
     }
 
@@ -297,22 +304,42 @@ impl Records {
         }
     }
 
-    /// Seals `plaintext` (any length) as records of `typ` at the end of `wire`.
-    pub fn seal(&mut self, typ: u8, plaintext: &[u8], wire: &mut BytesMut) {
+    /// Seals `plaintext` (any length) as application data records at the end of `wire`.
+    pub fn seal(&mut self, plaintext: &[u8], wire: &mut BytesMut) -> Result<(), RecordError> {
         for chunk in plaintext.chunks(PLAINTEXT_MAX) {
-            let start = self.begin(wire);
+            let start = self.begin(wire)?;
             wire.extend_from_slice(chunk);
-            self.finish(typ, wire, start);
+            self.finish(content::APPLICATION_DATA, wire, start);
         }
+        Ok(())
     }
 
     /// Starts a record at the end of `wire`; its plaintext is appended next, at most
     /// [`PLAINTEXT_MAX`] bytes, then [`Records::finish`] seals it. Returns the record's start.
-    pub fn begin(&mut self, wire: &mut BytesMut) -> usize {
+    /// A key near its limit is replaced first (TLS 1.3: a KeyUpdate goes out before the
+    /// record); TLS 1.2 cannot replace it, and the connection must end.
+    pub fn begin(&mut self, wire: &mut BytesMut) -> Result<usize, RecordError> {
+        if self.tx_exhausted() {
+            match self.version {
+                Version::Tls13 => self.update_tx(wire, false),
+                Version::Tls12 => return Err(RecordError::KeyExhausted),
+            }
+        }
+        Ok(self.begin_record(wire))
+    }
+
+    fn begin_record(&mut self, wire: &mut BytesMut) -> usize {
         let start = wire.len();
         wire.reserve(self.prefix_len() + PLAINTEXT_MAX + 1 + TAG_LEN);
         wire.put_bytes(0, self.prefix_len());
         start
+    }
+
+    /// Seals one record of `typ` under the current key, using the records kept in reserve.
+    fn seal_reserved(&mut self, typ: u8, message: &[u8], wire: &mut BytesMut) {
+        let start = self.begin_record(wire);
+        wire.extend_from_slice(message);
+        self.finish(typ, wire, start);
     }
 
     /// Seals the record begun at `start`, its plaintext being everything after the prefix.
@@ -364,7 +391,7 @@ impl Records {
         assert_eq!(self.version, Version::Tls13, "TLS 1.2 has no key update");
         // HandshakeType key_update (24), length 1, KeyUpdateRequest (RFC 8446 4.6.3).
         let message = [24, 0, 0, 1, u8::from(request)];
-        self.seal(content::HANDSHAKE, &message, wire);
+        self.seal_reserved(content::HANDSHAKE, &message, wire);
         self.tx.update(self.cipher);
         if let Some(live) = &mut self.live {
             live.tx = self.tx.cipher_key(self.cipher);
@@ -374,7 +401,7 @@ impl Records {
     /// An alert record (RFC 8446 6): close_notify is a warning, everything else fatal.
     pub fn alert(&mut self, description: u8, wire: &mut BytesMut) {
         let level = if description == 0 { 1 } else { 2 };
-        self.seal(content::ALERT, &[level, description], wire);
+        self.seal_reserved(content::ALERT, &[level, description], wire);
     }
 
     // ----- opening -----

@@ -317,6 +317,39 @@ fn key_updates_move_both_directions_to_new_keys() {
     }
 }
 
+/// Proves a key at its confidentiality limit is replaced in the middle of a batch of records
+/// (TLS 1.3: a KeyUpdate goes out first, and the client reads on), and that a TLS 1.2 key at
+/// its limit ends the session instead of sealing one record too many.
+#[test]
+fn a_key_at_its_limit_is_replaced_or_ends_the_session() {
+    let pki = Pki::new("limit");
+    let context = pki.context(serde_json::json!({}));
+    let mut pair = Pair::new(&context, pki.client(&rustls::version::TLS13, None, false));
+    pair.handshake(usize::MAX).unwrap();
+    let State::Open(records) = &mut pair.server.state else {
+        panic!()
+    };
+    records.set_tx_limit(5);
+    let down = pattern(200_000); // a dozen records, three keys' worth
+    assert_eq!(pair.server_sends(&down), down);
+    let mut pair = Pair::new(&context, pki.client(&rustls::version::TLS12, None, false));
+    pair.handshake(usize::MAX).unwrap();
+    let State::Open(records) = &mut pair.server.state else {
+        panic!()
+    };
+    records.set_tx_limit(5);
+    let mut out = OutBuf::default();
+    out.tail().put_slice(&pattern(200_000));
+    let mut result = Ok(());
+    while result.is_ok() && !out.is_empty() {
+        result = pair.server.seal_output(&mut out, 64 * 1024, &mut pair.wire);
+    }
+    assert!(
+        matches!(result, Err(TlsError::Record(RecordError::KeyExhausted))),
+        "{result:?}"
+    );
+}
+
 #[test]
 fn a_tampered_record_ends_the_session_with_an_alert() {
     let pki = Pki::new("tamper");
@@ -427,6 +460,28 @@ fn revoked_client_certificates_are_refused() {
         ),
         "{error}"
     );
+}
+
+/// Regression: a record announcing a ClientHello longer than the record (nine bytes, sent by
+/// anyone before authenticating) made the error path call rustls again with an empty buffer,
+/// which panicked inside rustls and aborted the broker.
+#[test]
+fn short_hostile_client_hellos_are_refused_without_a_panic() {
+    let pki = Pki::new("hostile");
+    let context = pki.context(serde_json::json!({}));
+    for bytes in [
+        &b"\x16\x03\x01\x00\x04\x01\x01\x11\x70"[..],
+        b"\x16\x03\x01\x00\x05hello",
+    ] {
+        let mut server = Tls::new(&context).unwrap();
+        let mut data = bytes.to_vec();
+        let mut wire = BytesMut::new();
+        let result = server.read::<TlsError>(&mut data, &mut wire, &mut |_| Ok(()));
+        assert!(
+            matches!(result, Err(TlsError::Handshake(_))),
+            "{bytes:?}: {result:?}"
+        );
+    }
 }
 
 #[test]
