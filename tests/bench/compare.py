@@ -288,10 +288,11 @@ def step_rates(run, first: float, doublings: int, bisections: int) -> list[dict]
     return steps
 
 
-def throughput(scenario, broker: Broker, tool_cpus, quick: bool) -> list[dict]:
+def throughput(scenario, broker: Broker, tool_cpus, quick: bool, client=()) -> list[dict]:
+    """The rate steps of one scenario; `client`: more ironsight-bench client options (--tls)."""
     name, _, args, first = scenario
     window = ["--mqtt", "3.1.1", "--warmup", "1", "--duration", "2" if quick else "4",
-              "--drain", "2"]
+              "--drain", "2", *client]
 
     def run(rate):
         # A fresh broker for every step: an overloaded one may still be digesting the last run.
@@ -324,32 +325,33 @@ def best(steps: list[dict]) -> dict | None:
     return max(clean, key=lambda s: s["received_rate"]) if clean else None
 
 
-def connection_storm(broker: Broker, tool_cpus, quick: bool) -> dict:
+def connection_storm(broker: Broker, tool_cpus, quick: bool, client=(), paced_rate=5000) -> dict:
+    """Connections/s with nothing held back, and the CONNACK p99 at `paced_rate` a second."""
     n = "5000" if quick else "15000"
     flat = bench(["conn", "-n", n, "--rate", "0", "--hold", "2", "--mqtt", "3.1.1",
-                  "--source-addrs", "4"], broker, tool_cpus, timeout=180)
-    paced = bench(["conn", "-n", "5000", "--rate", "5000", "--hold", "2", "--mqtt", "3.1.1",
-                   "--source-addrs", "4"], broker, tool_cpus, timeout=180)
+                  "--source-addrs", "4", *client], broker, tool_cpus, timeout=180)
+    paced = bench(["conn", "-n", "5000", "--rate", str(paced_rate), "--hold", "2", "--mqtt",
+                   "3.1.1", "--source-addrs", "4", *client], broker, tool_cpus, timeout=180)
     result = {
         "connections": int(n), "rate_per_s": round(flat["connections"]["rate_per_s"]),
-        "failed": flat["connections"]["failed"],
-        "connack_p99_us_at_5000_per_s": paced["connections"]["connack_latency_us"].get("p99"),
+        "failed": flat["connections"]["failed"], "paced_rate": paced_rate,
+        "connack_p99_us_paced": paced["connections"]["connack_latency_us"].get("p99"),
     }
     log(f"  {broker.name:9s} connection storm: {result['rate_per_s']}/s, CONNACK p99 at "
-        f"5000/s {result['connack_p99_us_at_5000_per_s'] / 1000:.2f} ms")
+        f"{paced_rate}/s {result['connack_p99_us_paced'] / 1000:.2f} ms")
     return result
 
 
-def idle_memory(broker: Broker, tool_cpus, quick: bool) -> dict:
+def idle_memory(broker: Broker, tool_cpus, quick: bool, client=(), n=None) -> dict:
     """RSS growth per idle connection while the generator holds N connections open."""
-    n = 5000 if quick else 19000
+    n = n or (5000 if quick else 19000)
     settle, hold = 8, 60
     before_fds, before_rss = open_fds(broker.pid), rss_kb(broker.pid)
     procs = max(2, len(tool_cpus))
     command = ["taskset", "-c", cpu_list(tool_cpus), str(BENCH), "conn", "-n", str(n),
                "--rate", "0", "--hold", str(hold), "--keepalive", "600", "--mqtt", "3.1.1",
                "--source-addrs", "4", "--port", str(broker.port), "--procs", str(procs),
-               "--json-only"]
+               "--json-only", *client]
     gen = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + hold - settle - 5
@@ -409,7 +411,7 @@ def table(results: dict) -> str:
 
     row("connection storm, connections/s", storm, lambda s: f"{s['rate_per_s']:,}")
     row("CONNACK p99 at 5,000 connections/s", storm,
-        lambda s: f"{s['connack_p99_us_at_5000_per_s'] / 1000:.1f} ms")
+        lambda s: f"{s['connack_p99_us_paced'] / 1000:.1f} ms")
     row("resident memory per idle connection", mem,
         lambda m: f"{m['bytes_per_connection']} B ({m['connections']:,} of {m['asked']:,} held)")
     return "\n".join(lines) + "\n"

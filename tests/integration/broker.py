@@ -5,6 +5,10 @@ that conftest.py attaches to the report of a failing test. The configuration is 
 `BrokerConfig`, so a test says `broker_config(max_messages=10)` and each broker gets the same
 limits in its own language: MessageSight's JSON object model for ironsight, a mosquitto.conf for
 Mosquitto.
+
+Tests of ironsight's own objects (TLS profiles, transports, the PROXY protocol) add them on top:
+`Broker(..., endpoint={"Transports": "mqtt,wss"}, objects={"SecurityProfile": {...}},
+env={"IRONSIGHT_LOG": "debug"}, args=["--cores", "2"])`. Mosquitto has no translation for those.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+
+from helpers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 KIND = os.environ.get("BROKER", "ironsight").lower()
@@ -135,20 +141,39 @@ class Broker:
     host = "127.0.0.1"
     version_supported = (3, 4, 5)
 
-    def __init__(self, workdir: Path, config: BrokerConfig | None = None):
+    def __init__(self, workdir: Path, config: BrokerConfig | None = None,
+                 endpoint: dict | None = None, objects: dict | None = None,
+                 env: dict | None = None, args: list[str] | None = None):
+        """`endpoint`: attributes added to the test endpoint (ironsight only); `objects`: more
+        configuration objects (a "Broker" entry is merged into the Broker object); `env`:
+        variables added to the broker's environment; `args`: more command-line arguments."""
         self.kind = KIND
         self.workdir = workdir
         self.config = config or BrokerConfig()
+        self.endpoint, self.objects = endpoint or {}, objects or {}
+        self.env, self.args = env or {}, list(args or [])
         self.port = free_port()
         self.log_path = workdir / f"{self.kind}.log"
+        self.config_path = workdir / f"{self.kind}.json"
         self.proc: subprocess.Popen | None = None
         self.stopped_by_us = False
 
-    def _command(self) -> list[str]:
+    def command(self) -> list[str]:
+        """The command line that starts this broker; writes its configuration file."""
         if self.kind == "ironsight":
-            path = self.workdir / "ironsight.json"
-            path.write_text(json.dumps(ironsight_config(self.config, self.port), indent=2))
-            return [IRONSIGHT_BIN, "--listen", f"{self.host}:{self.port}", "--config", str(path)]
+            config = ironsight_config(self.config, self.port)
+            config["Endpoint"]["DemoEndpoint"].update(self.endpoint)
+            for name, value in self.objects.items():
+                if name == "Broker":
+                    config["Broker"].update(value)
+                else:
+                    config[name] = value
+            self.config_path.write_text(json.dumps(config, indent=2))
+            return [IRONSIGHT_BIN, "--listen", f"{self.host}:{self.port}",
+                    "--config", str(self.config_path), *self.args]
+        if self.endpoint or self.objects or self.args:
+            raise RuntimeError("endpoint attributes, configuration objects and arguments are "
+                               "ironsight's; Mosquitto has no translation for them")
         path = self.workdir / "mosquitto.conf"
         path.write_text(mosquitto_config(self.config, self.port))
         return [MOSQUITTO_BIN, "-c", str(path)]
@@ -161,8 +186,9 @@ class Broker:
         log = open(self.log_path, "ab")
         log.write(f"--- starting {self.kind} on port {self.port}: {self.config}\n".encode())
         log.flush()
-        self.proc = subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, cwd=self.workdir,
+                                     env={**os.environ, **self.env} if self.env else None,
                                      preexec_fn=_die_with_parent)
         log.close()
         self.stopped_by_us = False
@@ -217,6 +243,27 @@ class Broker:
             return self.log_path.read_text(errors="replace")
         except FileNotFoundError:
             return ""
+
+    def log_lines(self, pattern: str) -> list[re.Match]:
+        """The log lines that match the regular expression `pattern`, as matches (searched, so
+        `pattern` may match anywhere in the line)."""
+        found = (re.search(pattern, line) for line in self.log_text().splitlines())
+        return [m for m in found if m]
+
+    def wait_log(self, pattern: str, count: int = 1, timeout: float = 5) -> list[re.Match]:
+        """Wait until at least `count` log lines match `pattern`; return their matches."""
+        def enough():
+            found = self.log_lines(pattern)
+            return found if len(found) >= count else None
+        return wait_for(enough, timeout, message=lambda: f"{count} log lines matching "
+                        f"{pattern!r} (have {len(self.log_lines(pattern))})")
+
+    def hangup(self, timeout: float = 5) -> None:
+        """SIGHUP (ironsight reads its certificate, key, CA and CRL files again) and wait until
+        the log says the reload is done."""
+        done = len(self.log_lines("TLS contexts reloaded"))
+        self.proc.send_signal(signal.SIGHUP)
+        self.wait_log("TLS contexts reloaded", done + 1, timeout)
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.host}:{self.port}>"

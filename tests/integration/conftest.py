@@ -6,6 +6,10 @@
   At teardown the test fails if the broker died during it (a crash is always a bug).
 - `proto`: parametrizes a test over MQTT 3.1.1 (level 4, id `v311`) and 5.0 (level 5, id `v5`).
 - `client` / `raw`: factories for paho clients and raw-socket clients, closed at teardown.
+- `start_broker`: a factory for tests that need ironsight's own objects: start_broker(
+  endpoint={...}, objects={...}, env={...}, args=[...]) starts one and checks it at teardown
+  like `broker` does.
+- `pki`: certificates for the TLS tests (`pki.py`), made once per session.
 - `ironsight_only(reason)`: skipped under BROKER=mosquitto, never under ironsight.
 """
 
@@ -19,6 +23,7 @@ import pytest
 import mqtt_raw
 from broker import KIND, Broker, BrokerConfig
 from helpers import PROTO_IDS, V5, V311, Client
+from pki import Pki
 
 
 def pytest_configure(config):
@@ -66,6 +71,14 @@ def proto(request) -> int:
     return request.param
 
 
+def _stop_and_check(b: Broker) -> None:
+    """Stop a test's broker; fail the test if it had died by itself."""
+    died = b.proc is not None and not b.alive() and not b.stopped_by_us
+    code = b.proc.returncode if died else None
+    b.stop()
+    assert not died, f"the broker died during the test (exit status {code})"
+
+
 @pytest.fixture
 def broker(request, tmp_path):
     marker = request.node.get_closest_marker("broker_config")
@@ -76,10 +89,33 @@ def broker(request, tmp_path):
     try:
         yield b
     finally:
-        died = b.proc is not None and not b.alive() and not b.stopped_by_us
-        code = b.proc.returncode if died else None
-        b.stop()
-    assert not died, f"the broker died during the test (exit status {code})"
+        _stop_and_check(b)
+
+
+@pytest.fixture
+def start_broker(request, tmp_path):
+    """Factory: start_broker(config=None, endpoint=None, objects=None, env=None, args=None) ->
+    a started Broker (see broker.Broker); one per test. Its log goes with a failure report."""
+    started: list[Broker] = []
+
+    def start(config: BrokerConfig | None = None, **kw) -> Broker:
+        assert not started, "one broker per test"
+        b = Broker(tmp_path, config, **kw)
+        request.node._broker = b
+        started.append(b)
+        b.start()
+        return b
+
+    yield start
+    for b in started:
+        _stop_and_check(b)
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory) -> Pki:
+    """The test certificates (`pki.py`), in a directory shared by the session. A test that
+    changes files copies them first."""
+    return Pki.create(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture
@@ -117,13 +153,13 @@ def raw(broker):
 
 @pytest.fixture
 def procs():
-    """Factory: procs(argv) -> a subprocess.Popen (text mode, stdout piped) that is terminated
-    and reaped at teardown, so no mosquitto_sub is left behind."""
+    """Factory: procs(argv) -> a subprocess.Popen (stdout and stderr piped, stdin empty unless
+    given) that is terminated and reaped at teardown, so no mosquitto_sub is left behind."""
     started: list[subprocess.Popen] = []
 
     def spawn(argv: list[str], **kw) -> subprocess.Popen:
-        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             stdin=subprocess.DEVNULL, **kw)
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
         started.append(p)
         return p
 
@@ -136,6 +172,24 @@ def procs():
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait(5)
-        for stream in (p.stdout, p.stderr):
+        for stream in (p.stdin, p.stdout, p.stderr):
             if stream:
                 stream.close()
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under tests/run (IRONSIGHT_NO_SKIPS=1) a skipped test fails the run: a test that did not
+    run proves nothing, and tests/run installs every client the suite needs."""
+    if KIND == "ironsight" and os.environ.get("IRONSIGHT_NO_SKIPS") == "1" and _skipped:
+        print(f"\n{len(_skipped)} tests were skipped, which IRONSIGHT_NO_SKIPS=1 forbids:")
+        for nodeid in _skipped:
+            print(f"  {nodeid}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

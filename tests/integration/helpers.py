@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -89,6 +92,26 @@ def wait_peer_closed(local: tuple, remote: tuple, timeout: float = 5) -> bool:
         return False
 
 
+def read_until_closed(sock: socket.socket, timeout: float = 5) -> bytes:
+    """Everything the peer sends until it closes (EOF or reset); fails after `timeout`."""
+    deadline = time.monotonic() + timeout
+    got = bytearray()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"the connection stayed open for {timeout}s; got {bytes(got)!r}")
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            continue
+        except (ConnectionResetError, ConnectionAbortedError):
+            return bytes(got)
+        if not chunk:
+            return bytes(got)
+        got += chunk
+
+
 def props(packet_type: int, **values) -> Properties:
     """paho Properties from keyword arguments, e.g.
     props(PacketTypes.PUBLISH, MessageExpiryInterval=2, UserProperty=[("a", "1")])."""
@@ -110,12 +133,17 @@ class Client:
     records everything it receives. Every blocking call waits with a bound.
 
     `clean` is clean_session for 3.1.x and clean_start for 5.0. Reconnect-on-failure is off, so
-    a dropped connection stays dropped and tests see exactly what the broker did."""
+    a dropped connection stays dropped and tests see exactly what the broker did.
+
+    `transport` is paho's: "tcp" or "websockets"; `tls` an ssl.SSLContext to wrap the
+    connection in (MQTT over TLS, or WebSocket over TLS)."""
 
     def __init__(self, broker, proto: int, client_id: str = "", clean: bool = True,
                  keepalive: int = 60, session_expiry: int | None = None,
                  connect_props: dict | None = None, will: dict | None = None,
-                 userdata: Any = None):
+                 userdata: Any = None, transport: str = "tcp",
+                 tls: ssl.SSLContext | None = None):
+        self.transport, self.tls = transport, tls
         self.broker, self.proto, self.client_id = broker, proto, client_id
         self.clean, self.keepalive = clean, keepalive
         self.session_expiry, self.connect_props = session_expiry, connect_props or {}
@@ -133,7 +161,9 @@ class Client:
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
                              protocol=self.proto, userdata=self.userdata,
                              clean_session=None if self.proto == V5 else self.clean,
-                             reconnect_on_failure=False)
+                             reconnect_on_failure=False, transport=self.transport)
+        if self.tls is not None:
+            client.tls_set_context(self.tls)
         client.on_connect = self._on_connect
         client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
@@ -238,7 +268,7 @@ class Client:
         connection, i.e. has processed the DISCONNECT. paho closes its socket right after
         sending, so without this wait the next step of a test (a publish, a reconnect with the
         same id) could reach a broker that still sees this connection as live."""
-        sock = self.mqtt.socket()
+        sock = self.tcp_socket()
         ends = (sock.getsockname(), sock.getpeername()) if sock is not None else None
         self.mqtt.disconnect()
         self.disconnected.wait(timeout)
@@ -246,6 +276,11 @@ class Client:
         if ends is not None:
             closed = wait_peer_closed(*ends, timeout=timeout if check else 0.5)
             assert closed or not check, "the broker did not close the connection after DISCONNECT"
+
+    def tcp_socket(self):
+        """The connection's socket (TCP or TLS), also under paho's WebSocket wrapper."""
+        sock = self.mqtt.socket()
+        return getattr(sock, "_socket", sock)
 
     def close(self) -> None:
         """Release everything; safe to call more than once (used by fixtures at teardown)."""
@@ -277,10 +312,88 @@ class Client:
             self.messages.clear()
 
 
-def healthy(broker, proto: int = V311) -> None:
+class Lines:
+    """Collects a subprocess's stdout lines on a thread, so tests can wait for one."""
+
+    def __init__(self, proc):
+        self.proc, self.lines = proc, []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.decode(errors="replace").rstrip("\n"))
+
+    def finish(self, timeout=10) -> int:
+        """Wait for the process to exit by itself and for its last line; return its status."""
+        status = self.proc.wait(timeout)
+        self.reader.join(timeout)
+        return status
+
+    def wait(self, predicate, timeout=5, what="line"):
+        name = self.proc.args[0] if isinstance(self.proc.args, list) else self.proc.args
+        return wait_for(lambda: [x for x in self.lines if predicate(x)], timeout,
+                        message=lambda: f"{what} from {name}; got {self.lines}")
+
+
+def mosquitto_sub(procs, broker, topic: str, client_id: str, version: str = "5",
+                  count: int = 1, qos: int = 1, extra: list[str] | tuple = ()) -> Lines:
+    """Start mosquitto_sub (-d, so that it reports its SUBACK) that exits after `count`
+    messages, each printed as `MSG <qos> <topic> <payload>`; return its lines once it is
+    subscribed. `extra`: more options (TLS ones, say). stdbuf makes its stdout line-buffered,
+    or the debug lines would sit in a pipe buffer."""
+    proc = procs(["stdbuf", "-oL", "mosquitto_sub", "-h", broker.host, "-p", str(broker.port),
+                  "-V", version, "-q", str(qos), "-t", topic, "-C", str(count), "-W", "15",
+                  "-d", "-i", client_id, "-F", "MSG %q %t %p", *extra])
+    out = Lines(proc)
+    out.wait(lambda x: "received SUBACK" in x, what="SUBACK")
+    return out
+
+
+def mosquitto_pub(broker, topic: str, payload: str, client_id: str, version: str = "5",
+                  qos: int = 1, extra: list[str] | tuple = ()) -> subprocess.CompletedProcess:
+    """Run mosquitto_pub once; return what it did (returncode, stderr)."""
+    return subprocess.run(["mosquitto_pub", "-h", broker.host, "-p", str(broker.port),
+                           "-V", version, "-q", str(qos), "-t", topic, "-m", payload,
+                           "-i", client_id, *extra], capture_output=True, text=True, timeout=10)
+
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+
+
+def mqttjs_missing() -> str | None:
+    """Why MQTT.js cannot run here, or None. tests/run installs it (npm ci)."""
+    if not shutil.which("node"):
+        return "node is not installed"
+    if not (NODE_DIR / "node_modules" / "mqtt").is_dir():
+        return "MQTT.js is not installed: npm ci --prefix tests/integration/node"
+    return None
+
+
+def mqttjs(procs, url: str, client_id: str, version: int, topic: str,
+           ca: str | None = None, publish: str | None = None, count: int = 1) -> Lines:
+    """Start node/mqttjs.js (MQTT.js) against `url` (ws:// or wss://): it subscribes to `topic`
+    at QoS 1, publishes `publish` there if given, and exits 0 after `count` messages. Its
+    stdout is one JSON object a line; returns them as Lines once it has subscribed."""
+    argv = ["node", str(NODE_DIR / "mqttjs.js"), url, "--id", client_id,
+            "--version", str(version), "--topic", topic, "--count", str(count),
+            "--timeout-ms", "15000"]
+    if ca:
+        argv += ["--ca", ca]
+    if publish is not None:
+        argv += ["--publish", publish]
+    out = Lines(procs(argv))
+    out.wait(lambda x: '"event":"subscribed"' in x or '"event":"error"' in x, timeout=10,
+             what="subscribed")
+    assert not [x for x in out.lines if '"event":"error"' in x], out.lines
+    return out
+
+
+def healthy(broker, proto: int = V311, **client_kw) -> None:
     """Assert that the broker still serves a new client end to end: connect, subscribe,
-    publish at QoS 1, receive it. Used after every hostile-input test."""
-    c = Client(broker, proto, f"healthcheck-{proto}")
+    publish at QoS 1, receive it. Used after every hostile-input test. `client_kw` goes to
+    Client (e.g. tls=... for an endpoint that takes only TLS)."""
+    c = Client(broker, proto, f"healthcheck-{proto}", **client_kw)
     try:
         c.connect()
         c.subscribe("health/check", 1)

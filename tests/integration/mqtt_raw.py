@@ -363,6 +363,13 @@ class RawClient:
         self.buf = bytearray()
         self.eof = False
 
+    @classmethod
+    def over(cls, sock: socket.socket, version: int = 5) -> "RawClient":
+        """A RawClient on a socket that is connected already (a TLS socket, say)."""
+        r = cls.__new__(cls)
+        r.version, r.sock, r.buf, r.eof = version, sock, bytearray(), False
+        return r
+
     # -- sending --------------------------------------------------------------------------------
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)

@@ -1,6 +1,8 @@
 //! The command line: one subcommand per scenario, each with the options that apply to it. Values
 //! are only parsed here; [`crate::spec`] checks them against each other and the machine.
 
+use std::path::PathBuf;
+
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// MQTT load generator for ironsight (and any MQTT broker on loopback).
@@ -53,13 +55,13 @@ pub enum Command {
 pub struct PlotArgs {
     /// The results.json written by tests/bench/compare.py.
     #[arg(long)]
-    pub input: std::path::PathBuf,
+    pub input: PathBuf,
     /// Folder for the PNG files.
     #[arg(long)]
-    pub out: std::path::PathBuf,
+    pub out: PathBuf,
     /// TrueType font for the text.
     #[arg(long, default_value = crate::plot::DEFAULT_FONT)]
-    pub font: std::path::PathBuf,
+    pub font: PathBuf,
 }
 
 /// The protocol version clients speak.
@@ -74,6 +76,17 @@ pub enum MqttVersion {
     #[value(name = "5")]
     #[serde(rename = "5")]
     V5,
+}
+
+/// The TLS version of `--tls-version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+pub enum TlsVersion {
+    #[value(name = "1.2")]
+    #[serde(rename = "1.2")]
+    V1_2,
+    #[value(name = "1.3")]
+    #[serde(rename = "1.3")]
+    V1_3,
 }
 
 /// Options of every scenario: where to connect, how clients identify, how the tool runs.
@@ -122,9 +135,28 @@ pub struct ClientOpts {
     /// Pin worker i to CPU i (mod the CPUs available).
     #[arg(long)]
     pub pin: bool,
-    /// TLS (not available yet: the broker under test has no TLS endpoint).
-    #[arg(long)]
+    /// Connect over TLS (rustls, aws-lc-rs), verifying the broker's certificate with --cafile
+    /// against --host. Every connection does a full handshake (no session resumption).
+    #[arg(long, requires = "cafile")]
     pub tls: bool,
+    /// PEM CA bundle that verifies the broker's certificate (--tls).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub cafile: Option<PathBuf>,
+    /// Client certificate chain, PEM (--tls, with --key).
+    #[arg(long, value_name = "FILE", requires_all = ["tls", "key"])]
+    pub cert: Option<PathBuf>,
+    /// Private key of --cert, PEM.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Offer only this TLS version (default: 1.3 and 1.2).
+    #[arg(long, value_enum, requires = "tls")]
+    pub tls_version: Option<TlsVersion>,
+    /// MQTT over WebSocket (subprotocol mqtt, binary frames); with --tls, WebSocket inside TLS.
+    #[arg(long)]
+    pub ws: bool,
+    /// Request path of the WebSocket upgrade (--ws).
+    #[arg(long, value_name = "PATH", default_value = "/mqtt", requires = "ws")]
+    pub ws_path: String,
     /// Print only the JSON document (no progress line, no summary).
     #[arg(long)]
     pub json_only: bool,

@@ -6,6 +6,7 @@
 //! - `spec`: the checked run ([`spec::Spec`]) and its refusals.
 //! - `workers`: the split of clients into worker processes, and whether a run fits the machine.
 //! - `target`: loopback-only targets (or a private network namespace).
+//! - `tls`: the TLS client configuration of `--tls`, checked in the parent, built in each worker.
 //! - `plan`: each client's id, port, topics and accounting sink.
 //! - `header`: the payload header (run, publisher, sequence, send time).
 //! - `pacer`: rate schedules with time passed in.
@@ -47,6 +48,7 @@ pub mod report;
 pub mod seq;
 pub mod spec;
 pub mod target;
+pub mod tls;
 pub mod topic;
 pub mod worker;
 pub mod workers;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::cli::{self, ClientOpts, Command, LoadOpts, MqttVersion};
 use crate::header::HEADER_LEN;
 use crate::target;
+use crate::tls::{self, Identity, TlsSpec};
 use crate::workers::check_capacity;
 pub use crate::workers::{partition, warnings, Assignment};
 
@@ -25,16 +26,24 @@ pub const PHASE_MAX_S: f64 = 24.0 * 3600.0;
 pub const RATE_PER_SENDER_MIN: f64 = 0.001;
 /// QoS 1/2 window per publisher: packet ids are 16 bits.
 pub const INFLIGHT_MAX: u16 = u16::MAX;
-/// Most seconds allowed for one connection's TCP handshake and CONNACK.
+/// Most seconds allowed for one connection's TCP handshake and CONNACK (with --tls and --ws,
+/// the TLS handshake and the WebSocket upgrade too).
 pub const CONNECT_TIMEOUT_S: f64 = 10.0;
+/// Longest --ws-path: it travels in the request line of every upgrade.
+pub const WS_PATH_MAX: usize = 1024;
 
 const _: () = assert!(SOCKETS_PER_WORKER_MAX < 20_000);
 
 /// Why a run was refused before it started.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SpecError {
-    #[error("--tls: the broker under test has no TLS endpoint yet")]
-    Tls,
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error(
+        "--ws-path {0:?}: must start with '/', hold only visible ASCII (no spaces) and be at \
+         most {WS_PATH_MAX} bytes"
+    )]
+    WsPath(String),
     #[error(
         "request-response needs MQTT 5 (Response Topic and Correlation Data); --mqtt {0} cannot \
          carry them"
@@ -156,6 +165,8 @@ pub enum Role {
 /// Where and how clients connect.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ClientSpec {
+    /// --host as given: the TLS server name and the WebSocket Host.
+    pub host: String,
     pub target: IpAddr,
     pub ports: Vec<u16>,
     pub mqtt: MqttVersion,
@@ -170,6 +181,10 @@ pub struct ClientSpec {
     pub connect_rate: f64,
     pub source_addrs: u8,
     pub pin: bool,
+    /// --tls: connect over TLS.
+    pub tls: Option<TlsSpec>,
+    /// --ws: MQTT over WebSocket, upgrading at this path.
+    pub ws_path: Option<String>,
 }
 
 /// How messages are sent.
@@ -387,9 +402,6 @@ fn random_u32() -> u32 {
 }
 
 fn check_client(c: &ClientOpts, machine: Machine) -> Result<ClientSpec, SpecError> {
-    if c.tls {
-        return Err(SpecError::Tls);
-    }
     if c.port.contains(&0) {
         return Err(SpecError::PortZero);
     }
@@ -401,7 +413,24 @@ fn check_client(c: &ClientOpts, machine: Machine) -> Result<ClientSpec, SpecErro
     if c.source_addrs > 0 && !target.is_ipv4() {
         return Err(SpecError::SourceAddrsNeedIpv4(target));
     }
+    let tls = c.tls.then(|| TlsSpec {
+        cafile: c.cafile.clone().expect("clap requires --cafile with --tls"),
+        identity: c.cert.clone().map(|cert| Identity {
+            cert,
+            key: c.key.clone().expect("clap requires --key with --cert"),
+        }),
+        version: c.tls_version,
+    });
+    if let Some(spec) = &tls {
+        // Read the files now: a bad one refuses the run before any worker starts.
+        tls::client(spec, &c.host)?;
+    }
+    let ws_path = c.ws.then(|| c.ws_path.clone());
+    if let Some(path) = &ws_path {
+        check_ws_path(path)?;
+    }
     Ok(ClientSpec {
+        host: c.host.clone(),
         target,
         ports: c.port.clone(),
         mqtt: c.mqtt,
@@ -414,7 +443,18 @@ fn check_client(c: &ClientOpts, machine: Machine) -> Result<ClientSpec, SpecErro
         connect_rate: c.connect_rate,
         source_addrs: c.source_addrs,
         pin: c.pin,
+        tls,
+        ws_path,
     })
+}
+
+/// The path goes verbatim into the upgrade's request line.
+fn check_ws_path(path: &str) -> Result<(), SpecError> {
+    let visible = path.bytes().all(|b| b.is_ascii_graphic());
+    if !path.starts_with('/') || !visible || path.len() > WS_PATH_MAX {
+        return Err(SpecError::WsPath(path.to_string()));
+    }
+    Ok(())
 }
 
 fn check_load(
@@ -673,11 +713,10 @@ mod tests {
         assert_eq!(spec.scenario.publishers(), 1);
     }
 
-    /// Proves the refusals the brief names: TLS, request-response over 3.1.1, a payload
-    /// smaller than the header, non-loopback targets.
+    /// Proves the refusals the brief names: request-response over 3.1.1, a payload smaller
+    /// than the header, non-loopback targets.
     #[test]
     fn refusals() {
-        assert_eq!(build_args(&["conn", "--tls"]), Err(SpecError::Tls));
         let rr = build_args(&["request-response", "--mqtt", "3.1.1"]).unwrap_err();
         assert_eq!(rr, SpecError::RequestResponseNeedsV5("3.1.1"));
         assert!(rr.to_string().contains("MQTT 5"));
@@ -709,6 +748,71 @@ mod tests {
         let spec = build_args(&["p2p", "--pairs", "3"]).unwrap();
         assert_eq!(spec.ordinal(Role::Subscriber, 2), 2);
         assert_eq!(spec.ordinal(Role::Publisher, 0), 3);
+    }
+
+    /// Proves --tls reads its files before the run (a missing CA file is refused, naming it),
+    /// and that the options only it uses are refused without it, as --cert is without --key.
+    #[test]
+    fn tls_options() {
+        let missing = build_args(&["conn", "--tls", "--cafile", "/nonexistent/ca.pem"]);
+        let Err(SpecError::Tls(e)) = missing else {
+            panic!("{missing:?}")
+        };
+        assert!(
+            e.to_string().contains("--cafile /nonexistent/ca.pem"),
+            "{e}"
+        );
+        use clap::Parser;
+        let parses = |args: &[&str]| {
+            let argv = [&["ironsight-bench", "conn"], args].concat();
+            crate::cli::Cli::try_parse_from(argv).is_ok()
+        };
+        assert!(!parses(&["--tls"]), "--tls needs --cafile");
+        assert!(!parses(&["--cafile", "ca.pem"]), "--cafile needs --tls");
+        assert!(!parses(&["--tls", "--cafile", "ca.pem", "--cert", "c.pem"]));
+        assert!(!parses(&["--tls", "--cafile", "ca.pem", "--key", "k.pem"]));
+        assert!(
+            !parses(&["--tls-version", "1.3"]),
+            "--tls-version needs --tls"
+        );
+        assert!(!parses(&[
+            "--tls",
+            "--cafile",
+            "ca.pem",
+            "--tls-version",
+            "1.1"
+        ]));
+        assert!(parses(&[
+            "--tls",
+            "--cafile",
+            "ca.pem",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+            "--tls-version",
+            "1.2"
+        ]));
+    }
+
+    /// Proves --ws takes its path (default /mqtt), --ws-path needs --ws, and a path that
+    /// would break the request line is refused.
+    #[test]
+    fn ws_options() {
+        let spec = build_args(&["conn", "--ws"]).unwrap();
+        assert_eq!(spec.client.ws_path.as_deref(), Some("/mqtt"));
+        assert_eq!(build_args(&["conn"]).unwrap().client.ws_path, None);
+        let spec = build_args(&["conn", "--ws", "--ws-path", "/a/b?c=1"]).unwrap();
+        assert_eq!(spec.client.ws_path.as_deref(), Some("/a/b?c=1"));
+        for bad in ["mqtt", "/a b", "/a\r\nX: y"] {
+            assert_eq!(
+                build_args(&["conn", "--ws", "--ws-path", bad]),
+                Err(SpecError::WsPath(bad.to_string()))
+            );
+        }
+        use clap::Parser;
+        let alone = crate::cli::Cli::try_parse_from(["b", "conn", "--ws-path", "/x"]);
+        assert!(alone.is_err(), "--ws-path needs --ws");
     }
 
     /// Proves the spec survives the JSON trip to a worker unchanged.

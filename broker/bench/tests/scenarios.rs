@@ -1,7 +1,8 @@
 //! Black-box tests: start the real `ironsight` broker on a free loopback port and run every
 //! scenario of `ironsight-bench` against it briefly, at modest rates, checking the one JSON
-//! document each run prints. Speed is never asserted; only that nothing was lost, duplicated
-//! or left unexplained.
+//! document each run prints; then the same over TLS, WebSocket and WebSocket inside TLS,
+//! against a broker serving all four transports on one port with certificates made here.
+//! Speed is never asserted; only that nothing was lost, duplicated or left unexplained.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -67,11 +68,17 @@ fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
-/// Starts a one-shard broker and waits until it accepts connections.
+/// Starts a one-shard broker with the built-in configuration.
 fn start_broker() -> Broker {
+    spawn_broker(&[])
+}
+
+/// Starts a one-shard broker (with `extra` arguments) and waits until it accepts connections.
+fn spawn_broker(extra: &[&str]) -> Broker {
     let port = free_port();
     let child = Command::new(broker_binary())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--cores", "1"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -312,17 +319,209 @@ fn request_response_refuses_v311() {
     assert!(out.stdout.is_empty());
 }
 
-/// Proves --tls is accepted on the command line and refused at run time, and non-loopback
+/// Proves --tls without --cafile is refused before anything connects, and non-loopback
 /// targets are refused (outside a private network namespace, where they would be allowed).
 #[test]
-fn tls_and_remote_targets_refused() {
+fn tls_without_ca_and_remote_targets_refused() {
     let tls = run_bench(&["conn", "--tls"]);
     assert_eq!(tls.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&tls.stderr).contains("no TLS endpoint yet"));
+    assert!(String::from_utf8_lossy(&tls.stderr).contains("--cafile"));
     if ironsight_bench::target::in_private_netns() {
         return;
     }
     let remote = run_bench(&["fanout", "--host", "192.0.2.1"]);
     assert_eq!(remote.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&remote.stderr).contains("loopback"));
+}
+
+/// A CA, a server certificate for 127.0.0.1 (X.509 v3, SAN IP 127.0.0.1) and a client
+/// certificate from the same CA, with a broker configuration that serves MQTT over TCP, TLS,
+/// WebSocket and WebSocket inside TLS on one port; in a fresh directory, removed when dropped.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    /// With `client_certificates`, the broker requires a client certificate from the CA.
+    fn new(test: &str, client_certificates: bool) -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let dir = std::env::temp_dir().join(format!("isb-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let mut ca_params = CertificateParams::new(vec![]).expect("CA parameters");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "ironsight-bench test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("the CA certificate");
+        let server_key = KeyPair::generate().expect("a server key");
+        let server = CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .expect("server parameters")
+            .signed_by(&server_key, &ca, &ca_key)
+            .expect("the server certificate");
+        let client_key = KeyPair::generate().expect("a client key");
+        let mut client_params = CertificateParams::new(vec![]).expect("client parameters");
+        client_params
+            .distinguished_name
+            .push(DnType::CommonName, "bench-client");
+        let client = client_params
+            .signed_by(&client_key, &ca, &ca_key)
+            .expect("the client certificate");
+        let files = [
+            ("ca.pem", ca.pem()),
+            ("server.pem", server.pem()),
+            ("server.key", server_key.serialize_pem()),
+            ("client.pem", client.pem()),
+            ("client.key", client_key.serialize_pem()),
+        ];
+        for (name, pem) in files {
+            std::fs::write(dir.join(name), pem).expect("write a PEM file");
+        }
+        let mut profile = serde_json::json!({"CertificateProfile": "Server"});
+        let mut config = serde_json::json!({
+            "MessageHub": {"Hub": {}},
+            "ConnectionPolicy": {"Anyone": {"ClientID": "*"}},
+            "TopicPolicy": {
+                "Anything": {"Topic": "*", "ClientID": "*", "ActionList": "Publish,Subscribe"}
+            },
+            "CertificateProfile": {"Server": {"Certificate": "server.pem", "Key": "server.key"}},
+            "Endpoint": {"E": {
+                "Port": 8883,
+                "MessageHub": "Hub",
+                "ConnectionPolicies": "Anyone",
+                "TopicPolicies": "Anything",
+                "SecurityProfile": "Tls",
+                "Transports": "mqtt,mqtts,ws,wss"
+            }}
+        });
+        if client_certificates {
+            profile["UseClientCertificate"] = true.into();
+            config["TrustedCertificate"] =
+                serde_json::json!([{"SecurityProfileName": "Tls", "TrustedCertificate": "ca.pem"}]);
+        }
+        config["SecurityProfile"] = serde_json::json!({ "Tls": profile });
+        std::fs::write(dir.join("config.json"), config.to_string()).expect("write the config");
+        Pki { dir }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
+    }
+
+    fn broker(&self) -> Broker {
+        spawn_broker(&["--config", &self.path("config.json")])
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A fan-out at QoS 1 over the transport `link` names (plus `args`), checked clean.
+fn fanout_over(broker: &Broker, link: &[&str]) {
+    let mut args = brief(&[
+        "fanout",
+        "--publishers",
+        "2",
+        "--subscribers",
+        "4",
+        "--rate",
+        "400",
+        "--qos",
+        "1",
+    ]);
+    args.extend_from_slice(link);
+    let r = bench(broker, &args);
+    assert_clean(&r);
+    assert_eq!(u(&r, "expected"), u(&r, "published") * 4, "{link:?}: {r}");
+}
+
+/// Proves fan-out over TLS delivers every message exactly once with TLS 1.2 and 1.3 (and
+/// both offered), and that plain TCP still works on the same port.
+#[test]
+fn fanout_over_tls_each_version() {
+    let pki = Pki::new("tls", false);
+    let broker = pki.broker();
+    let ca = pki.path("ca.pem");
+    for version in [None, Some("1.2"), Some("1.3")] {
+        let mut link = vec!["--tls", "--cafile", ca.as_str()];
+        link.extend(version.iter().flat_map(|v| ["--tls-version", v]));
+        fanout_over(&broker, &link);
+    }
+    fanout_over(&broker, &[]);
+}
+
+/// Proves fan-out over WebSocket (masked binary frames after the upgrade) delivers every
+/// message exactly once, at QoS 0 and 2 as well, and over MQTT 3.1.1.
+#[test]
+fn fanout_over_websocket() {
+    let pki = Pki::new("ws", false);
+    let broker = pki.broker();
+    fanout_over(&broker, &["--ws"]);
+    for (mqtt, qos) in [("3.1.1", "0"), ("5", "2")] {
+        let args = brief(&[
+            "fanout",
+            "--subscribers",
+            "3",
+            "--rate",
+            "300",
+            "--ws",
+            "--mqtt",
+            mqtt,
+            "--qos",
+            qos,
+        ]);
+        let r = bench(&broker, &args);
+        assert_clean(&r);
+        assert_eq!(u(&r, "expected"), u(&r, "published") * 3, "{r}");
+    }
+}
+
+/// Proves WebSocket inside TLS carries fan-out and point-to-point traffic exactly once, and
+/// that the connection scenario opens, pings and closes every connection over it.
+#[test]
+fn scenarios_over_wss() {
+    let pki = Pki::new("wss", false);
+    let broker = pki.broker();
+    let ca = pki.path("ca.pem");
+    let wss = ["--tls", "--cafile", ca.as_str(), "--ws"];
+    fanout_over(&broker, &wss);
+    let mut p2p = brief(&["p2p", "--pairs", "5", "--rate", "300", "--qos", "2"]);
+    p2p.extend_from_slice(&wss);
+    let r = bench(&broker, &p2p);
+    assert_clean(&r);
+    let mut conn = vec!["conn", "-n", "40", "--rate", "400", "--hold", "0.3"];
+    conn.extend_from_slice(&wss);
+    let r = bench(&broker, &conn);
+    assert_eq!(r["connections"]["opened"], 40, "{r}");
+    assert_eq!(r["connections"]["alive"], 40, "{r}");
+    assert_eq!(r["errors"], Value::Array(vec![]), "{r}");
+}
+
+/// Proves --cert and --key present a client certificate: a broker that requires one opens
+/// every connection that has it and none that has not, with the TLS failure reported.
+#[test]
+fn tls_client_certificate() {
+    let pki = Pki::new("mtls", true);
+    let broker = pki.broker();
+    let (ca, cert, key) = (
+        pki.path("ca.pem"),
+        pki.path("client.pem"),
+        pki.path("client.key"),
+    );
+    let tls = [
+        "conn", "-n", "20", "--rate", "400", "--hold", "0.3", "--tls", "--cafile", &ca,
+    ];
+    let with = [&tls[..], &["--cert", &cert, "--key", &key]].concat();
+    let r = bench(&broker, &with);
+    assert_eq!(r["connections"]["opened"], 20, "{r}");
+    assert_eq!(r["connections"]["alive"], 20, "{r}");
+    assert_eq!(r["errors"], Value::Array(vec![]), "{r}");
+    let r = bench(&broker, &tls);
+    assert_eq!(r["connections"]["opened"], 0, "{r}");
+    assert_eq!(r["connections"]["failed"], 20, "{r}");
+    assert!(r["errors"].to_string().contains("TLS"), "{r}");
 }

@@ -1,14 +1,17 @@
 //! One client connection of a worker: its socket, its protocol state, and bytes in and out.
 //! Kept small on purpose (a worker holds up to 19,000 of them): buffers are empty unless a
-//! partial frame arrived or the socket pushed back, and role state lives elsewhere
-//! ([`super::sender::Sender`]), referenced by index.
+//! partial frame arrived or the socket pushed back, role state lives elsewhere
+//! ([`super::sender::Sender`]), referenced by index, and TLS or WebSocket state behind one
+//! pointer ([`Link`]) that plain connections leave empty.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpStream;
 
-use bytes::{Buf, BytesMut};
-use ironsight_codec::{Framer, Packet, ProtocolVersion};
+use bytes::BytesMut;
+use ironsight_codec::{Disconnect, Framer, Packet, ProtocolVersion};
 
+use super::link::{Flushed, Link};
+use super::reactor::write_buf;
 use crate::spec::Role;
 
 /// Largest packet a worker accepts from the broker: the largest payload plus room for topic and
@@ -47,8 +50,10 @@ pub struct Conn {
     pub framer: Framer,
     /// Bytes of a partial frame; empty (no allocation) most of the time.
     pub rbuf: BytesMut,
-    /// Bytes the socket did not take yet.
+    /// MQTT bytes not yet on the socket (or, with a link, not yet taken by it).
     pub wbuf: BytesMut,
+    /// TLS and/or WebSocket between the socket and the MQTT bytes; `None` for plain TCP.
+    pub link: Option<Box<Link>>,
     /// EPOLLOUT is registered.
     pub want_write: bool,
     /// connect() was called (CONNACK latency starts here).
@@ -76,6 +81,7 @@ impl Conn {
             framer: Framer::new(PACKET_MAX),
             rbuf: BytesMut::new(),
             wbuf: BytesMut::new(),
+            link: None,
             want_write: false,
             started_ns: 0,
             last_tx_ns: 0,
@@ -100,24 +106,39 @@ impl Conn {
         packet.encode(version, &mut self.wbuf);
     }
 
-    /// Writes what the socket takes. `Ok(true)` when everything went out.
-    pub fn flush(&mut self, now_ns: u64) -> io::Result<bool> {
-        let Some(sock) = self.sock.as_mut() else {
-            return Ok(false);
-        };
-        while !self.wbuf.is_empty() {
-            match sock.write(&self.wbuf) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.wbuf.advance(n);
-                    self.last_tx_ns = now_ns;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
+    /// Queues DISCONNECT; the link says goodbye after it.
+    pub fn disconnect(&mut self, version: ProtocolVersion) {
+        self.queue(&Packet::Disconnect(Disconnect::normal()), version);
+        self.state = ConnState::Closing;
+        if let Some(link) = self.link.as_deref_mut() {
+            link.close();
         }
-        Ok(true)
+    }
+
+    /// Everything queued is on the socket: none in `wbuf`, none inside the link. This, not an
+    /// empty `wbuf`, is what lets a sender encode more.
+    pub fn is_flushed(&self) -> bool {
+        self.wbuf.is_empty() && self.link.as_ref().is_none_or(|l| l.is_drained())
+    }
+
+    /// The broker ended the TLS session or the WebSocket: as good as end of stream.
+    pub fn peer_ended(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.peer_ended())
+    }
+
+    /// Writes what the socket takes, through the link if there is one.
+    pub fn flush(&mut self, now_ns: u64) -> io::Result<Flushed> {
+        if !self.is_flushed() {
+            self.last_tx_ns = now_ns;
+        }
+        let Some(sock) = self.sock.as_mut() else {
+            return Ok(Flushed::Blocked);
+        };
+        match self.link.as_deref_mut() {
+            Some(link) => link.flush(&mut self.wbuf, sock),
+            None if write_buf(sock, &mut self.wbuf)? => Ok(Flushed::All),
+            None => Ok(Flushed::Blocked),
+        }
     }
 }
 

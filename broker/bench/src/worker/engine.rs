@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use ironsight_codec::{ByteString, ProtocolVersion, QoS};
 
 use super::conn::{Conn, ConnState};
+use super::link::LinkConfig;
 use super::reactor::{self, Reactor};
 use super::sender::{Ctx, Kind, Next, Sender};
 use super::stdin::StdinLines;
@@ -73,6 +74,10 @@ pub struct Engine {
     pub(super) schedule: Option<Schedule>,
     pub(super) errors: ErrorLog,
     pub(super) scratch: BytesMut,
+    /// TLS and WebSocket settings every connection shares; `None` for plain TCP.
+    pub(super) links: Option<LinkConfig>,
+    /// Socket bytes of connections with a link, before the link turns them into MQTT bytes.
+    pub(super) wire: BytesMut,
     pub(super) connack: Latency,
     pub(super) counts: ConnCounts,
     /// Messages decoded by this worker's subscribers (for progress).
@@ -205,6 +210,7 @@ impl Engine {
         };
         let connect_rate = spec.connect_rate_for(conns.len() as u64);
         let setup_deadline_ns = now + s_to_ns(spec.setup_bound_s(&assignment));
+        let links = LinkConfig::new(&spec.client).map_err(std::io::Error::other)?;
         Ok(Engine {
             version,
             reactor: Reactor::new()?,
@@ -215,6 +221,8 @@ impl Engine {
             schedule: None,
             errors: ErrorLog::default(),
             scratch: BytesMut::with_capacity(READ_CHUNK),
+            links,
+            wire: BytesMut::new(),
             connack: Latency::new(),
             counts: ConnCounts::default(),
             received: 0,
@@ -406,8 +414,9 @@ impl Engine {
     fn service(&mut self, slot: usize) {
         let now = now_ns();
         let i = self.senders[slot].conn;
-        if self.conns[i].state != ConnState::Ready || !self.conns[i].wbuf.is_empty() {
-            // Not connected, or the socket is full: EPOLLOUT or CONNACK wakes it.
+        if self.conns[i].state != ConnState::Ready || !self.conns[i].is_flushed() {
+            // Not connected, or the socket is full: CONNACK or the flush that empties it
+            // wakes it.
             if self.conns[i].state == ConnState::Ready && self.phase == Phase::Running {
                 self.senders[slot].block(now);
             }
@@ -447,7 +456,7 @@ impl Engine {
             _ => Next::Idle,
         };
         self.flush(i, now);
-        if !self.conns[i].wbuf.is_empty() {
+        if !self.conns[i].is_flushed() {
             if matches!(next, Next::Again | Next::WaitAck) && self.phase == Phase::Running {
                 self.senders[slot].block(now);
             }

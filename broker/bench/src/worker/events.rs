@@ -1,6 +1,7 @@
-//! Readiness events of client sockets: connect completion, reads split into frames, writes
-//! resumed, and closing.
+//! Readiness events of client sockets: connect completion, reads (through the link, if any)
+//! split into frames, writes resumed, and closing.
 
+use std::io;
 use std::os::fd::AsFd;
 
 use bytes::BytesMut;
@@ -8,6 +9,7 @@ use ironsight_codec::{Connect, ConnectProperties, Framer, Packet};
 
 use super::conn::{ConnState, PACKET_MAX};
 use super::engine::{Engine, Phase, READ_CHUNK, READ_ROUNDS_MAX};
+use super::link::Flushed;
 use super::reactor::{read_into, Ready};
 use crate::clock::now_ns;
 use crate::plan;
@@ -30,11 +32,6 @@ impl Engine {
         }
         if ready.writable && self.conns[i].sock.is_some() {
             self.flush(i, now);
-            if self.conns[i].wbuf.is_empty() {
-                if let Some(slot) = self.conns[i].sender {
-                    self.wake(slot);
-                }
-            }
         }
     }
 
@@ -52,6 +49,16 @@ impl Engine {
                 Some(format!("connect {}:{port}: {e}", self.spec.client.target)),
             );
             return;
+        }
+        if let Some(links) = &self.links {
+            let port = plan::plan(&self.spec, self.conns[i].role, self.conns[i].index).port;
+            match links.open(port) {
+                Ok(link) => self.conns[i].link = Some(Box::new(link)),
+                Err(e) => {
+                    self.close(i, Some(format!("TLS: {e}")));
+                    return;
+                }
+            }
         }
         let connect = self.connect_packet(i);
         let conn = &mut self.conns[i];
@@ -82,6 +89,9 @@ impl Engine {
     /// Reads what is there (bounded rounds) and handles every whole frame.
     fn on_readable(&mut self, i: usize) {
         for _ in 0..READ_ROUNDS_MAX {
+            if self.conns[i].sock.is_none() {
+                return;
+            }
             // A partial frame lives in the connection's own buffer; otherwise read into the
             // shared scratch buffer and keep only a leftover partial frame.
             let own = !self.conns[i].rbuf.is_empty();
@@ -90,11 +100,7 @@ impl Engine {
             } else {
                 std::mem::take(&mut self.scratch)
             };
-            let Some(sock) = self.conns[i].sock.as_ref() else {
-                return;
-            };
-            let read = read_into(sock.as_fd(), &mut buf, READ_CHUNK);
-            let n = match read {
+            let n = match self.read_once(i, &mut buf) {
                 Ok(0) => {
                     self.restore(i, own, buf);
                     self.on_eof(i);
@@ -117,14 +123,36 @@ impl Engine {
             };
             self.frames(i, &mut buf);
             self.restore(i, own, buf);
+            if self.conns[i].peer_ended() {
+                self.on_eof(i);
+                return;
+            }
             if n < READ_CHUNK || self.conns[i].sock.is_none() {
                 break;
             }
         }
+        // Answers (PUBACK, PUBCOMP; with a link also handshake messages, pongs, and the MQTT
+        // bytes a finished handshake releases) go out now.
         let now = now_ns();
-        if self.conns[i].sock.is_some() && !self.conns[i].wbuf.is_empty() {
+        if self.conns[i].sock.is_some() && !self.conns[i].is_flushed() {
             self.flush(i, now);
         }
+    }
+
+    /// One read from connection `i`'s socket, its MQTT bytes appended to `buf`: directly for
+    /// plain TCP; through the link otherwise, the socket's bytes passing through the shared
+    /// `wire` buffer. Returns the socket's byte count (0: end of stream).
+    fn read_once(&mut self, i: usize, buf: &mut BytesMut) -> io::Result<usize> {
+        let conn = &mut self.conns[i];
+        let sock = conn.sock.as_ref().expect("the caller checked the socket");
+        let Some(link) = conn.link.as_deref_mut() else {
+            return read_into(sock.as_fd(), buf, READ_CHUNK);
+        };
+        let n = read_into(sock.as_fd(), &mut self.wire, READ_CHUNK)?;
+        let carried = link.input(&self.wire, buf);
+        self.wire.clear();
+        carried.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        Ok(n)
     }
 
     /// Puts a read buffer back: leftovers of the scratch buffer are copied to the connection.
@@ -180,11 +208,13 @@ impl Engine {
         }
     }
 
-    /// Writes pending bytes; registers for EPOLLOUT while some remain.
+    /// Writes pending bytes; registers for EPOLLOUT while the socket pushes back, and wakes
+    /// the connection's sender once it has taken everything after pushing back (whether
+    /// EPOLLOUT or a read's answers got it there).
     pub(super) fn flush(&mut self, i: usize, now: u64) {
         let conn = &mut self.conns[i];
-        let done = match conn.flush(now) {
-            Ok(done) => done,
+        let flushed = match conn.flush(now) {
+            Ok(flushed) => flushed,
             Err(e) => {
                 self.close(i, Some(format!("write: {e}")));
                 return;
@@ -193,7 +223,8 @@ impl Engine {
         let Some(sock) = conn.sock.as_ref() else {
             return;
         };
-        let want = !done;
+        let want = flushed == Flushed::Blocked;
+        let resumed = conn.want_write && flushed == Flushed::All;
         if want != conn.want_write {
             conn.want_write = want;
             // The registration is keyed by this descriptor: modify through it, never a dup.
@@ -201,8 +232,11 @@ impl Engine {
                 self.errors.push(format!("epoll modify: {e}"));
             }
         }
-        if done && conn.state == ConnState::Closing {
+        if flushed == Flushed::All && conn.state == ConnState::Closing {
             let _ = sock.shutdown(std::net::Shutdown::Write);
+        }
+        if let (true, Some(slot)) = (resumed, conn.sender) {
+            self.wake(slot);
         }
     }
 
@@ -215,6 +249,7 @@ impl Engine {
         let was = conn.state;
         conn.rbuf = BytesMut::new();
         conn.wbuf = BytesMut::new();
+        conn.link = None;
         conn.want_write = false;
         let tearing_down = matches!(self.phase, Phase::Teardown { .. } | Phase::Done);
         match was {

@@ -3,6 +3,8 @@
 //! - `reactor`: epoll, non-blocking connect, raw reads (why epoll and not glommio: there).
 //! - `stdin`: the parent's command pipe, line by line without blocking.
 //! - `conn`: one connection's socket, buffers and protocol state.
+//! - `link`: TLS and WebSocket between a socket and its MQTT bytes (`link::ws`: the WebSocket
+//!   client, without I/O).
 //! - `window`: a publisher's QoS 1/2 in-flight window.
 //! - `template`: a PUBLISH encoded once, patched per message.
 //! - `sender`: pacing, sequence numbers, backpressure time and encoding of a publishing client.
@@ -13,6 +15,7 @@
 mod conn;
 mod engine;
 mod events;
+mod link;
 mod packets;
 mod phases;
 mod reactor;

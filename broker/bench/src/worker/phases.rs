@@ -311,19 +311,10 @@ impl Engine {
         for i in 0..self.conns.len() {
             match self.conns[i].state {
                 ConnState::AwaitSubAck | ConnState::Ready => {
-                    let conn = &mut self.conns[i];
-                    conn.queue(
-                        &Packet::Disconnect(ironsight_codec::Disconnect::normal()),
-                        self.version,
-                    );
-                    conn.state = ConnState::Closing;
+                    self.conns[i].disconnect(self.version);
                     self.open -= 1;
+                    // Once all is out, the flush shuts our side down.
                     self.flush(i, now);
-                    if let Some(sock) = &self.conns[i].sock {
-                        if self.conns[i].wbuf.is_empty() {
-                            let _ = sock.shutdown(std::net::Shutdown::Write);
-                        }
-                    }
                 }
                 ConnState::Connecting | ConnState::AwaitConnAck => self.close(i, None),
                 _ => {}

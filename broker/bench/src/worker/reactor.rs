@@ -1,5 +1,5 @@
-//! The only I/O of a worker: one epoll instance, non-blocking sockets, and raw reads into
-//! `BytesMut`.
+//! The only I/O of a worker: one epoll instance, non-blocking sockets, raw reads into
+//! `BytesMut` and writes until the socket pushes back.
 //!
 //! Why a hand-written epoll loop and not glommio (which the broker uses): a load generator's
 //! cost is per *idle* connection. A worker must hold 19,000 connections on a 2-core machine
@@ -9,11 +9,11 @@
 //! are read into one shared scratch buffer and only a partial frame is ever kept per connection.
 //! One thread per worker process, and `--procs` for more cores, keeps the loop free of locks.
 
-use std::io;
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
@@ -151,6 +151,34 @@ pub fn read_into(fd: impl AsFd, buf: &mut BytesMut, chunk: usize) -> io::Result<
     Ok(n)
 }
 
+/// Writes while `step` has something to write (`Some`), until it has not (`Ok(true)`) or the
+/// socket pushes back (`Ok(false)`).
+pub fn write_until_blocked(
+    mut step: impl FnMut() -> Option<io::Result<usize>>,
+) -> io::Result<bool> {
+    while let Some(written) = step() {
+        match written {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// Writes what the socket takes of `buf`, dropping it from the front. `Ok(true)`: all of it.
+pub fn write_buf(mut sock: &TcpStream, buf: &mut BytesMut) -> io::Result<bool> {
+    write_until_blocked(|| {
+        (!buf.is_empty()).then(|| {
+            let n = sock.write(buf)?;
+            buf.advance(n);
+            Ok(n)
+        })
+    })
+}
+
 /// Sets O_NONBLOCK on a descriptor (the stdin pipe).
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -162,7 +190,6 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
     use std::net::TcpListener;
 
     /// Proves a non-blocking connect completes through the reactor, a source address can be

@@ -21,7 +21,9 @@ use crate::protocol::Schedule;
 
 /// Messages encoded per turn of one sender, so one fast publisher cannot starve the others.
 pub const BATCH_MAX: u64 = 64;
-/// Bytes a sender buffers before it lets the socket take them.
+/// Bytes a sender encodes in one burst before it lets the socket take them. A burst starts
+/// only once the connection is flushed (nothing in `wbuf` or in its link), so this bounds what
+/// a connection holds unsent, beside what a link holds (see `link::TLS_BUFFERED_MAX`).
 pub const WBUF_TARGET: usize = 64 * 1024;
 /// Responses a responder may owe before new requests are dropped (and counted).
 pub const RESPONSES_PENDING_MAX: usize = 4096;
