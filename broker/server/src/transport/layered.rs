@@ -43,12 +43,11 @@ thread_local! {
     static FRAMES: RefCell<BytesMut> = RefCell::default();
 }
 
-// Most layered connections are TLS ones, and the whole `Layered` is boxed already.
-#[allow(clippy::large_enum_variant)]
 enum Outer {
     Detect,
     Socket,
-    Tls(Tls),
+    /// Boxed: a WebSocket over a plain socket, as light as it can be, carries none of it.
+    Tls(Box<Tls>),
 }
 
 enum Inner {
@@ -139,7 +138,7 @@ impl Layered {
                 }
                 Detected::Tls => {
                     let context = ep.tls.as_ref().ok_or(TransportError::NotAccepted("TLS"))?;
-                    self.outer = Outer::Tls(Tls::new(context)?);
+                    self.outer = Outer::Tls(Box::new(Tls::new(context)?));
                 }
                 Detected::WebSocket => {
                     self.outer = Outer::Socket;

@@ -226,9 +226,9 @@ impl Transport {
 #[cfg(test)]
 mod tests {
     /// Every idle connection pays for its transport state; a field added carelessly here is
-    /// paid a million times. A plain connection's transport is one word; a TLS connection's
-    /// layered state holds its record layer's keys inline (no cipher contexts while idle).
-    /// Raise these bounds knowingly.
+    /// paid a million times. A plain connection's transport is one word; a layered one is a
+    /// small box (128 bytes), plus a WebSocket's framing state or a TLS session's keys (no
+    /// cipher contexts while idle) in boxes of their own. Raise these bounds knowingly.
     #[test]
     fn per_connection_transport_state_stays_small() {
         use std::mem::size_of;

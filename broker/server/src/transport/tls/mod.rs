@@ -249,8 +249,8 @@ impl Tls {
         let records = self.records()?;
         let mut sealed = 0;
         while !out.is_empty() && sealed < max {
-            let start = records.begin(wire)?;
-            let mut room = records::PLAINTEXT_MAX.min(max - sealed);
+            let mut room = records::PLAINTEXT_MAX.min(max - sealed).min(out.len());
+            let start = records.begin(wire, room)?;
             while room > 0 && !out.is_empty() {
                 let chunk = out.first_chunk();
                 let take = chunk.len().min(room);

@@ -307,37 +307,38 @@ impl Records {
     /// Seals `plaintext` (any length) as application data records at the end of `wire`.
     pub fn seal(&mut self, plaintext: &[u8], wire: &mut BytesMut) -> Result<(), RecordError> {
         for chunk in plaintext.chunks(PLAINTEXT_MAX) {
-            let start = self.begin(wire)?;
+            let start = self.begin(wire, chunk.len())?;
             wire.extend_from_slice(chunk);
             self.finish(content::APPLICATION_DATA, wire, start);
         }
         Ok(())
     }
 
-    /// Starts a record at the end of `wire`; its plaintext is appended next, at most
-    /// [`PLAINTEXT_MAX`] bytes, then [`Records::finish`] seals it. Returns the record's start.
-    /// A key near its limit is replaced first (TLS 1.3: a KeyUpdate goes out before the
-    /// record); TLS 1.2 cannot replace it, and the connection must end.
-    pub fn begin(&mut self, wire: &mut BytesMut) -> Result<usize, RecordError> {
+    /// Starts a record at the end of `wire` for `len` bytes of plaintext (at most
+    /// [`PLAINTEXT_MAX`]), which are appended next; then [`Records::finish`] seals it. Returns
+    /// the record's start. A key near its limit is replaced first (TLS 1.3: a KeyUpdate goes
+    /// out before the record); TLS 1.2 cannot replace it, and the connection must end.
+    pub fn begin(&mut self, wire: &mut BytesMut, len: usize) -> Result<usize, RecordError> {
         if self.tx_exhausted() {
             match self.version {
                 Version::Tls13 => self.update_tx(wire, false),
                 Version::Tls12 => return Err(RecordError::KeyExhausted),
             }
         }
-        Ok(self.begin_record(wire))
+        Ok(self.begin_record(wire, len))
     }
 
-    fn begin_record(&mut self, wire: &mut BytesMut) -> usize {
+    /// Room for exactly the record: a 4-byte CONNACK must not cost a 16 KiB buffer.
+    fn begin_record(&mut self, wire: &mut BytesMut, len: usize) -> usize {
         let start = wire.len();
-        wire.reserve(self.prefix_len() + PLAINTEXT_MAX + 1 + TAG_LEN);
+        wire.reserve(self.prefix_len() + len + 1 + TAG_LEN);
         wire.put_bytes(0, self.prefix_len());
         start
     }
 
     /// Seals one record of `typ` under the current key, using the records kept in reserve.
     fn seal_reserved(&mut self, typ: u8, message: &[u8], wire: &mut BytesMut) {
-        let start = self.begin_record(wire);
+        let start = self.begin_record(wire, message.len());
         wire.extend_from_slice(message);
         self.finish(typ, wire, start);
     }
