@@ -332,10 +332,13 @@ def connection_storm(broker: Broker, tool_cpus, quick: bool, client=(), paced_ra
                   "--source-addrs", "4", *client], broker, tool_cpus, timeout=180)
     paced = bench(["conn", "-n", "5000", "--rate", str(paced_rate), "--hold", "2", "--mqtt",
                    "3.1.1", "--source-addrs", "4", *client], broker, tool_cpus, timeout=180)
+    cpu_s = flat.get("broker", {}).get("cpu_s") or None
     result = {
         "connections": int(n), "rate_per_s": round(flat["connections"]["rate_per_s"]),
         "failed": flat["connections"]["failed"], "paced_rate": paced_rate,
         "connack_p99_us_paced": paced["connections"]["connack_latency_us"].get("p99"),
+        # The generator may be the bottleneck; what one broker core can take is this.
+        "per_broker_cpu_s": round(int(n) / cpu_s) if cpu_s else None,
     }
     log(f"  {broker.name:9s} connection storm: {result['rate_per_s']}/s, CONNACK p99 at "
         f"{paced_rate}/s {result['connack_p99_us_paced'] / 1000:.2f} ms")

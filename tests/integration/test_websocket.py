@@ -232,7 +232,7 @@ def test_close_reply_after_disconnect_is_not_reset(broker, proto):
     gives the broker up to 1 s to close its side, answers with a close frame, and then no
     reset may arrive for 0.3 s (read as SO_ERROR). Three rounds.
 
-    A reset here is what makes MQTT.js report "write EPIPE" on a clean client.end() (see
+    A reset here is what made MQTT.js report "write EPIPE" on a clean client.end() (see
     test_mqttjs_round_trip). (A close on a violation, such as 1003 for a text frame, "fails"
     the connection, RFC 6455 7.1.7, and need not wait for an answer.)"""
     for round_ in range(3):
@@ -284,12 +284,8 @@ def test_mqttjs_round_trip(start_broker, pki, procs, proto, scheme):
     assert [e for e in events if e["event"] == "message"] == \
         [{"event": "message", "topic": "js/echo", "payload": "from node", "qos": 1}]
     assert events[0] == {"event": "connected", "reason": 0}
-    assert [e for e in events if e["event"] == "error"] == []
-    # After its DISCONNECT, MQTT.js answers the broker's close frame; the broker has closed the
-    # socket already and resets, which MQTT.js reports as "write EPIPE" (about half of the
-    # time). That is test_close_reply_after_disconnect_is_not_reset's subject; here only the
-    # message counts.
-    assert [e["message"] for e in events if e["event"] == "error-after-done"] in \
-        ([], ["write EPIPE"])
+    # Nothing goes wrong, also not while MQTT.js says goodbye: its answer to the broker's close
+    # frame meets a lingering socket, not a reset ("write EPIPE" before the broker lingered).
+    assert [e for e in events if e["event"].startswith("error")] == []
     assert b.log_lines(rf"connected .* secure={str(scheme == 'wss').lower()} "
                        rf"client_id={client_id} ")

@@ -11,6 +11,7 @@
 //! - [`overflow`]: messages for other shards that wait for room in a full channel, in order.
 //! - [`flusher`]: one write pass per scheduling round.
 //! - [`connection`]: the task of an active connection.
+//! - [`log_budget`]: a bound on log lines a second, so that a flood of refusals is counted.
 //! - [`reload`]: certificates and revocation lists read again on SIGHUP and when they change.
 //! - [`transport`]: everything between a socket and MQTT bytes: plain, parking, sending,
 //!   lingering.
@@ -28,6 +29,7 @@ pub mod cores;
 pub mod flusher;
 pub mod link;
 pub mod listen;
+pub mod log_budget;
 pub mod overflow;
 pub mod reload;
 pub mod runtime;

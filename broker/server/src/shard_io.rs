@@ -24,6 +24,7 @@ use ironsight_core::{Event, Handoff, Shard};
 use crate::conns::{ConnIo, ConnTable, Socket};
 use crate::flusher::Flusher;
 use crate::link::{Adopted, Envelope, ShardLink};
+use crate::log_budget::LogBudget;
 use crate::transport::layered::Learnt;
 use crate::transport::linger::{self, Lingering};
 use crate::transport::park::{self, Parking};
@@ -38,6 +39,8 @@ pub const READS_PER_POLL: u32 = 8;
 pub const PARK_AFTER_S: u64 = 2;
 /// Seconds a closing connection may take to accept its last bytes before it is cut off.
 pub const CLOSE_GRACE_S: u32 = 5;
+/// Refused connections logged one by one a second, per shard; the rest are counted.
+pub const REFUSALS_LOGGED_PER_S: u32 = 20;
 
 pub struct ShardIo {
     pub id: ShardId,
@@ -53,6 +56,8 @@ pub struct ShardIo {
     /// it for the bytes a transport carried over from the last one.
     scratch: RefCell<Box<[u8]>>,
     clock_s: Cell<u32>,
+    /// Refused connections logged a second; a flood of them must not stall the shard.
+    refusals_logged: LogBudget,
     /// Connections parked since the allocator last gave memory back.
     parked_since_collect: Cell<u32>,
     /// Reused between flushes, so that a flush allocates nothing.
@@ -95,6 +100,7 @@ impl ShardIo {
             endpoints: RefCell::new(endpoints),
             scratch: RefCell::new(vec![0; CARRY_MAX + READ_CHUNK].into_boxed_slice()),
             clock_s: Cell::new(0),
+            refusals_logged: LogBudget::new(REFUSALS_LOGGED_PER_S),
             parked_since_collect: Cell::new(0),
             dirty: RefCell::new(Vec::new()),
             transport_dirty: RefCell::new(Vec::new()),
@@ -308,7 +314,7 @@ impl ShardIo {
         let peer = self.core.borrow().peer(conn);
         if error.peer_closed() {
             tracing::debug!(conn, ?peer, %error, "transport closed by the client");
-        } else {
+        } else if self.refusals_logged.allow(self.clock_s.get()) {
             tracing::info!(conn, ?peer, %error, "connection refused");
         }
         self.end_below_mqtt(conn);
@@ -732,6 +738,13 @@ impl ShardIo {
     pub fn tick(self: &Rc<Self>) {
         let clock = self.clock_s.get() + 1;
         self.clock_s.set(clock);
+        let suppressed = self.refusals_logged.take_suppressed();
+        if suppressed > 0 {
+            tracing::info!(
+                count = suppressed,
+                "more connections refused (not logged one by one)"
+            );
+        }
         self.core().tick(Instant::now());
         let mut cut = Vec::new();
         let idle_since = Instant::now() - Duration::from_secs(PARK_AFTER_S);
