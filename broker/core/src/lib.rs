@@ -10,7 +10,8 @@
 //! - [`conn`]: one network connection's protocol state.
 //! - [`session`]: what outlives a connection: subscriptions, delivery state, will, expiry.
 //! - [`policy`]: connection and topic policies: who may connect, publish, subscribe.
-//! - [`routing`]: shard sets, interest in other shards, shared groups, messages between shards.
+//! - [`interest`]: what the other shards subscribe to, posted before a SUBSCRIBE returns.
+//! - [`routing`]: shard sets, local subscriptions, shared groups, messages between shards.
 //! - [`settings`]: the limits the core enforces, from the configuration objects.
 //! - [`shard`]: the state machine tying these together for one core.
 //! - [`stats`]: counters a shard keeps about itself.
@@ -24,6 +25,7 @@
 
 pub mod conn;
 pub mod delivery;
+pub mod interest;
 pub mod journal;
 pub mod message;
 pub mod outbuf;

@@ -2,14 +2,12 @@
 //!
 //! - `LocalSubs` (in the local trie, by filter): this shard's sessions subscribed to a filter.
 //! - `ShareGroup` (by share key): this shard's members of one shared subscription.
-//! - `Interest` (in the interest trie, by filter): which *other* shards have plain subscribers
-//!   on a filter, and which shards (this one included) have members of each shared group.
+//! - [`crate::interest::Interest`] (in the interest trie, by filter): which *other* shards have
+//!   plain subscribers on a filter, and which shards have members of each shared group.
 //!
-//! A shard tells every other shard when a filter or a share gains its first local subscriber or
-//! loses its last ([`ShardMsg::Interest`]); a publish then goes only to the shards that want it.
-//! Messages between two shards arrive in the order sent.
+//! Messages between two shards ([`ShardMsg`]) arrive in the order sent; interest changes do not
+//! travel with them but on the [`crate::interest::InterestBoard`].
 
-use std::cell::Cell;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
@@ -104,28 +102,6 @@ pub struct ShareGroup {
     pub next: usize,
 }
 
-#[derive(Debug)]
-pub struct ShareInterest {
-    pub key: ShareKey,
-    /// Shards with at least one member, this shard included.
-    pub shards: ShardSet,
-    /// The shard that got the previous message (round robin across shards).
-    pub last: Cell<ShardId>,
-}
-
-#[derive(Debug, Default)]
-pub struct Interest {
-    /// Other shards with plain subscribers on this filter.
-    pub shards: ShardSet,
-    pub shares: Vec<ShareInterest>,
-}
-
-impl Interest {
-    pub fn is_empty(&self) -> bool {
-        self.shards.is_empty() && self.shares.is_empty()
-    }
-}
-
 /// Messages between shards. Everything here is `Send`: payloads travel as shared `Arc`s.
 #[derive(Debug)]
 pub enum ShardMsg {
@@ -141,22 +117,7 @@ pub enum ShardMsg {
         ack: Option<u64>,
     },
     /// Whether a session on the answering shard had to refuse the message (its queue full).
-    PublishOutcome {
-        token: u64,
-        rejected: bool,
-    },
-    /// Shard `from` gained (`add`) or lost its local subscribers on `filter` (or on the shared
-    /// subscription `share`). With a barrier, the receiver answers [`ShardMsg::BarrierAck`].
-    Interest {
-        from: ShardId,
-        filter: Arc<str>,
-        share: Option<ShareKey>,
-        add: bool,
-        barrier: Option<u64>,
-    },
-    BarrierAck {
-        barrier: u64,
-    },
+    PublishOutcome { token: u64, rejected: bool },
     /// Messages of a shared subscription that must go to another member (their member left, or
     /// this shard had none left). `hops` bounds the forwarding between shards.
     Redispatch {

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use ironsight_core::settings::SHARDS_MAX;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CoreSpec {
     Count(usize),
@@ -80,6 +82,17 @@ pub fn resolve(spec: Option<&CoreSpec>) -> Result<Vec<usize>, String> {
     }
 }
 
+/// The CPU of each shard: one shard per CPU, or `shards` of them round robin over `cpus`.
+pub fn spread(cpus: Vec<usize>, shards: Option<usize>) -> Result<Vec<usize>, String> {
+    match shards {
+        None => Ok(cpus),
+        Some(n) if n == 0 || n > SHARDS_MAX => {
+            Err(format!("--shards {n}: between 1 and {SHARDS_MAX}"))
+        }
+        Some(n) => Ok(cpus.iter().copied().cycle().take(n).collect()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +114,14 @@ mod tests {
         assert_eq!(resolve(Some(&CoreSpec::Count(1))).unwrap(), [allowed[0]]);
         assert!(resolve(Some(&CoreSpec::Count(allowed.len() + 1))).is_err());
         assert!(resolve(Some(&CoreSpec::List(vec![100_000]))).is_err());
+    }
+
+    #[test]
+    fn shards_spread_round_robin_over_cpus() {
+        assert_eq!(spread(vec![0, 1], None).unwrap(), [0, 1]);
+        assert_eq!(spread(vec![0, 1], Some(5)).unwrap(), [0, 1, 0, 1, 0]);
+        assert_eq!(spread(vec![3, 7], Some(1)).unwrap(), [3]);
+        assert!(spread(vec![0], Some(0)).is_err());
+        assert!(spread(vec![0], Some(SHARDS_MAX + 1)).is_err());
     }
 }

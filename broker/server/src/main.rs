@@ -28,6 +28,10 @@ struct Args {
     /// Shards: a number of cores, or a CPU list such as 0,2-3. Default: every CPU available.
     #[arg(long, value_name = "N|LIST")]
     cores: Option<CoreSpec>,
+    /// Shards to run, spread round robin over those CPUs. Default: one per CPU. More shards
+    /// than CPUs costs speed; it exists to test many-shard behaviour on a small machine.
+    #[arg(long, value_name = "N")]
+    shards: Option<usize>,
     /// Check the configuration, print it with every default filled in, and exit.
     #[arg(long)]
     check_config: bool,
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
         config,
         listen: args.listen,
         cores: args.cores,
+        shards: args.shards,
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),

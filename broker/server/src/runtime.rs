@@ -12,6 +12,7 @@ use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use ironsight_config::{Config, ListenerOverride};
+use ironsight_core::interest::InterestBoard;
 use ironsight_core::settings::Settings;
 use ironsight_core::Shard;
 
@@ -35,11 +36,13 @@ pub struct Options {
     pub config: Config,
     pub listen: Vec<ListenerOverride>,
     pub cores: Option<CoreSpec>,
+    /// Shards over those cores (default: one per core).
+    pub shards: Option<usize>,
 }
 
 /// Runs the broker until SIGTERM or SIGINT.
 pub fn run(options: Options) -> Result<(), String> {
-    let cpus = cores::resolve(options.cores.as_ref())?;
+    let cpus = cores::spread(cores::resolve(options.cores.as_ref())?, options.shards)?;
     let shards = cpus.len();
     let settings = Arc::new(options.config.settings());
     let contexts = tls::context::build(&options.config).map_err(|e| e.to_string())?;
@@ -64,12 +67,13 @@ pub fn run(options: Options) -> Result<(), String> {
     let published = reload::start(Arc::new(options.config.clone()), stop.clone())?;
     tracing::info!(shards, cpus = ?cpus, "starting");
     let mesh = MeshBuilder::full(shards, CHANNEL_CAPACITY);
+    let board = InterestBoard::new(shards as u16);
     let mut handles = Vec::with_capacity(shards);
     for (index, (cpu, listeners)) in cpus.into_iter().zip(per_shard).enumerate() {
         let start = ShardStart {
             index,
-            shards,
             mesh: mesh.clone(),
+            board: board.clone(),
             settings: settings.clone(),
             endpoints: endpoints.clone(),
             listeners,
@@ -82,7 +86,7 @@ pub fn run(options: Options) -> Result<(), String> {
             .spawn(move || async move {
                 let result = shard_main(start, stop.clone()).await;
                 if let Err(error) = &result {
-                    // The others cannot work without it (barriers wait for every shard).
+                    // The others cannot work without it (its clients' sessions live nowhere else).
                     tracing::error!(shard = index, %error, "shard failed; stopping the broker");
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -106,8 +110,9 @@ pub fn run(options: Options) -> Result<(), String> {
 /// What one shard starts from.
 struct ShardStart {
     index: usize,
-    shards: usize,
     mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
+    /// Where shards post interest changes to each other (see `ironsight_core::interest`).
+    board: Arc<InterestBoard>,
     settings: Arc<Settings>,
     endpoints: Vec<EndpointTransport>,
     /// Its listening sockets, by endpoint number.
@@ -119,8 +124,8 @@ struct ShardStart {
 async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), String> {
     let ShardStart {
         index,
-        shards,
         mesh,
+        board,
         settings,
         endpoints,
         listeners,
@@ -136,7 +141,7 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
         // milliseconds: here, rather than in the first client's handshake.
         let _ = aws_lc_rs::rand::fill(&mut [0u8; 1]);
     }
-    let core = Shard::new(id, shards as u16, settings);
+    let core = Shard::new(id, board, settings);
     let (parking, tokens) =
         Parking::start(index).map_err(|e| format!("cannot start parking for shard {id}: {e}"))?;
     let io = ShardIo::new(core, senders, parking, endpoints);

@@ -78,6 +78,7 @@ impl Shard {
         if msg.retain {
             self.store_retained(&msg);
         }
+        self.catch_up_interest();
         let mut routes = std::mem::take(&mut self.fanout.routes);
         routes.resize_with(usize::from(self.shard_count), Route::default);
         let me = self.id;
@@ -287,6 +288,7 @@ impl Shard {
         messages: Vec<Outgoing>,
         hops: u16,
     ) -> bool {
+        self.catch_up_interest();
         let me = self.id;
         let target = self.interest.get(share_filter(&key)).and_then(|interest| {
             let share = interest.shares.iter().find(|s| s.key == key)?;

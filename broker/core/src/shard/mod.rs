@@ -37,13 +37,14 @@ use slab::Slab;
 
 use crate::conn::{ConnId, ConnState, Connection, Identity};
 use crate::delivery::ShareId;
+use crate::interest::{Interest, InterestBoard, InterestChange};
 use crate::journal::{Journal, MemoryOnly, Record};
 use crate::message::message_id;
 use crate::message::{RetainedVersion, SharedMessage};
 use crate::outbuf::OutBuf;
-use crate::routing::{Interest, LocalSubs, ShardId, ShardMsg, ShareGroup, ShareKey};
+use crate::routing::{LocalSubs, ShardId, ShardMsg, ShareGroup, ShareKey};
 use crate::session::{Session, SessionIdx};
-use crate::settings::{EndpointSettings, Settings, SHARDS_MAX};
+use crate::settings::{EndpointSettings, Settings};
 use crate::stats::Stats;
 use crate::tree::TopicTree;
 
@@ -82,18 +83,6 @@ struct Timer {
     generation: u32,
 }
 
-/// Work deferred until every other shard has applied an interest change: the SUBACK (and the
-/// retained messages after it) of a subscribe that added this shard's first subscriber on a filter.
-#[derive(Debug)]
-struct Barrier {
-    conn: ConnId,
-    generation: u32,
-    /// Acknowledgements still expected: new filters × other shards, which a SUBSCRIBE with
-    /// many filters takes past `u16`.
-    waiting: u32,
-    then: subscribe::Deferred,
-}
-
 pub struct Shard {
     pub id: ShardId,
     pub shard_count: u16,
@@ -107,15 +96,17 @@ pub struct Shard {
     subs: TopicTree<LocalSubs>,
     shares: Slab<ShareGroup>,
     share_index: HashMap<ShareKey, ShareId>,
-    /// What the other shards subscribe to.
+    /// What the other shards subscribe to, kept up to date from `board` before every routing.
     interest: TopicTree<Interest>,
+    board: Arc<InterestBoard>,
+    /// The board's count of changes posted to this shard when it last applied them.
+    interest_applied: u64,
+    interest_changes: Vec<InterestChange>,
     /// A full replica of the retained messages: every shard applies every retained publish.
     retained: TopicTree<SharedMessage>,
     /// Recently cleared retained topics and the version that cleared them, so that an older
     /// update arriving later from another shard does not bring the message back.
     retained_cleared: HashMap<ironsight_codec::ByteString, RetainedVersion>,
-    barriers: HashMap<u64, Barrier>,
-    next_barrier: u64,
     /// Acknowledgements waiting for other shards, per connection, and who waits on which token.
     acks: HashMap<ConnId, acks::AckQueue>,
     ack_tokens: HashMap<u64, ConnId>,
@@ -139,12 +130,9 @@ pub struct Shard {
 const OWNER_SEED: u64 = 0x1b0d_5eed_cafe_f00d;
 
 impl Shard {
-    pub fn new(id: ShardId, shard_count: u16, settings: Arc<Settings>) -> Shard {
-        assert!(shard_count >= 1, "a broker has at least one shard");
-        assert!(
-            usize::from(shard_count) <= SHARDS_MAX,
-            "at most {SHARDS_MAX} shards"
-        );
+    /// Shard `id` of the broker whose shards share `board` (one inbox per shard).
+    pub fn new(id: ShardId, board: Arc<InterestBoard>, settings: Arc<Settings>) -> Shard {
+        let shard_count = board.shards();
         assert!(id < shard_count, "shard id out of range");
         assert!(
             !settings.endpoints.is_empty(),
@@ -162,10 +150,11 @@ impl Shard {
             shares: Slab::new(),
             share_index: HashMap::new(),
             interest: TopicTree::new(),
+            board,
+            interest_applied: 0,
+            interest_changes: Vec::new(),
             retained: TopicTree::new(),
             retained_cleared: HashMap::new(),
-            barriers: HashMap::new(),
-            next_barrier: 0,
             acks: HashMap::new(),
             ack_tokens: HashMap::new(),
             next_ack_token: 0,

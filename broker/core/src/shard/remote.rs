@@ -29,19 +29,6 @@ impl Shard {
                 }
             }
             ShardMsg::PublishOutcome { token, rejected } => self.publish_outcome(token, rejected),
-            ShardMsg::Interest {
-                from,
-                filter,
-                share,
-                add,
-                barrier,
-            } => {
-                self.apply_interest(from, &filter, share.as_ref(), add);
-                if let Some(barrier) = barrier {
-                    self.queue_remote(from, ShardMsg::BarrierAck { barrier });
-                }
-            }
-            ShardMsg::BarrierAck { barrier } => self.barrier_acked(barrier, now),
             ShardMsg::Redispatch {
                 share,
                 messages,

@@ -2,13 +2,11 @@
 //! this one, and retained messages on subscribe.
 //!
 //! When a subscribe gives this shard its first subscriber on a filter (or a share), every other
-//! shard must learn it before the client is told the subscription exists; otherwise a message
-//! published elsewhere right after the SUBACK could miss it. So the SUBACK then waits on a
-//! barrier: each other shard acknowledges the interest change, and meanwhile the connection's
-//! further input waits, so its packets are still handled in order.
+//! shard learns it through the [`crate::interest::InterestBoard`] before the SUBSCRIBE's
+//! handling returns: a message published anywhere after that reaches the new subscriber, with
+//! or without its SUBACK (the guarantee and why it holds: [`crate::interest`]).
 
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::Instant;
 
 use ironsight_codec::{
@@ -16,40 +14,21 @@ use ironsight_codec::{
     SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 
-use super::{Barrier, Shard};
+use super::Shard;
 use crate::conn::ConnId;
-use crate::delivery::{Offer, SubIds};
+use crate::delivery::{Offer, ShareId, SubIds};
+use crate::interest::{Interest, InterestChange};
 use crate::journal::Record;
 use crate::policy::Action;
-use crate::routing::{
-    share_key, Interest, LocalSub, Member, ShardId, ShardMsg, ShareGroup, ShareInterest, ShareKey,
-};
+use crate::routing::{share_key, LocalSub, Member, ShardId, ShareGroup, ShareKey};
 use crate::session::{SessionIdx, Subscription};
 use crate::topic::{self, ParsedFilter};
-
-/// A SUBACK waiting for a barrier, and the retained messages to send after it.
-#[derive(Debug)]
-pub(super) struct Deferred {
-    suback: SubAck,
-    retained: Vec<RetainedRequest>,
-}
 
 #[derive(Debug)]
 struct RetainedRequest {
     filter: Box<str>,
     options: SubscriptionOptions,
     id: Option<NonZeroU32>,
-}
-
-/// An interest change this shard must announce.
-struct Announcement {
-    filter: Arc<str>,
-    share: Option<ShareKey>,
-}
-
-struct Added {
-    is_new: bool,
-    announcement: Option<Announcement>,
 }
 
 fn granted(qos: QoS) -> ReasonCode {
@@ -91,13 +70,12 @@ impl Shard {
         let id = subscribe.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
-        let mut announcements = Vec::new();
         for f in &subscribe.filters {
             match self.add_subscription(session, f, id) {
-                Ok(added) => {
+                Ok(is_new) => {
                     let wants_retained = match f.options.retain_handling {
                         RetainHandling::SendAtSubscribe => true,
-                        RetainHandling::SendIfNewSubscription => added.is_new,
+                        RetainHandling::SendIfNewSubscription => is_new,
                         RetainHandling::DoNotSend => false,
                     };
                     let shared = is_shared(f);
@@ -108,7 +86,6 @@ impl Shard {
                             id,
                         });
                     }
-                    announcements.extend(added.announcement);
                     codes.push(granted(f.options.qos));
                 }
                 Err(reason) => codes.push(reason),
@@ -119,34 +96,20 @@ impl Shard {
             reason_codes: codes,
             properties: ReasonProperties::default(),
         };
-        let deferred = Deferred { suback, retained };
-        if announcements.is_empty() || self.shard_count == 1 {
-            return self.complete_subscribe(conn, now, deferred);
+        // [MQTT-3.3.1-9]: the retained messages follow the SUBACK.
+        self.send(conn, &Packet::SubAck(suback));
+        for request in retained {
+            self.send_retained(session, &request, now);
         }
-        self.next_barrier += 1;
-        let barrier = self.next_barrier;
-        let waiting = announcements.len() * usize::from(self.shard_count - 1);
-        for a in announcements {
-            self.announce(a, true, Some(barrier));
-        }
-        let c = &mut self.conns[conn as usize];
-        c.paused_on = std::num::NonZeroU64::new(barrier);
-        let barrier_state = Barrier {
-            conn,
-            generation: c.generation,
-            waiting: u32::try_from(waiting).expect("bounded by MaxSubscriptionsPerSession × 64"),
-            then: deferred,
-        };
-        self.barriers.insert(barrier, barrier_state);
     }
 
-    /// Adds or replaces one subscription ([MQTT-3.8.4-3]).
+    /// Adds or replaces one subscription ([MQTT-3.8.4-3]); true when it is new.
     fn add_subscription(
         &mut self,
         session: SessionIdx,
         f: &SubscribeFilter,
         id: Option<NonZeroU32>,
-    ) -> Result<Added, ReasonCode> {
+    ) -> Result<bool, ReasonCode> {
         // Syntax was checked for the whole packet; what is left is the broker's length and depth
         // limits: a well-formed filter this server does not accept (0x8F).
         let parsed = self.parse(&f.filter).map_err(|error| {
@@ -169,23 +132,16 @@ impl Shard {
         if existing.is_none() && s.subscriptions.len() >= self.settings.broker.subscriptions_max {
             return Err(ReasonCode::QuotaExceeded);
         }
-        let (share, announcement) = match parsed.share_group {
-            None => (
-                None,
-                self.add_plain(
-                    session,
-                    parsed.filter,
-                    LocalSub {
-                        options: f.options,
-                        id,
-                    },
-                ),
-            ),
-            Some(group) => {
-                let (share, announcement) =
-                    self.add_member(session, group, parsed.filter, f.options, id);
-                (Some(share), announcement)
+        let share = match parsed.share_group {
+            None => {
+                let sub = LocalSub {
+                    options: f.options,
+                    id,
+                };
+                self.add_plain(session, parsed.filter, sub);
+                None
             }
+            Some(group) => Some(self.add_member(session, group, parsed.filter, f.options, id)),
         };
         if self.durable(session) {
             let client_id = &self.sessions[session as usize].client_id;
@@ -208,25 +164,16 @@ impl Shard {
             Some(at) => subs[at] = sub,
             None => subs.push(sub),
         }
-        Ok(Added {
-            is_new: existing.is_none(),
-            announcement,
-        })
+        Ok(existing.is_none())
     }
 
-    fn add_plain(
-        &mut self,
-        session: SessionIdx,
-        filter: &str,
-        sub: LocalSub,
-    ) -> Option<Announcement> {
+    fn add_plain(&mut self, session: SessionIdx, filter: &str, sub: LocalSub) {
         let leaf = self.subs.get_or_insert_with(filter, Default::default);
         let first = leaf.is_empty();
         leaf.insert(session, sub);
-        first.then(|| Announcement {
-            filter: filter.into(),
-            share: None,
-        })
+        if first {
+            self.announce(filter, None, true);
+        }
     }
 
     fn add_member(
@@ -236,7 +183,7 @@ impl Shard {
         filter: &str,
         options: SubscriptionOptions,
         id: Option<NonZeroU32>,
-    ) -> (u32, Option<Announcement>) {
+    ) -> ShareId {
         let key = share_key(group, filter);
         let member = Member {
             session,
@@ -249,7 +196,7 @@ impl Shard {
                 Some(at) => members[at] = member,
                 None => members.push(member),
             }
-            return (share, None);
+            return share;
         }
         let share = self.shares.insert(ShareGroup {
             key: key.clone(),
@@ -259,26 +206,22 @@ impl Shard {
         self.share_index.insert(key.clone(), share);
         // This shard counts among the shards with members, for the round robin of its own publishes.
         self.apply_interest(self.id, filter, Some(&key), true);
-        (
-            share,
-            Some(Announcement {
-                filter: filter.into(),
-                share: Some(key),
-            }),
-        )
+        self.announce(filter, Some(key), true);
+        share
     }
 
-    fn announce(&mut self, a: Announcement, add: bool, barrier: Option<u64>) {
-        for shard in self.other_shards() {
-            let msg = ShardMsg::Interest {
-                from: self.id,
-                filter: a.filter.clone(),
-                share: a.share.clone(),
-                add,
-                barrier,
-            };
-            self.queue_remote(shard, msg);
+    /// Tells every other shard, before this returns, that this shard gained (`add`) or lost its
+    /// subscribers on a filter or a share.
+    fn announce(&self, filter: &str, share: Option<ShareKey>, add: bool) {
+        if self.shard_count == 1 {
+            return;
         }
+        self.board.post(&InterestChange {
+            from: self.id,
+            filter: filter.into(),
+            share,
+            add,
+        });
     }
 
     /// Records that shard `from` has (or no longer has) subscribers on `filter` / the share `key`.
@@ -289,45 +232,26 @@ impl Shard {
         key: Option<&ShareKey>,
         add: bool,
     ) {
-        let interest = self.interest.get_or_insert_with(filter, Interest::default);
-        match key {
-            None if add => interest.shards.insert(from),
-            None => interest.shards.remove(from),
-            Some(key) => {
-                let at = interest.shares.iter().position(|s| s.key == *key);
-                match (at, add) {
-                    (Some(at), true) => interest.shares[at].shards.insert(from),
-                    (None, true) => {
-                        let mut shards = crate::routing::ShardSet::default();
-                        shards.insert(from);
-                        interest.shares.push(ShareInterest {
-                            key: key.clone(),
-                            shards,
-                            last: std::cell::Cell::new(from),
-                        });
-                    }
-                    (Some(at), false) => {
-                        interest.shares[at].shards.remove(from);
-                        if interest.shares[at].shards.is_empty() {
-                            interest.shares.swap_remove(at);
-                        }
-                    }
-                    (None, false) => {}
-                }
-            }
-        }
+        self.interest
+            .get_or_insert_with(filter, Interest::default)
+            .apply(from, key, add);
         self.interest.remove_if(filter, Interest::is_empty);
     }
 
-    /// Sends the SUBACK, then the retained messages of the new subscriptions ([MQTT-3.3.1-9]).
-    fn complete_subscribe(&mut self, conn: ConnId, now: Instant, deferred: Deferred) {
-        self.send(conn, &Packet::SubAck(deferred.suback));
-        let Some(session) = self.conns[conn as usize].session else {
+    /// Applies the interest changes other shards posted since the last call. Called before
+    /// anything reads the interest trie to route: this load is where a PUBLISH takes effect.
+    pub(super) fn catch_up_interest(&mut self) {
+        let posted = self.board.posted(self.id);
+        if posted == self.interest_applied {
             return;
-        };
-        for request in deferred.retained {
-            self.send_retained(session, &request, now);
         }
+        self.interest_applied = posted;
+        let mut changes = std::mem::take(&mut self.interest_changes);
+        self.board.take(self.id, &mut changes);
+        for c in changes.drain(..) {
+            self.apply_interest(c.from, &c.filter, c.share.as_ref(), c.add);
+        }
+        self.interest_changes = changes;
     }
 
     fn send_retained(&mut self, session: SessionIdx, request: &RetainedRequest, now: Instant) {
@@ -355,27 +279,6 @@ impl Shard {
             };
             self.deliver(now, session, offer);
         }
-    }
-
-    /// Another shard applied an interest change of ours.
-    pub(super) fn barrier_acked(&mut self, barrier: u64, now: Instant) {
-        let Some(state) = self.barriers.get_mut(&barrier) else {
-            return;
-        };
-        state.waiting -= 1;
-        if state.waiting > 0 {
-            return;
-        }
-        let state = self.barriers.remove(&barrier).expect("present above");
-        if !self.is_current(state.conn, state.generation)
-            || !self.conns[state.conn as usize].is_open()
-        {
-            return; // the subscriber left meanwhile; its subscription was dropped with its session
-        }
-        self.conns[state.conn as usize].paused_on = None;
-        self.complete_subscribe(state.conn, now, state.then);
-        self.drain_inbuf(state.conn, now);
-        self.events.push(super::Event::Resumed { conn: state.conn });
     }
 
     pub(super) fn on_unsubscribe(&mut self, conn: ConnId, now: Instant, unsubscribe: Unsubscribe) {
@@ -425,14 +328,7 @@ impl Shard {
             leaf.remove(&session);
             if leaf.is_empty() {
                 self.subs.remove(filter);
-                self.announce(
-                    Announcement {
-                        filter: filter.into(),
-                        share: None,
-                    },
-                    false,
-                    None,
-                );
+                self.announce(filter, None, false);
             }
             return;
         };
@@ -443,14 +339,7 @@ impl Shard {
             self.shares.remove(share as usize);
             self.share_index.remove(&key);
             self.apply_interest(self.id, filter, Some(&key), false);
-            self.announce(
-                Announcement {
-                    filter: filter.into(),
-                    share: Some(key.clone()),
-                },
-                false,
-                None,
-            );
+            self.announce(filter, Some(key.clone()), false);
         }
         // A connected member that unsubscribes still acknowledges what it was sent; a session
         // that ends never will.

@@ -21,6 +21,9 @@ impl Shard {
         // A clearing only has to outlive the updates still travelling between shards.
         self.retained_cleared
             .retain(|_, (at, _)| now.saturating_duration_since(*at) < RETAINED_CLEARED_KEEP);
+        // A shard that routes nothing still empties its inbox, which subscription churn elsewhere
+        // would otherwise grow without bound.
+        self.catch_up_interest();
     }
 
     fn check_connections(&mut self, now: Instant) {
