@@ -45,7 +45,7 @@ def test_a_message_published_after_a_subscribe_was_read_arrives(start_broker, sh
                 assert rc == 0
                 s.publish(f"sync/{j}/{r}", str(r), 1, wait=False)
             for s in subscribers:
-                s.wait_messages(r + 1, timeout=10)
+                s.wait_messages(r + 1, timeout=30)
             # Each round's topic goes once its message arrived, so that interest also leaves
             # the other shards' tries while the next round's arrives.
             for j, s in enumerate(subscribers):

@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::num::{NonZeroU16, NonZeroU64};
+use std::num::NonZeroU16;
 use std::time::Instant;
 
 use hashbrown::HashMap;
@@ -160,8 +160,8 @@ pub struct Connection {
     pub inbuf: InBuf,
     pub out: OutBuf,
     pub aliases: Option<Box<Aliases>>,
-    /// Input is held (left in `inbuf`) until the shard barrier with this id completes.
-    pub paused_on: Option<NonZeroU64>,
+    /// Input is held (left in `inbuf`, or in the socket) while a SUBSCRIBE is in progress.
+    pub paused: bool,
     /// Already in the shard's list of connections with new output.
     pub dirty: bool,
 }
@@ -186,7 +186,7 @@ impl Connection {
             inbuf: InBuf::default(),
             out: OutBuf::default(),
             aliases: None,
-            paused_on: None,
+            paused: false,
             dirty: false,
         }
     }

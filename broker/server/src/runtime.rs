@@ -168,6 +168,7 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
     }))
     .detach();
     glommio::spawn_local(unpark_loop(io.clone(), tokens)).detach();
+    glommio::spawn_local(io.clone().slices()).detach();
 
     let mut next_tick = Instant::now() + TICK;
     let mut generation = published.generation();

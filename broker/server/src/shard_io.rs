@@ -42,12 +42,17 @@ pub const CLOSE_GRACE_S: u32 = 5;
 /// Refused connections logged one by one a second, per shard; the rest are counted.
 pub const REFUSALS_LOGGED_PER_S: u32 = 20;
 
+/// The slices task's pause between two slices of a SUBSCRIBE in progress.
+const SLICE_PAUSE: Duration = Duration::from_micros(50);
+
 pub struct ShardIo {
     pub id: ShardId,
     core: RefCell<Shard>,
     conns: RefCell<ConnTable>,
     link: ShardLink,
     flusher: Flusher,
+    /// Wakes the slices task (the same once-a-round wake-up as the flusher's).
+    slicer: Flusher,
     parking: Parking,
     lingering: Lingering,
     /// What each endpoint accepts, by endpoint number.
@@ -95,6 +100,7 @@ impl ShardIo {
             conns: RefCell::new(ConnTable::default()),
             link: ShardLink::new(senders),
             flusher: Flusher::default(),
+            slicer: Flusher::default(),
             parking,
             lingering: Lingering::default(),
             endpoints: RefCell::new(endpoints),
@@ -292,17 +298,15 @@ impl ShardIo {
         let mut events = self.events.borrow_mut();
         self.core().take_events(&mut events);
         for event in events.iter_mut() {
-            if let Event::Handoff {
+            let Event::Handoff {
                 conn: moving,
                 handoff,
                 ..
-            } = event
-            {
-                if *moving == conn {
-                    let mut all = BytesMut::from(&handoff.rest[..]);
-                    all.extend_from_slice(&rest);
-                    handoff.rest = all.freeze();
-                }
+            } = event;
+            if *moving == conn {
+                let mut all = BytesMut::from(&handoff.rest[..]);
+                all.extend_from_slice(&rest);
+                handoff.rest = all.freeze();
             }
         }
     }
@@ -512,6 +516,9 @@ impl ShardIo {
         }
         self.route_outbox();
         self.handle_events();
+        if self.core.borrow().has_work() {
+            self.slicer.schedule();
+        }
     }
 
     /// Writes what `conn` has pending, through its transport.
@@ -647,14 +654,8 @@ impl ShardIo {
         let mut events = std::mem::take(&mut *self.events.borrow_mut());
         self.core().take_events(&mut events);
         for event in events.drain(..) {
-            match event {
-                Event::Handoff { conn, to, handoff } => self.hand_off(conn, to, handoff),
-                Event::Resumed { conn } => {
-                    if let Some(c) = self.conns.borrow_mut().any(conn) {
-                        c.wake();
-                    }
-                }
-            }
+            let Event::Handoff { conn, to, handoff } = event;
+            self.hand_off(conn, to, handoff);
         }
         *self.events.borrow_mut() = events;
     }
@@ -695,6 +696,33 @@ impl ShardIo {
             self.link.send(to, Envelope::Core(msg));
         }
         *self.outbox.borrow_mut() = outbox;
+    }
+
+    /// The slices task: one slice of the longest-waiting SUBSCRIBE in progress per turn, and a
+    /// pause between turns in which the shard polls its sockets and runs the other
+    /// connections, so that a SUBSCRIBE with half a million filters delays them by one slice
+    /// at a time (`ironsight_core::shard::SUBSCRIBE_SLICE` filters), not by the whole packet.
+    pub async fn slices(self: Rc<Self>) {
+        let mut resumed = Vec::new();
+        loop {
+            futures_lite::future::poll_fn(|cx| match self.slicer.due(cx) {
+                true => Poll::Ready(()),
+                false => Poll::Pending,
+            })
+            .await;
+            while self.core.borrow().has_work() {
+                self.core().work(Instant::now(), &mut resumed);
+                for conn in resumed.drain(..) {
+                    if let Some(c) = self.conns.borrow_mut().any(conn) {
+                        c.wake(); // its task reads again
+                    }
+                }
+                self.flusher.schedule();
+                // A timer, not a yield: glommio runs ready tasks without polling the sockets
+                // until its preemption timer (100 ms) fires, so yielding would keep them waiting.
+                glommio::timer::sleep(SLICE_PAUSE).await;
+            }
+        }
     }
 
     /// The drainer task: waits on full channels to other shards so that nothing else has to.

@@ -30,7 +30,7 @@ impl Shard {
         if !c.is_open() {
             return;
         }
-        if !c.inbuf.is_empty() || c.paused_on.is_some() {
+        if !c.inbuf.is_empty() || c.paused {
             c.inbuf.extend(data, 0);
             self.drain_inbuf(conn, now);
             return;
@@ -51,7 +51,7 @@ impl Shard {
         let Some(c) = self.conns.get_mut(conn as usize) else {
             return;
         };
-        if c.paused_on.is_some() || c.inbuf.is_empty() {
+        if c.paused || c.inbuf.is_empty() {
             return;
         }
         let mut buf = c.inbuf.take();
@@ -98,7 +98,7 @@ impl Shard {
         let Some(c) = self.conns.get(conn as usize) else {
             return Step::Stop;
         };
-        if !c.is_open() || c.paused_on.is_some() {
+        if !c.is_open() || c.paused {
             return Step::Stop;
         }
         if c.state == ConnState::AwaitingConnect && data.first().is_some_and(|&b| b >> 4 != 1) {

@@ -47,7 +47,8 @@ impl Shard {
         }
         c.state = ConnState::Closing;
         c.inbuf = InBuf::default();
-        c.paused_on = None;
+        c.paused = false;
+        self.unfinished.remove(&conn);
         let session = c.session.take();
         self.mark_dirty(conn);
         self.forget_acks(conn);

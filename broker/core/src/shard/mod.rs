@@ -25,7 +25,7 @@ mod timers;
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +49,7 @@ use crate::stats::Stats;
 use crate::tree::TopicTree;
 
 pub use fanout::Target;
+pub use subscribe::SUBSCRIBE_SLICE;
 
 /// What the server must do that the shard cannot: move a socket to another core.
 #[derive(Debug)]
@@ -60,8 +61,6 @@ pub enum Event {
         to: ShardId,
         handoff: Box<Handoff>,
     },
-    /// `conn` waited for a barrier and takes input again: its socket may hold unread bytes.
-    Resumed { conn: ConnId },
 }
 
 /// A connection moving to the shard that owns its client id: what the core knew of it, its
@@ -107,6 +106,10 @@ pub struct Shard {
     /// Recently cleared retained topics and the version that cleared them, so that an older
     /// update arriving later from another shard does not bring the message back.
     retained_cleared: HashMap<ironsight_codec::ByteString, RetainedVersion>,
+    /// SUBSCRIBEs in progress, by connection (the connection's input waits meanwhile).
+    unfinished: HashMap<ConnId, Box<subscribe::Unfinished>>,
+    /// Their turns, round robin (entries of connections that closed meanwhile are skipped).
+    unfinished_order: VecDeque<ConnId>,
     /// Acknowledgements waiting for other shards, per connection, and who waits on which token.
     acks: HashMap<ConnId, acks::AckQueue>,
     ack_tokens: HashMap<u64, ConnId>,
@@ -155,6 +158,8 @@ impl Shard {
             interest_changes: Vec::new(),
             retained: TopicTree::new(),
             retained_cleared: HashMap::new(),
+            unfinished: HashMap::new(),
+            unfinished_order: VecDeque::new(),
             acks: HashMap::new(),
             ack_tokens: HashMap::new(),
             next_ack_token: 0,
@@ -239,12 +244,13 @@ impl Shard {
             .is_some_and(|c| c.generation == generation)
     }
 
-    /// Whether the server should read more from the socket: not while the connection waits for
-    /// a barrier (its input stays in the socket, which is the back-pressure) or is closing.
+    /// Whether the server should read more from the socket: not while a SUBSCRIBE of the
+    /// connection is in progress (its input stays in the socket, which is the back-pressure) or
+    /// it is closing.
     pub fn wants_input(&self, conn: ConnId) -> bool {
         self.conns
             .get(conn as usize)
-            .is_some_and(|c| c.is_open() && c.paused_on.is_none())
+            .is_some_and(|c| c.is_open() && !c.paused)
     }
 
     /// Whether `conn`'s output has reached MaxSendBufferSize: no more deliveries are added, and

@@ -31,6 +31,38 @@ struct RetainedRequest {
     id: Option<NonZeroU32>,
 }
 
+/// Filters of one SUBSCRIBE checked or applied per call, so that a SUBSCRIBE with hundreds of
+/// thousands of filters holds its shard for about a millisecond at a time, not for seconds.
+pub const SUBSCRIBE_SLICE: usize = 1024;
+
+/// A SUBSCRIBE in progress: its filters are checked first (`checked`), then applied one by one
+/// (`codes` holds the reason code of each applied so far).
+#[derive(Debug)]
+pub(super) struct Unfinished {
+    subscribe: Subscribe,
+    checked: usize,
+    codes: Vec<ReasonCode>,
+    retained: Vec<RetainedRequest>,
+}
+
+struct Added {
+    is_new: bool,
+    shared: bool,
+}
+
+/// What makes a filter a protocol violation, whatever this broker's limits.
+fn violation(f: &SubscribeFilter) -> Option<String> {
+    match topic::parse_filter(&f.filter, usize::MAX, usize::MAX) {
+        // [MQTT-4.7.1-1], [MQTT-4.7.1-2], [MQTT-4.7.3-1], [MQTT-4.8.2-1], [MQTT-4.8.2-2]
+        Err(error) => Some(error.to_string()),
+        // [MQTT-3.8.3-4] No Local on a shared subscription.
+        Ok(p) if p.share_group.is_some() && f.options.no_local => {
+            Some("No Local on a shared subscription".into())
+        }
+        Ok(_) => None,
+    }
+}
+
 fn granted(qos: QoS) -> ReasonCode {
     match qos {
         QoS::AtMostOnce => ReasonCode::Success,
@@ -46,70 +78,102 @@ impl Shard {
     }
 
     pub(super) fn on_subscribe(&mut self, conn: ConnId, now: Instant, subscribe: Subscribe) {
-        let session = self.conns[conn as usize].session.expect("connected");
-        for f in &subscribe.filters {
-            let syntax = topic::parse_filter(&f.filter, usize::MAX, usize::MAX);
-            let violation = match syntax {
-                // [MQTT-4.7.1-1], [MQTT-4.7.1-2], [MQTT-4.7.3-1], [MQTT-4.8.2-1], [MQTT-4.8.2-2]
-                Err(error) => Some(error.to_string()),
-                // [MQTT-3.8.3-4] No Local on a shared subscription.
-                Ok(p) if p.share_group.is_some() && f.options.no_local => {
-                    Some("No Local on a shared subscription".into())
+        let work = Unfinished {
+            codes: Vec::with_capacity(subscribe.filters.len()),
+            subscribe,
+            checked: 0,
+            retained: Vec::new(),
+        };
+        self.subscribe_slice(conn, now, work);
+    }
+
+    /// Whether a SUBSCRIBE is in progress on some connection; the server then calls
+    /// [`Shard::work`] in a later round, after the shard looked at its sockets again.
+    pub fn has_work(&self) -> bool {
+        !self.unfinished.is_empty()
+    }
+
+    /// Takes the next slice of the SUBSCRIBE in progress that waited longest. A connection
+    /// whose SUBSCRIBE completes takes input again: it is added to `resumed`.
+    pub fn work(&mut self, now: Instant, resumed: &mut Vec<ConnId>) {
+        while let Some(conn) = self.unfinished_order.pop_front() {
+            // A connection that closed meanwhile left its work behind; skip it.
+            if let Some(work) = self.unfinished.remove(&conn) {
+                self.subscribe_slice(conn, now, *work);
+                if !self.unfinished.contains_key(&conn) {
+                    resumed.push(conn);
                 }
-                Ok(_) => None,
-            };
-            if let Some(violation) = violation {
+                return;
+            }
+        }
+    }
+
+    /// Checks, then applies, at most [`SUBSCRIBE_SLICE`] filters of `work`. The whole packet
+    /// is checked before any filter is applied, so a malformed SUBSCRIBE changes nothing.
+    fn subscribe_slice(&mut self, conn: ConnId, now: Instant, mut work: Unfinished) {
+        let filters = work.subscribe.filters.len();
+        let mut budget = SUBSCRIBE_SLICE;
+        while work.checked < filters && budget > 0 {
+            let f = &work.subscribe.filters[work.checked];
+            if let Some(violation) = violation(f) {
                 tracing::debug!(conn, filter = %f.filter, %violation, "SUBSCRIBE refused");
                 return self.fail(conn, now, ReasonCode::ProtocolError);
             }
+            work.checked += 1;
+            budget -= 1;
         }
-        let is_shared = |f: &SubscribeFilter| {
-            topic::parse_filter(&f.filter, usize::MAX, usize::MAX)
-                .is_ok_and(|p| p.share_group.is_some())
-        };
-        let id = subscribe.properties.subscription_identifier;
-        let mut codes = Vec::with_capacity(subscribe.filters.len());
-        let mut retained = Vec::new();
-        for f in &subscribe.filters {
-            match self.add_subscription(session, f, id) {
-                Ok(is_new) => {
+        let session = self.conns[conn as usize].session.expect("connected");
+        while work.checked == filters && work.codes.len() < filters && budget > 0 {
+            let f = &work.subscribe.filters[work.codes.len()];
+            let id = work.subscribe.properties.subscription_identifier;
+            let code = match self.add_subscription(session, f, id) {
+                Ok(added) => {
                     let wants_retained = match f.options.retain_handling {
                         RetainHandling::SendAtSubscribe => true,
-                        RetainHandling::SendIfNewSubscription => is_new,
+                        RetainHandling::SendIfNewSubscription => added.is_new,
                         RetainHandling::DoNotSend => false,
                     };
-                    let shared = is_shared(f);
-                    if wants_retained && !shared {
-                        retained.push(RetainedRequest {
+                    if wants_retained && !added.shared {
+                        work.retained.push(RetainedRequest {
                             filter: (*f.filter).into(),
                             options: f.options,
                             id,
                         });
                     }
-                    codes.push(granted(f.options.qos));
+                    granted(f.options.qos)
                 }
-                Err(reason) => codes.push(reason),
-            }
+                Err(reason) => reason,
+            };
+            work.codes.push(code);
+            budget -= 1;
         }
+        if work.codes.len() < filters {
+            self.conns[conn as usize].paused = true;
+            self.unfinished.insert(conn, Box::new(work));
+            self.unfinished_order.push_back(conn);
+            return;
+        }
+        self.conns[conn as usize].paused = false;
         let suback = SubAck {
-            packet_id: subscribe.packet_id,
-            reason_codes: codes,
+            packet_id: work.subscribe.packet_id,
+            reason_codes: work.codes,
             properties: ReasonProperties::default(),
         };
         // [MQTT-3.3.1-9]: the retained messages follow the SUBACK.
         self.send(conn, &Packet::SubAck(suback));
-        for request in retained {
+        for request in work.retained {
             self.send_retained(session, &request, now);
         }
+        self.drain_inbuf(conn, now);
     }
 
-    /// Adds or replaces one subscription ([MQTT-3.8.4-3]); true when it is new.
+    /// Adds or replaces one subscription ([MQTT-3.8.4-3]).
     fn add_subscription(
         &mut self,
         session: SessionIdx,
         f: &SubscribeFilter,
         id: Option<NonZeroU32>,
-    ) -> Result<bool, ReasonCode> {
+    ) -> Result<Added, ReasonCode> {
         // Syntax was checked for the whole packet; what is left is the broker's length and depth
         // limits: a well-formed filter this server does not accept (0x8F).
         let parsed = self.parse(&f.filter).map_err(|error| {
@@ -164,7 +228,10 @@ impl Shard {
             Some(at) => subs[at] = sub,
             None => subs.push(sub),
         }
-        Ok(existing.is_none())
+        Ok(Added {
+            is_new: existing.is_none(),
+            shared: share.is_some(),
+        })
     }
 
     fn add_plain(&mut self, session: SessionIdx, filter: &str, sub: LocalSub) {

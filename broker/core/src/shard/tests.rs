@@ -167,17 +167,21 @@ impl Broker {
         self.settle(&mut [&mut *client]);
     }
 
-    /// Runs shard-to-shard messages and handoffs until nothing moves, then collects output.
+    /// Runs shard-to-shard messages, handoffs and the clients' SUBSCRIBEs in progress until
+    /// nothing moves, then collects output.
     fn settle(&mut self, clients: &mut [&mut Client]) {
         loop {
             let mut moved = false;
+            for shard in &mut self.shards {
+                while shard.has_work() {
+                    shard.work(self.now, &mut Vec::new());
+                    moved = true;
+                }
+            }
             for from in 0..self.shards.len() {
                 let mut events = Vec::new();
                 self.shards[from].take_events(&mut events);
-                for (conn, to, handoff) in events.into_iter().filter_map(|e| match e {
-                    Event::Handoff { conn, to, handoff } => Some((conn, to, handoff)),
-                    Event::Resumed { .. } => None,
-                }) {
+                for Event::Handoff { conn, to, handoff } in events {
                     let (new_conn, _) = self.shards[to as usize].adopt(self.now, &handoff);
                     for c in clients
                         .iter_mut()
@@ -2027,4 +2031,108 @@ fn interleaving(n: u16, rng: &mut Schedule, seed: u64) {
             );
         }
     }
+}
+
+// ----- a SUBSCRIBE with many filters, in slices -----
+
+fn many_filters(n: usize, bad_at: Option<usize>) -> Packet {
+    let filters: Vec<(String, SubscriptionOptions)> = (0..n)
+        .map(|i| {
+            let text = if Some(i) == bad_at {
+                "a/#/b".into()
+            } else {
+                format!("f/{i}")
+            };
+            (text, opts(QoS::AtMostOnce))
+        })
+        .collect();
+    let refs: Vec<(&str, SubscriptionOptions)> =
+        filters.iter().map(|(f, o)| (f.as_str(), *o)).collect();
+    subscribe(7, &refs)
+}
+
+/// Proves a SUBSCRIBE with many filters is taken in slices of `SUBSCRIBE_SLICE`: after its
+/// bytes arrive nothing is answered yet, a bystander on the same shard is served in between,
+/// the subscriber's next packet (a PINGREQ in the same read) waits for the SUBACK, and the
+/// SUBACK finally holds one reason code per filter, in order (the over-quota ones 0x97).
+#[test]
+fn a_many_filter_subscribe_is_taken_in_slices() {
+    let n = 4 * super::subscribe::SUBSCRIBE_SLICE + 10;
+    let settings = Settings {
+        endpoints: vec![EndpointSettings::default()],
+        broker: crate::settings::BrokerSettings {
+            subscriptions_max: n - 5,
+            ..Default::default()
+        },
+    };
+    let mut b = Broker::with(1, settings);
+    let (mut hostile, _) = b.connect(connect("hostile", V5, true));
+    let (mut bystander, _) = b.connect(connect("bystander", V5, true));
+    b.subscribe(&mut bystander, &[("echo", opts(QoS::AtMostOnce))]);
+    let mut bytes = BytesMut::new();
+    many_filters(n, None).encode(V5, &mut bytes);
+    Packet::PingReq.encode(V5, &mut bytes);
+    b.shards[0].input(hostile.conn, b.now, &bytes);
+    assert!(b.shards[0].has_work(), "more than one slice left");
+    assert!(!b.shards[0].wants_input(hostile.conn), "its input waits");
+    b.collect(&mut hostile);
+    assert!(hostile.inbox.is_empty(), "no answer before the last slice");
+    b.send(
+        &mut bystander,
+        Packet::Publish(publish("echo", b"hi", QoS::AtMostOnce, None)),
+    );
+    assert_eq!(payloads(&b.publishes(&mut bystander)), [b"hi"]);
+    let mut slices = 0;
+    let mut resumed = Vec::new();
+    while b.shards[0].has_work() {
+        assert!(resumed.is_empty(), "resumed only at the end");
+        b.shards[0].work(b.now, &mut resumed);
+        slices += 1;
+    }
+    assert_eq!(resumed, [hostile.conn]);
+    // 4,106 filters checked, then 4,106 applied: 8,212 steps of which 1,024 ran at input.
+    assert_eq!(slices, 8);
+    let got = b.received(&mut hostile);
+    match &got[..] {
+        [Packet::SubAck(ack), Packet::PingResp] => {
+            assert_eq!(ack.reason_codes.len(), n);
+            assert!(ack.reason_codes[..n - 5]
+                .iter()
+                .all(|&c| c == ReasonCode::Success));
+            assert!(ack.reason_codes[n - 5..]
+                .iter()
+                .all(|&c| c == ReasonCode::QuotaExceeded));
+        }
+        other => panic!("expected SUBACK then PINGRESP, got {} packets", other.len()),
+    }
+    assert!(b.shards[0].wants_input(hostile.conn));
+}
+
+/// Proves the whole SUBSCRIBE is checked before any filter is applied: a malformed filter near
+/// the end of a many-slice SUBSCRIBE disconnects the client (0x82) and leaves its persistent
+/// session without any of the packet's subscriptions.
+#[test]
+fn a_malformed_filter_late_in_a_sliced_subscribe_applies_nothing() {
+    let n = 3 * super::subscribe::SUBSCRIBE_SLICE;
+    let mut b = Broker::new(1);
+    let mut c = connect("late", V5, false);
+    c.properties.session_expiry_interval_s = Some(60);
+    let (mut client, _) = b.connect(c.clone());
+    b.send(&mut client, many_filters(n, Some(n - 2)));
+    match &b.received(&mut client)[..] {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::ProtocolError),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    assert!(client.closed);
+    let (mut again, connack) = b.connect(c);
+    assert!(connack.session_present);
+    let (mut publisher, _) = b.connect(connect("p", V5, true));
+    b.send(
+        &mut publisher,
+        Packet::Publish(publish("f/0", b"x", QoS::AtMostOnce, None)),
+    );
+    assert!(
+        b.publishes(&mut again).is_empty(),
+        "f/0 was never subscribed"
+    );
 }
