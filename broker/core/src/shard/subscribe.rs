@@ -26,6 +26,7 @@ use crate::routing::{
 };
 use crate::session::{SessionIdx, Subscription};
 use crate::topic::{self, ParsedFilter};
+use crate::violation::Violation;
 
 /// A SUBACK waiting for a barrier, and the retained messages to send after it.
 #[derive(Debug)]
@@ -71,17 +72,15 @@ impl Shard {
         for f in &subscribe.filters {
             let syntax = topic::parse_filter(&f.filter, usize::MAX, usize::MAX);
             let violation = match syntax {
-                // [MQTT-4.7.1-1], [MQTT-4.7.1-2], [MQTT-4.7.3-1], [MQTT-4.8.2-1], [MQTT-4.8.2-2]
-                Err(error) => Some(error.to_string()),
-                // [MQTT-3.8.3-4] No Local on a shared subscription.
+                Err(error) => Some(Violation::TopicFilterInvalid(error)),
                 Ok(p) if p.share_group.is_some() && f.options.no_local => {
-                    Some("No Local on a shared subscription".into())
+                    Some(Violation::NoLocalOnSharedSubscription)
                 }
                 Ok(_) => None,
             };
             if let Some(violation) = violation {
-                tracing::debug!(conn, filter = %f.filter, %violation, "SUBSCRIBE refused");
-                return self.fail(conn, now, ReasonCode::ProtocolError);
+                tracing::debug!(conn, filter = %f.filter, "SUBSCRIBE refused");
+                return self.violated(conn, now, violation);
             }
         }
         let is_shared = |f: &SubscribeFilter| {
@@ -321,7 +320,7 @@ impl Shard {
 
     /// Sends the SUBACK, then the retained messages of the new subscriptions ([MQTT-3.3.1-9]).
     fn complete_subscribe(&mut self, conn: ConnId, now: Instant, deferred: Deferred) {
-        self.send(conn, &Packet::SubAck(deferred.suback));
+        self.send_or_fail(conn, now, &Packet::SubAck(deferred.suback));
         let Some(session) = self.conns[conn as usize].session else {
             return;
         };
@@ -405,7 +404,7 @@ impl Shard {
             reason_codes: codes,
             properties: ReasonProperties::default(),
         };
-        self.send(conn, &Packet::UnsubAck(unsuback));
+        self.send_or_fail(conn, now, &Packet::UnsubAck(unsuback));
     }
 
     /// Takes one subscription out of the tries. A shared member's pending messages of that

@@ -20,6 +20,8 @@ use crate::delivery::QueueBehavior;
 use crate::policy::{IdFilter, TopicPattern};
 use crate::settings::{EndpointSettings, Settings};
 
+mod exact_answers;
+
 const V5: ProtocolVersion = ProtocolVersion::V5;
 const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
 
