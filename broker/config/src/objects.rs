@@ -225,8 +225,8 @@ pub struct Broker {
     /// The longest keep alive a client may have, in seconds; 0: no cap. Amlen's server.cfg
     /// calls it `MqttMaxKeepAlive`; the Broker object drops the `Mqtt` prefix, as its other
     /// attributes do. A v5 client asking for more, or for none, is told this one (Server Keep
-    /// Alive); a v3 client cannot be told, and is refused (return code 2, as Mosquitto's
-    /// `max_keepalive` does).
+    /// Alive); a v3 client cannot be told, and is refused (return code 2, as the source of
+    /// Mosquitto's `max_keepalive` does; 2.0.11 still let such a client in).
     pub max_keep_alive: u16,
     pub max_subscriptions_per_session: u32,
     #[serde(rename = "MaxClientIDLength")]

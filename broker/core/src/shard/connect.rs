@@ -132,7 +132,7 @@ impl Shard {
     /// `ServerKeepAlive` when it is set; otherwise, under a `MaxKeepAlive` cap, one that asks
     /// for more than the cap, or for none (0), gets the cap, as Mosquitto's `max_keepalive`
     /// does ([MQTT-3.2.2-21]: the client must use it). A v3 client cannot be told another
-    /// value: asking beyond the cap refuses it (return code 2, as Mosquitto answers).
+    /// value: asking beyond the cap refuses it (return code 2, as Mosquitto's source answers).
     fn keepalive(&self, conn: ConnId, connect: &Connect) -> Result<(u16, Option<u16>), ReasonCode> {
         let broker = &self.settings.broker;
         let asked = connect.keep_alive_s;
