@@ -93,10 +93,9 @@ impl Shard {
         if let Err(reason) = self.check_will(&connect) {
             return self.refuse(conn, now, reason);
         }
-        let grant = match self.admit(conn, &connect, &client_id) {
-            Ok(admission) => self.grant(conn, &connect, &client_id, assigned, admission),
-            Err(reason) => Err(reason),
-        };
+        let grant = self
+            .admit(conn, &connect, &client_id)
+            .and_then(|admission| self.grant(conn, &connect, &client_id, assigned, admission));
         let grant = match grant {
             Ok(grant) => grant,
             Err(reason) => return self.refuse(conn, now, reason),
@@ -188,7 +187,7 @@ impl Shard {
             reason_code: ReasonCode::Success,
             properties,
         };
-        let needed = Packet::ConnAck(connack.clone())
+        let needed = connack
             .encoded_len(connect.protocol)
             .max(CONTROL_PACKET_MAX as usize);
         let accepted = self.conns[conn as usize].client.packet_size_max as usize;

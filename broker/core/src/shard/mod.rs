@@ -448,6 +448,8 @@ impl Shard {
         self.end(conn, now, reason, None);
     }
 
+    /// Closes `conn` for `reason`; a connected v5 client first gets a DISCONNECT with the
+    /// reason code and, as its Reason String, `why` (left out if it does not fit).
     fn end(&mut self, conn: ConnId, now: Instant, reason: ReasonCode, why: Option<ByteString>) {
         let Some(c) = self.conns.get(conn as usize) else {
             return;
