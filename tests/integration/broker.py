@@ -46,6 +46,7 @@ class BrokerConfig:
     max_inflight: int = 128                  # Broker.MaxInflightMessages (Receive Maximum)
     topic_aliases: int = 16                  # Broker.MaxTopicAliases
     server_keepalive: int | None = None      # Broker.ServerKeepAlive (None/0: client's value)
+    max_keepalive: int | None = None         # Broker.MaxKeepAlive (None/0: no cap)
     max_subscriptions: int = 1000            # Broker.MaxSubscriptionsPerSession
 
     def __post_init__(self):
@@ -82,6 +83,7 @@ def ironsight_config(cfg: BrokerConfig, port: int) -> dict:
         "Broker": {
             "MaxInflightMessages": cfg.max_inflight, "MaxTopicAliases": cfg.topic_aliases,
             "ServerKeepAlive": cfg.server_keepalive or 0,
+            "MaxKeepAlive": cfg.max_keepalive or 0,
             "MaxSubscriptionsPerSession": cfg.max_subscriptions},
     }
 
@@ -102,10 +104,12 @@ def mosquitto_config(cfg: BrokerConfig, port: int) -> str:
         "log_type all",
         "log_timestamp_format %H:%M:%S",
     ]
-    if cfg.server_keepalive:
+    assert not (cfg.server_keepalive and cfg.max_keepalive), \
+        "Mosquitto has one max_keepalive for both; a test sets one of them"
+    if cfg.server_keepalive or cfg.max_keepalive:
         # Mosquitto refuses max_keepalive below 10, so tests of a small server keep alive are
         # ironsight_only; the clamp only lets Mosquitto start.
-        lines.append(f"max_keepalive {max(10, cfg.server_keepalive)}")
+        lines.append(f"max_keepalive {max(10, cfg.server_keepalive or cfg.max_keepalive)}")
     return "\n".join(lines) + "\n"
 
 

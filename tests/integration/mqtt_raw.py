@@ -209,6 +209,11 @@ def pingreq() -> bytes:
     return bytes([PINGREQ << 4, 0])
 
 
+def auth(reason: int = 0x18, props: dict | None = None) -> bytes:
+    """AUTH (v5 only): reason code and properties (authentication_method, ...)."""
+    return packet(AUTH, 0, bytes([reason]) + properties(props))
+
+
 def disconnect(version: int = 5, reason: int = 0, props: dict | None = None) -> bytes:
     if version != 5 or (reason == 0 and not props):
         return bytes([DISCONNECT << 4, 0])
@@ -362,12 +367,15 @@ class RawClient:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.buf = bytearray()
         self.eof = False
+        # Whether the connection ended with a reset rather than the server's FIN: a reset
+        # throws away what the server sent that this side had not read yet.
+        self.reset = False
 
     @classmethod
     def over(cls, sock: socket.socket, version: int = 5) -> "RawClient":
         """A RawClient on a socket that is connected already (a TLS socket, say)."""
         r = cls.__new__(cls)
-        r.version, r.sock, r.buf, r.eof = version, sock, bytearray(), False
+        r.version, r.sock, r.buf, r.eof, r.reset = version, sock, bytearray(), False, False
         return r
 
     # -- sending --------------------------------------------------------------------------------
@@ -409,6 +417,7 @@ class RawClient:
         except socket.timeout:
             raise TimeoutError("no packet before the deadline") from None
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            self.reset = True
             chunk = b""
         if not chunk:
             self.eof = True

@@ -242,6 +242,55 @@ impl Packet {
         }
     }
 
+    /// Removes the Reason String and the User Properties of an acknowledgement, CONNACK,
+    /// DISCONNECT or AUTH: the two properties a sender leaves out rather than send a packet over
+    /// the receiver's Maximum Packet Size ([MQTT-3.2.2-19], [MQTT-3.2.2-20], [MQTT-3.4.2-2],
+    /// [MQTT-3.4.2-3] and their twins for PUBREC, PUBREL, PUBCOMP, SUBACK, UNSUBACK, DISCONNECT
+    /// and AUTH). A PUBLISH keeps its User Properties: they belong to the message
+    /// ([MQTT-3.3.2-17]). Returns whether anything was removed.
+    pub fn strip_reason_properties(&mut self) -> bool {
+        fn strip(reason_string: &mut Option<ByteString>, user: &mut UserProperties) -> bool {
+            let stripped = reason_string.is_some() || !user.is_empty();
+            *reason_string = None;
+            user.clear();
+            stripped
+        }
+        match self {
+            Packet::ConnAck(p) => strip(
+                &mut p.properties.reason_string,
+                &mut p.properties.user_properties,
+            ),
+            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+                strip(
+                    &mut p.properties.reason_string,
+                    &mut p.properties.user_properties,
+                )
+            }
+            Packet::SubAck(p) => strip(
+                &mut p.properties.reason_string,
+                &mut p.properties.user_properties,
+            ),
+            Packet::UnsubAck(p) => strip(
+                &mut p.properties.reason_string,
+                &mut p.properties.user_properties,
+            ),
+            Packet::Disconnect(p) => strip(
+                &mut p.properties.reason_string,
+                &mut p.properties.user_properties,
+            ),
+            Packet::Auth(p) => strip(
+                &mut p.properties.reason_string,
+                &mut p.properties.user_properties,
+            ),
+            Packet::Connect(_)
+            | Packet::Publish(_)
+            | Packet::Subscribe(_)
+            | Packet::Unsubscribe(_)
+            | Packet::PingReq
+            | Packet::PingResp => false,
+        }
+    }
+
     /// The packet's name as the specification spells it, for logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -409,6 +458,43 @@ mod tests {
             Packet::decode(empty, ProtocolVersion::V5),
             Err(DecodeError::UnexpectedEnd)
         );
+    }
+
+    /// Proves the Reason String and User Properties come off an acknowledgement (and it gets
+    /// shorter), while a PUBLISH keeps the User Properties of its message.
+    #[test]
+    fn reason_properties_are_strippable() {
+        let user = vec![("k".into(), "v".into())];
+        let mut ack = Packet::SubAck(crate::SubAck {
+            packet_id: PacketId::MIN,
+            reason_codes: vec![ReasonCode::Success],
+            properties: crate::ReasonProperties {
+                reason_string: Some("why".into()),
+                user_properties: user.clone(),
+            },
+        });
+        let before = ack.encoded_len(ProtocolVersion::V5);
+        assert!(ack.strip_reason_properties());
+        assert_eq!(ack.encoded_len(ProtocolVersion::V5), before - 6 - 7);
+        assert!(!ack.strip_reason_properties(), "nothing left to strip");
+        let mut publish = Packet::Publish(crate::Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: "t".into(),
+            packet_id: None,
+            properties: crate::PublishProperties {
+                message: crate::MessageProperties {
+                    user_properties: user,
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            payload: Bytes::new(),
+        });
+        let kept = publish.clone();
+        assert!(!publish.strip_reason_properties());
+        assert_eq!(publish, kept);
     }
 
     /// Proves the helpers of the public types.

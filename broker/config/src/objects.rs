@@ -222,6 +222,12 @@ pub struct Broker {
     pub max_outbound_topic_aliases: u16,
     /// Seconds imposed on v5 clients; 0 keeps the client's keep alive.
     pub server_keep_alive: u16,
+    /// The longest keep alive a client may have, in seconds; 0: no cap. Amlen's server.cfg
+    /// calls it `MqttMaxKeepAlive`; the Broker object drops the `Mqtt` prefix, as its other
+    /// attributes do. A v5 client asking for more, or for none, is told this one (Server Keep
+    /// Alive); a v3 client cannot be told, and is refused (return code 2, as the source of
+    /// Mosquitto's `max_keepalive` does; 2.0.11 still let such a client in).
+    pub max_keep_alive: u16,
     pub max_subscriptions_per_session: u32,
     #[serde(rename = "MaxClientIDLength")]
     pub max_client_id_length: u32,
@@ -578,6 +584,9 @@ impl Broker {
             server_keep_alive: f
                 .integer("ServerKeepAlive", Some(0), 0, 65535)?
                 .expect("default") as u16,
+            max_keep_alive: f
+                .integer("MaxKeepAlive", Some(0), 0, 65535)?
+                .expect("default") as u16,
             max_subscriptions_per_session: f
                 .integer("MaxSubscriptionsPerSession", Some(1000), 1, 1_000_000)?
                 .expect("default") as u32,
@@ -608,6 +617,13 @@ impl Broker {
                 )?
                 .expect("default") as u32,
         };
+        let (forced, max) = (broker.server_keep_alive, broker.max_keep_alive);
+        if forced > 0 && max > 0 && forced > max {
+            return Err(f.error(
+                "ServerKeepAlive",
+                format!("{forced} exceeds MaxKeepAlive ({max}), the longest keep alive allowed"),
+            ));
+        }
         f.finish()?;
         Ok(broker)
     }
@@ -921,6 +937,31 @@ mod tests {
         assert!(
             e.starts_with("Endpoint \"DemoEndpoint\", attribute Interface:"),
             "{e}"
+        );
+    }
+
+    /// Proves `MaxKeepAlive` reaches the core's settings (0 is no cap), and that a forced
+    /// `ServerKeepAlive` beyond the cap is refused, naming the object and the attribute.
+    #[test]
+    fn keep_alive_cap() {
+        let parse = |broker: Value| {
+            let mut doc: Value = serde_json::from_str(crate::DEFAULT_CONFIG).unwrap();
+            doc["Broker"] = broker;
+            Config::parse(&doc.to_string())
+        };
+        let capped = parse(serde_json::json!({"MaxKeepAlive": 60})).unwrap();
+        assert_eq!(capped.settings().broker.keepalive_max_s, Some(60));
+        let uncapped = parse(serde_json::json!({"MaxKeepAlive": 0})).unwrap();
+        assert_eq!(uncapped.settings().broker.keepalive_max_s, None);
+        let both = parse(serde_json::json!({"MaxKeepAlive": 60, "ServerKeepAlive": 30})).unwrap();
+        assert_eq!(both.settings().broker.server_keepalive_s, Some(30));
+        let e = parse(serde_json::json!({"MaxKeepAlive": 60, "ServerKeepAlive": 120}))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "Broker \"Broker\", attribute ServerKeepAlive: 120 exceeds MaxKeepAlive (60), the \
+             longest keep alive allowed"
         );
     }
 

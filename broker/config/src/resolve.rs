@@ -77,6 +77,7 @@ impl Config {
             topic_aliases_max: b.max_topic_aliases,
             outbound_aliases_max: b.max_outbound_topic_aliases,
             server_keepalive_s: Some(b.server_keep_alive).filter(|&k| k > 0),
+            keepalive_max_s: Some(b.max_keep_alive).filter(|&k| k > 0),
             subscriptions_max: b.max_subscriptions_per_session as usize,
             client_id_len_max: b.max_client_id_length as usize,
             topic_levels_max: b.max_topic_levels as usize,

@@ -164,6 +164,8 @@ pub struct Connection {
     pub paused: bool,
     /// Already in the shard's list of connections with new output.
     pub dirty: bool,
+    /// The client sent DISCONNECT: after it, it sends nothing more ([MQTT-3.14.4-1]).
+    pub peer_disconnected: bool,
 }
 
 impl Connection {
@@ -188,6 +190,7 @@ impl Connection {
             aliases: None,
             paused: false,
             dirty: false,
+            peer_disconnected: false,
         }
     }
 

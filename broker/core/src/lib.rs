@@ -15,6 +15,7 @@
 //! - [`settings`]: the limits the core enforces, from the configuration objects.
 //! - [`shard`]: the state machine tying these together for one core.
 //! - [`stats`]: counters a shard keeps about itself.
+//! - [`violation`]: protocol violations by normative id, and the reason code each is answered with.
 //!
 //! # Invariants
 //! - No I/O and no clock: the server passes bytes and `Instant`s in and takes bytes out, so every
@@ -37,5 +38,6 @@ pub mod shard;
 pub mod stats;
 pub mod topic;
 pub mod tree;
+pub mod violation;
 
 pub use shard::{Event, Handoff, Shard};

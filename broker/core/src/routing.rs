@@ -127,7 +127,7 @@ pub enum ShardMsg {
     },
 }
 
-/// The QoS of a delivery: the lower of the message's and the subscription's ([MQTT-3.8.4-?]).
+/// The QoS of a delivery: the lower of the message's and the subscription's ([MQTT-3.8.4-8]).
 pub fn delivery_qos(msg: QoS, sub: QoS) -> QoS {
     msg.min(sub)
 }

@@ -15,7 +15,7 @@ use crate::message::SessionUid;
 
 pub type SessionIdx = u32;
 
-/// Session Expiry Interval meaning "never expires" ([MQTT-3.1.2-?], 0xFFFFFFFF).
+/// Session Expiry Interval meaning "never expires" (0xFFFFFFFF, §3.1.2.11.2).
 pub const EXPIRY_NEVER: u32 = u32::MAX;
 
 #[derive(Clone, Debug)]

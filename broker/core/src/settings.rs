@@ -20,6 +20,9 @@ pub struct BrokerSettings {
     pub outbound_aliases_max: u16,
     /// Keep alive imposed on v5 clients (Server Keep Alive); `None` keeps the client's value.
     pub server_keepalive_s: Option<u16>,
+    /// The longest keep alive a client may have (`MaxKeepAlive`); `None`: no cap. A v5 client
+    /// that asks for more, or for none, is told this one; a v3 client that does is refused.
+    pub keepalive_max_s: Option<u16>,
     pub subscriptions_max: usize,
     pub client_id_len_max: usize,
     pub topic_len_max: usize,
@@ -42,6 +45,7 @@ impl Default for BrokerSettings {
             topic_aliases_max: 16,
             outbound_aliases_max: 64,
             server_keepalive_s: None,
+            keepalive_max_s: None,
             subscriptions_max: 1000,
             client_id_len_max: 1024,
             topic_len_max: 65535,

@@ -593,14 +593,16 @@ impl ShardIo {
 
     /// Closes a closing connection whose last bytes are in the kernel, with its transport's
     /// goodbye after them. The socket lingers (see [`crate::transport::linger`]) while the peer
-    /// still has something to say: input it sent that was never read (closing would reset the
-    /// connection and destroy our last bytes), or its answer to our goodbye (a WebSocket close
-    /// frame, a TLS close_notify), which would otherwise meet a closed socket and a reset.
+    /// still has something to say: input it sent that was never read, or will send because
+    /// the broker, not the peer, ended the connection (closing would reset the connection on
+    /// its next bytes and destroy our last ones, the DISCONNECT telling it why), or its answer
+    /// to our goodbye (a WebSocket close frame, a TLS close_notify).
     fn close_after_last_bytes(&self, conn: ConnId) {
         let answer_expected = self.say_goodbye(conn);
+        let peer_talking = self.core.borrow().peer_may_still_send(conn);
         self.close(
             conn,
-            if answer_expected {
+            if answer_expected || peer_talking {
                 Linger::Always
             } else {
                 Linger::IfUnreadInput

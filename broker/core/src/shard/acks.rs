@@ -131,7 +131,7 @@ impl Shard {
             return self.send(conn, &Packet::PubAck(response));
         }
         if reason.is_error() {
-            // A refused QoS 2 message ends its flow here ([MQTT-4.3.3-?]): the id is free again.
+            // A refused QoS 2 message ends its flow here ([MQTT-4.3.3-9]): the id is free again.
             let session = self.conns[conn as usize]
                 .session
                 .expect("open connections have a session");

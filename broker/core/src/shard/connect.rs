@@ -23,6 +23,35 @@ struct Admission {
     queue_behavior: QueueBehavior,
 }
 
+/// Everything the broker grants a connection it accepts, decided before a session is touched, so
+/// that a CONNECT the broker cannot answer within the client's limits is refused cleanly.
+struct Grant {
+    admission: Admission,
+    /// The Session Expiry Interval in force.
+    expiry_s: u32,
+    keepalive_s: u16,
+    /// The CONNACK to send, Session Present still to be set.
+    connack: ConnAck,
+}
+
+/// The largest control packet other than CONNACK, SUBACK and UNSUBACK that the broker sends once
+/// Reason Strings and User Properties are left out: a v5 PUBACK, PUBREC, PUBREL or PUBCOMP with
+/// a reason code (5 bytes), a DISCONNECT with one (3), PINGRESP (2). A v5 client must accept at
+/// least this much and the whole CONNACK, or it is refused; then every such packet fits its
+/// Maximum Packet Size ([MQTT-3.1.2-24]) and only the acknowledgements of SUBSCRIBE and
+/// UNSUBSCRIBE, which grow with the request, are checked one by one.
+pub(super) const CONTROL_PACKET_MAX: u32 = 5;
+
+/// What a v5 client declared in CONNECT about what it accepts; v3 clients get the defaults.
+fn client_limits(connect: &Connect) -> ClientLimits {
+    let props = &connect.properties;
+    ClientLimits {
+        receive_max: props.receive_maximum.map_or(u16::MAX, NonZeroU16::get),
+        packet_size_max: props.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get),
+        topic_alias_max: props.topic_alias_maximum.unwrap_or(0),
+    }
+}
+
 /// A CONNACK refusing the connection (the codec maps the reason to a v3 return code).
 pub(super) fn connack_error(reason: ReasonCode) -> Packet {
     Packet::ConnAck(ConnAck {
@@ -40,7 +69,14 @@ impl Shard {
         connect: Connect,
         frame: Bytes,
     ) {
-        self.conns[conn as usize].protocol = connect.protocol;
+        let c = &mut self.conns[conn as usize];
+        c.protocol = connect.protocol;
+        // Known from here on, so that even a refusal stays within what the client accepts.
+        c.client = client_limits(&connect);
+        c.problem_info = connect
+            .properties
+            .request_problem_information
+            .unwrap_or(true);
         let (client_id, assigned) = match self.choose_client_id(&connect) {
             Ok(choice) => choice,
             Err(reason) => return self.refuse(conn, now, reason),
@@ -51,11 +87,17 @@ impl Shard {
             self.conns[conn as usize].state = ConnState::HandedOff;
             return;
         }
+        if let Err(reason) = self.authenticate(conn, &connect) {
+            return self.refuse(conn, now, reason);
+        }
         if let Err(reason) = self.check_will(&connect) {
             return self.refuse(conn, now, reason);
         }
-        let admission = match self.admit(conn, &connect, &client_id) {
-            Ok(admission) => admission,
+        let grant = self
+            .admit(conn, &connect, &client_id)
+            .and_then(|admission| self.grant(conn, &connect, &client_id, assigned, admission));
+        let grant = match grant {
+            Ok(grant) => grant,
             Err(reason) => return self.refuse(conn, now, reason),
         };
         let existing = self.find_session(&client_id);
@@ -67,7 +109,103 @@ impl Shard {
             return self.refuse(conn, now, ReasonCode::ServerUnavailable);
         }
         let (session, present) = self.attach_session(now, existing, client_id, connect.clean_start);
-        self.accept(conn, now, session, present, connect, assigned, admission);
+        self.accept(conn, now, session, present, connect, grant);
+    }
+
+    /// The one place a CONNECT's credentials are judged. No Authentication Method is supported
+    /// yet, so a client that names one is refused with Bad authentication method, never
+    /// accepted as if it had not asked ([MQTT-4.12.0-1]); a client that names none may not send
+    /// AUTH later ([MQTT-4.12.0-7], `Violation::AuthWithoutMethod`). Supported methods, and
+    /// the AUTH exchange they need, are added here.
+    fn authenticate(&self, conn: ConnId, connect: &Connect) -> Result<(), ReasonCode> {
+        match &connect.properties.authentication_method {
+            None => Ok(()),
+            Some(method) => {
+                tracing::debug!(conn, %method, "authentication method not supported");
+                Err(ReasonCode::BadAuthenticationMethod)
+            }
+        }
+    }
+
+    /// The keep alive in force and the Server Keep Alive to announce. A v5 client gets
+    /// `ServerKeepAlive` when it is set; otherwise, under a `MaxKeepAlive` cap, one that asks
+    /// for more than the cap, or for none (0), gets the cap, as Mosquitto's `max_keepalive`
+    /// does ([MQTT-3.2.2-21]: the client must use it). A v3 client cannot be told another
+    /// value: asking beyond the cap refuses it (return code 2, as Mosquitto's source answers).
+    fn keepalive(&self, conn: ConnId, connect: &Connect) -> Result<(u16, Option<u16>), ReasonCode> {
+        let broker = &self.settings.broker;
+        let asked = connect.keep_alive_s;
+        let v5 = connect.protocol.is_v5();
+        if let (true, Some(forced)) = (v5, broker.server_keepalive_s) {
+            return Ok((forced, Some(forced)));
+        }
+        match broker.keepalive_max_s {
+            Some(max) if asked == 0 || asked > max => {
+                if v5 {
+                    return Ok((max, Some(max)));
+                }
+                tracing::debug!(conn, asked, max, "v3 keep alive beyond MaxKeepAlive");
+                Err(ReasonCode::ClientIdentifierNotValid)
+            }
+            _ => Ok((asked, None)),
+        }
+    }
+
+    /// Decides what an admitted client gets, and refuses a v5 client whose Maximum Packet Size
+    /// cannot hold its CONNACK or the broker's other fixed control packets
+    /// ([`CONTROL_PACKET_MAX`]): nothing may be sent beyond it ([MQTT-3.1.2-24]), and the
+    /// properties of this CONNACK are not ones a client may go without. Such a CONNECT is valid
+    /// but not accepted by this server: Implementation specific error ([MQTT-3.1.4-2]).
+    fn grant(
+        &self,
+        conn: ConnId,
+        connect: &Connect,
+        client_id: &str,
+        assigned: bool,
+        admission: Admission,
+    ) -> Result<Grant, ReasonCode> {
+        let (keepalive_s, server_keepalive) = self.keepalive(conn, connect)?;
+        let broker = &self.settings.broker;
+        let v5 = connect.protocol.is_v5();
+        let requested_expiry = match (v5, connect.clean_start) {
+            (true, _) => connect.properties.session_expiry_interval_s.unwrap_or(0),
+            (false, true) => 0,
+            (false, false) => EXPIRY_NEVER,
+        };
+        let expiry_s = requested_expiry.min(admission.session_expiry_max_s);
+        let properties = ConnAckProperties {
+            session_expiry_interval_s: (v5 && expiry_s != requested_expiry).then_some(expiry_s),
+            receive_maximum: NonZeroU16::new(broker.inflight_max).filter(|m| m.get() != u16::MAX),
+            maximum_packet_size: NonZeroU32::new(self.endpoint(conn).packet_size_max),
+            assigned_client_identifier: (assigned && v5).then(|| client_id.into()),
+            topic_alias_maximum: Some(broker.topic_aliases_max).filter(|&m| m > 0),
+            server_keep_alive_s: server_keepalive,
+            ..ConnAckProperties::default()
+        };
+        let connack = ConnAck {
+            session_present: false,
+            reason_code: ReasonCode::Success,
+            properties,
+        };
+        let needed = connack
+            .encoded_len(connect.protocol)
+            .max(CONTROL_PACKET_MAX as usize);
+        let accepted = self.conns[conn as usize].client.packet_size_max as usize;
+        if needed > accepted {
+            tracing::debug!(
+                conn,
+                needed,
+                accepted,
+                "Maximum Packet Size below the CONNACK"
+            );
+            return Err(ReasonCode::ImplementationSpecificError);
+        }
+        Ok(Grant {
+            admission,
+            expiry_s,
+            keepalive_s,
+            connack,
+        })
     }
 
     /// The endpoint's first ConnectionPolicy that admits the client decides; none is Not
@@ -183,7 +321,6 @@ impl Shard {
         (self.create_session(client_id), false)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn accept(
         &mut self,
         conn: ConnId,
@@ -191,25 +328,17 @@ impl Shard {
         session: SessionIdx,
         present: bool,
         connect: Connect,
-        assigned: bool,
-        admission: Admission,
+        grant: Grant,
     ) {
-        let packet_size_max = self.endpoint(conn).packet_size_max;
-        let broker = &self.settings.broker;
-        let v5 = connect.protocol.is_v5();
-        let props = &connect.properties;
-        let requested_expiry = match (v5, connect.clean_start) {
-            (true, _) => props.session_expiry_interval_s.unwrap_or(0),
-            (false, true) => 0,
-            (false, false) => EXPIRY_NEVER,
-        };
-        let expiry = requested_expiry.min(admission.session_expiry_max_s);
-        let server_keepalive = broker.server_keepalive_s.filter(|_| v5);
-        let keepalive = server_keepalive.unwrap_or(connect.keep_alive_s);
-
+        let Grant {
+            admission,
+            expiry_s,
+            keepalive_s,
+            mut connack,
+        } = grant;
         let s = &mut self.sessions[session as usize];
         s.conn = Some(conn);
-        s.expiry_s = expiry;
+        s.expiry_s = expiry_s;
         s.expires_at = None;
         s.will = connect.will.map(|w| {
             Box::new(Will {
@@ -224,20 +353,13 @@ impl Shard {
         });
         s.queue_max = admission.queue_max;
         s.queue_behavior = admission.queue_behavior;
-        let client_id = (assigned && v5).then(|| s.client_id.to_string());
 
         let c = &mut self.conns[conn as usize];
         c.state = ConnState::Connected;
         c.session = Some(session);
-        c.keepalive_s = keepalive;
-        c.problem_info = props.request_problem_information.unwrap_or(true);
+        c.keepalive_s = keepalive_s;
         c.allow_persistent = admission.allow_persistent;
         c.session_expiry_max_s = admission.session_expiry_max_s;
-        c.client = ClientLimits {
-            receive_max: props.receive_maximum.map_or(u16::MAX, NonZeroU16::get),
-            packet_size_max: props.maximum_packet_size.map_or(u32::MAX, NonZeroU32::get),
-            topic_alias_max: props.topic_alias_maximum.unwrap_or(0),
-        };
         tracing::debug!(
             conn,
             peer = %c.peer,
@@ -248,21 +370,8 @@ impl Shard {
             "connected"
         );
 
-        let properties = ConnAckProperties {
-            session_expiry_interval_s: (v5 && expiry != requested_expiry).then_some(expiry),
-            receive_maximum: NonZeroU16::new(broker.inflight_max).filter(|m| m.get() != u16::MAX),
-            maximum_packet_size: NonZeroU32::new(packet_size_max),
-            assigned_client_identifier: client_id.map(Into::into),
-            topic_alias_maximum: Some(broker.topic_aliases_max).filter(|&m| m > 0),
-            server_keep_alive_s: server_keepalive,
-            ..ConnAckProperties::default()
-        };
         self.journal_session(session);
-        let connack = ConnAck {
-            session_present: present,
-            reason_code: ReasonCode::Success,
-            properties,
-        };
+        connack.session_present = present;
         self.send(conn, &Packet::ConnAck(connack));
         if present {
             self.resend_inflight(session, now);
@@ -271,9 +380,11 @@ impl Shard {
     }
 
     /// Refuses a CONNECT: CONNACK with the reason, then close ([MQTT-3.2.2-7]).
+    /// The CONNACK is left out when even it exceeds the client's Maximum Packet Size
+    /// ([MQTT-3.1.4-2] makes it optional).
     fn refuse(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
         tracing::debug!(conn, ?reason, "CONNECT refused");
-        self.send(conn, &connack_error(reason));
+        self.try_send(conn, &connack_error(reason));
         self.close(conn, now, CloseKind::ServerInitiated);
     }
 

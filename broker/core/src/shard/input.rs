@@ -11,6 +11,7 @@ use ironsight_codec::{parse_fixed_header, Bytes, DecodeError, Packet, ProtocolVe
 
 use super::Shard;
 use crate::conn::{ConnId, ConnState};
+use crate::violation::Violation;
 
 enum Step {
     /// A whole frame of this many bytes is at the front.
@@ -104,9 +105,7 @@ impl Shard {
         if c.state == ConnState::AwaitingConnect && data.first().is_some_and(|&b| b >> 4 != 1) {
             // [MQTT-3.1.0-1] the first byte already shows this is not a CONNECT: close without
             // waiting for a body (an HTTP probe would otherwise hold the socket).
-            tracing::debug!(conn, first_byte = data[0], "first packet is not CONNECT");
-            self.stats.protocol_errors += 1;
-            self.close(conn, now, super::lifecycle::CloseKind::ServerInitiated);
+            self.violated(conn, now, Violation::FirstPacketNotConnect);
             return Step::Stop;
         }
         let limit = self.endpoint(conn).packet_size_max;
@@ -128,15 +127,14 @@ impl Shard {
             // CONNECT carries its own protocol level; the version passed here is not used.
             match Packet::decode(frame.clone(), ProtocolVersion::V3_1_1) {
                 Ok(Packet::Connect(connect)) => self.on_connect(conn, now, *connect, frame),
-                Ok(other) => {
-                    // [MQTT-3.1.0-1] the first packet must be CONNECT: close without a word.
-                    tracing::debug!(conn, packet = other.name(), "first packet is not CONNECT");
-                    self.stats.protocol_errors += 1;
-                    self.close(conn, now, super::lifecycle::CloseKind::ServerInitiated);
-                }
+                // [MQTT-3.1.0-1] the first packet must be CONNECT: close without a word.
+                Ok(_) => self.violated(conn, now, Violation::FirstPacketNotConnect),
                 Err(error) => self.decode_failed(conn, now, error, &frame),
             }
             return;
+        }
+        if let Some(violation) = Violation::by_packet_type(frame[0], c.is_v5()) {
+            return self.violated(conn, now, violation);
         }
         match Packet::decode(frame, c.protocol) {
             Ok(packet) => self.on_packet(conn, now, packet),
@@ -145,7 +143,6 @@ impl Shard {
     }
 
     fn on_packet(&mut self, conn: ConnId, now: Instant, packet: Packet) {
-        use ironsight_codec::ReasonCode::ProtocolError;
         match packet {
             Packet::Publish(publish) => self.on_publish(conn, now, publish),
             Packet::PubAck(ack) => self.on_puback(conn, now, ack),
@@ -156,17 +153,15 @@ impl Shard {
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(conn, now, unsubscribe),
             Packet::PingReq => self.send(conn, &Packet::PingResp),
             Packet::Disconnect(disconnect) => self.on_disconnect(conn, now, disconnect),
-            // [MQTT-3.1.0-2] a second CONNECT; AUTH without an authentication method
-            // ([MQTT-4.12.0-?]); and packets only a server sends.
             Packet::Connect(_)
             | Packet::Auth(_)
             | Packet::ConnAck(_)
             | Packet::SubAck(_)
             | Packet::UnsubAck(_)
-            | Packet::PingResp => {
-                tracing::debug!(conn, packet = packet.name(), "unexpected packet");
-                self.fail(conn, now, ProtocolError);
-            }
+            | Packet::PingResp => unreachable!(
+                "{} was refused by its type before decoding (Violation::by_packet_type)",
+                packet.name()
+            ),
         }
     }
 
@@ -189,7 +184,7 @@ impl Shard {
             self.close(conn, now, super::lifecycle::CloseKind::ServerInitiated);
             return;
         }
-        self.fail(conn, now, error.reason_code());
+        self.violated(conn, now, Violation::Decode(error));
     }
 }
 

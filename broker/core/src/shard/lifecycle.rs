@@ -14,6 +14,7 @@ use crate::conn::{ConnId, ConnState, InBuf};
 use crate::journal::Record;
 use crate::message::Message;
 use crate::session::{SessionIdx, Will, EXPIRY_NEVER};
+use crate::violation::Violation;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum CloseKind {
@@ -148,14 +149,14 @@ impl Shard {
     }
 
     pub(super) fn on_disconnect(&mut self, conn: ConnId, now: Instant, disconnect: Disconnect) {
+        self.conns[conn as usize].peer_disconnected = true;
         let session = self.conns[conn as usize]
             .session
             .expect("a connected connection has a session");
         if let Some(expiry) = disconnect.properties.session_expiry_interval_s {
             let s = &self.sessions[session as usize];
             if s.expiry_s == 0 && expiry != 0 {
-                // [MQTT-3.14.2-2] a session that was to end with the connection cannot be kept now.
-                return self.fail(conn, now, ReasonCode::ProtocolError);
+                return self.violated(conn, now, Violation::SessionExpiryRevived);
             }
             let max = self.conns[conn as usize].session_expiry_max_s;
             self.sessions[session as usize].expiry_s = expiry.min(max);

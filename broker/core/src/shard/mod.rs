@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hashbrown::{HashMap, HashTable};
-use ironsight_codec::{Bytes, Packet, ReasonCode};
+use ironsight_codec::{ByteString, Bytes, Disconnect, DisconnectProperties, Packet, ReasonCode};
 use slab::Slab;
 
 use crate::conn::{ConnId, ConnState, Connection, Identity};
@@ -47,6 +47,7 @@ use crate::session::{Session, SessionIdx};
 use crate::settings::{EndpointSettings, Settings};
 use crate::stats::Stats;
 use crate::tree::TopicTree;
+use crate::violation::Violation;
 
 pub use fanout::Target;
 pub use subscribe::SUBSCRIBE_SLICE;
@@ -262,6 +263,16 @@ impl Shard {
             .is_some_and(|c| c.out.len() >= self.settings.broker.send_buffer_max)
     }
 
+    /// Whether the peer of a connection the core ended may still be sending: it did not end
+    /// the connection itself with DISCONNECT. Closing such a socket would answer its next bytes
+    /// with a reset, which destroys what it has not read yet (the DISCONNECT telling it why), so
+    /// the server lets it linger and discards its input instead.
+    pub fn peer_may_still_send(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(conn as usize)
+            .is_some_and(|c| !c.peer_disconnected)
+    }
+
     pub fn is_closing(&self, conn: ConnId) -> bool {
         self.conns
             .get(conn as usize)
@@ -359,29 +370,95 @@ impl Shard {
         }
     }
 
-    /// Encodes a control packet for `conn`.
-    fn send(&mut self, conn: ConnId, packet: &Packet) {
+    /// Encodes a control packet for `conn` within the client's Maximum Packet Size
+    /// ([MQTT-3.1.2-24]): one that would exceed it goes without its Reason String and User
+    /// Properties, which the specification lets every packet that carries them drop. Returns
+    /// false, having sent nothing, when even that is too large.
+    fn try_send(&mut self, conn: ConnId, packet: &Packet) -> bool {
         let c = &mut self.conns[conn as usize];
-        packet.encode(c.protocol, c.out.tail());
+        let max = c.client.packet_size_max as usize;
+        if packet.encoded_len(c.protocol) <= max {
+            packet.encode(c.protocol, c.out.tail());
+        } else {
+            let mut bare = packet.clone();
+            bare.strip_reason_properties();
+            if bare.encoded_len(c.protocol) > max {
+                tracing::debug!(
+                    conn,
+                    packet = packet.name(),
+                    max,
+                    "packet over the client's Maximum Packet Size not sent"
+                );
+                return false;
+            }
+            bare.encode(c.protocol, c.out.tail());
+        }
         self.mark_dirty(conn);
+        true
     }
 
-    /// Ends the connection for a protocol reason: v5 clients are told why ([MQTT-4.13.1-1]).
+    /// Encodes a control packet whose size is fixed: at most `connect::CONTROL_PACKET_MAX`
+    /// bytes once Reason Strings and User Properties are dropped, which every accepted client
+    /// accepts, or a CONNACK the client's limit was checked against.
+    fn send(&mut self, conn: ConnId, packet: &Packet) {
+        let sent = self.try_send(conn, packet);
+        assert!(
+            sent,
+            "a fixed-size control packet fits every accepted client"
+        );
+    }
+
+    /// Encodes an acknowledgement that grows with the request (a SUBACK or UNSUBACK holds a
+    /// code per filter). One the client's Maximum Packet Size cannot hold cannot be sent
+    /// ([MQTT-3.1.2-24]) and the request cannot go unanswered ([MQTT-3.8.4-1],
+    /// [MQTT-3.10.4-4]): the connection ends with Packet too large.
+    fn send_or_fail(&mut self, conn: ConnId, now: Instant, packet: &Packet) {
+        if !self.try_send(conn, packet) {
+            self.fail(conn, now, ReasonCode::PacketTooLarge);
+        }
+    }
+
+    /// Ends the connection for a reason that is not a violation of the protocol (a limit, a
+    /// policy, keep alive): v5 clients are told why ([MQTT-4.13.1-1]).
     fn fail(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
         self.stats.protocol_errors += 1;
         self.disconnect(conn, now, reason);
+    }
+
+    /// Ends the connection of a client that broke the protocol. A v5 client is told the reason
+    /// code ([MQTT-4.13.1-1]) and, when it asked for problem information, the rule it broke as
+    /// the Reason String (which DISCONNECT may carry either way, [MQTT-3.1.2-29]).
+    fn violated(&mut self, conn: ConnId, now: Instant, violation: Violation) {
+        tracing::debug!(conn, %violation, "protocol violation");
+        self.stats.protocol_errors += 1;
+        let explain = self.conns[conn as usize].problem_info;
+        let reason_string = explain.then(|| violation.to_string().into());
+        self.end(conn, now, violation.reason_code(), reason_string);
     }
 
     /// The server ends `conn` for `reason` (a revoked certificate, an administrator): a v5
     /// client is told why with a DISCONNECT, the will stands, the server closes the socket once
     /// the last bytes are out.
     pub fn disconnect(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
+        self.end(conn, now, reason, None);
+    }
+
+    /// Closes `conn` for `reason`; a connected v5 client first gets a DISCONNECT with the
+    /// reason code and, as its Reason String, `why` (left out if it does not fit).
+    fn end(&mut self, conn: ConnId, now: Instant, reason: ReasonCode, why: Option<ByteString>) {
         let Some(c) = self.conns.get(conn as usize) else {
             return;
         };
         tracing::debug!(conn, peer = %c.peer, ?reason, "closing connection");
         if c.is_v5() && c.state == ConnState::Connected {
-            self.send(conn, &lifecycle::disconnect_packet(reason));
+            let disconnect = Disconnect {
+                reason_code: reason,
+                properties: DisconnectProperties {
+                    reason_string: why,
+                    ..DisconnectProperties::default()
+                },
+            };
+            self.send(conn, &Packet::Disconnect(disconnect));
         }
         self.close(conn, now, lifecycle::CloseKind::ServerInitiated);
     }

@@ -15,6 +15,7 @@ use crate::message::Message;
 use crate::policy::Action;
 use crate::session::SessionIdx;
 use crate::topic;
+use crate::violation::Violation;
 
 fn ack(packet_id: PacketId, reason_code: ReasonCode) -> PubResponse {
     PubResponse {
@@ -34,12 +35,11 @@ impl Shard {
     pub(super) fn on_publish(&mut self, conn: ConnId, now: Instant, publish: Publish) {
         self.stats.messages_received += 1;
         if !publish.properties.subscription_identifiers.is_empty() {
-            // [MQTT-3.3.4-6] only the server puts subscription identifiers on a PUBLISH.
-            return self.fail(conn, now, ReasonCode::ProtocolError);
+            return self.violated(conn, now, Violation::SubscriptionIdentifierFromClient);
         }
         let topic = match self.resolve_topic_alias(conn, &publish) {
             Ok(topic) => topic,
-            Err(reason) => return self.fail(conn, now, reason),
+            Err(violation) => return self.violated(conn, now, violation),
         };
         let broker = &self.settings.broker;
         if !topic::topic_within_limits(&topic, broker.topic_len_max, broker.topic_levels_max) {
@@ -69,9 +69,9 @@ impl Shard {
                 .inbound_qos2
                 .len()
                 + self.pending_acks(conn);
-            if unacknowledged >= usize::from(self.settings.broker.inflight_max) {
-                // [MQTT-3.3.4-9] more unacknowledged QoS 1/2 PUBLISHes than our Receive Maximum.
-                return self.fail(conn, now, ReasonCode::ReceiveMaximumExceeded);
+            let max = self.settings.broker.inflight_max;
+            if unacknowledged >= usize::from(max) {
+                return self.violated(conn, now, Violation::ReceiveMaximumExceeded { max });
             }
         }
         let mut properties = publish.properties.message;
@@ -150,14 +150,14 @@ impl Shard {
         &mut self,
         conn: ConnId,
         publish: &Publish,
-    ) -> Result<ByteString, ReasonCode> {
+    ) -> Result<ByteString, Violation> {
         let Some(alias) = publish.properties.topic_alias else {
             return Ok(publish.topic.clone());
         };
         let max = self.settings.broker.topic_aliases_max;
         if alias.get() > max {
-            // [MQTT-3.3.2-9] an alias above the Topic Alias Maximum we sent.
-            return Err(ReasonCode::TopicAliasInvalid);
+            let alias = alias.get();
+            return Err(Violation::TopicAliasAboveMaximum { alias, max });
         }
         let table = &mut self.conns[conn as usize].aliases().inbound;
         if table.is_empty() {
@@ -165,8 +165,8 @@ impl Shard {
         }
         let slot = &mut table[usize::from(alias.get() - 1)];
         if publish.topic.is_empty() {
-            // An alias never set on this connection is a protocol error.
-            return slot.clone().ok_or(ReasonCode::ProtocolError);
+            let alias = alias.get();
+            return slot.clone().ok_or(Violation::TopicAliasUnknown { alias });
         }
         // Copied so the alias table does not keep the whole PUBLISH frame alive.
         let topic = ByteString::from(publish.topic.to_string());
@@ -210,7 +210,7 @@ impl Shard {
                 conn,
                 &Packet::PubRel(ack(pid, ReasonCode::PacketIdentifierNotFound)),
             ),
-            Err(AckError::WrongState) => self.fail(conn, now, ReasonCode::ProtocolError),
+            Err(AckError::WrongState) => self.violated(conn, now, Violation::PubRecForQoS1 { pid }),
         }
     }
 

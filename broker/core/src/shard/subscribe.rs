@@ -23,6 +23,7 @@ use crate::policy::Action;
 use crate::routing::{share_key, LocalSub, Member, ShardId, ShareGroup, ShareKey};
 use crate::session::{SessionIdx, Subscription};
 use crate::topic::{self, ParsedFilter};
+use crate::violation::Violation;
 
 #[derive(Debug)]
 struct RetainedRequest {
@@ -51,13 +52,11 @@ struct Added {
 }
 
 /// What makes a filter a protocol violation, whatever this broker's limits.
-fn violation(f: &SubscribeFilter) -> Option<String> {
+fn violation(f: &SubscribeFilter) -> Option<Violation> {
     match topic::parse_filter(&f.filter, usize::MAX, usize::MAX) {
-        // [MQTT-4.7.1-1], [MQTT-4.7.1-2], [MQTT-4.7.3-1], [MQTT-4.8.2-1], [MQTT-4.8.2-2]
-        Err(error) => Some(error.to_string()),
-        // [MQTT-3.8.3-4] No Local on a shared subscription.
+        Err(error) => Some(Violation::TopicFilterInvalid(error)),
         Ok(p) if p.share_group.is_some() && f.options.no_local => {
-            Some("No Local on a shared subscription".into())
+            Some(Violation::NoLocalOnSharedSubscription)
         }
         Ok(_) => None,
     }
@@ -116,8 +115,8 @@ impl Shard {
         while work.checked < filters && budget > 0 {
             let f = &work.subscribe.filters[work.checked];
             if let Some(violation) = violation(f) {
-                tracing::debug!(conn, filter = %f.filter, %violation, "SUBSCRIBE refused");
-                return self.fail(conn, now, ReasonCode::ProtocolError);
+                tracing::debug!(conn, filter = %f.filter, "SUBSCRIBE refused");
+                return self.violated(conn, now, violation);
             }
             work.checked += 1;
             budget -= 1;
@@ -160,7 +159,10 @@ impl Shard {
             properties: ReasonProperties::default(),
         };
         // [MQTT-3.3.1-9]: the retained messages follow the SUBACK.
-        self.send(conn, &Packet::SubAck(suback));
+        self.send_or_fail(conn, now, &Packet::SubAck(suback));
+        if self.conns[conn as usize].session.is_none() {
+            return; // the SUBACK did not fit the client's Maximum Packet Size
+        }
         for request in work.retained {
             self.send_retained(session, &request, now);
         }
@@ -375,7 +377,7 @@ impl Shard {
             reason_codes: codes,
             properties: ReasonProperties::default(),
         };
-        self.send(conn, &Packet::UnsubAck(unsuback));
+        self.send_or_fail(conn, now, &Packet::UnsubAck(unsuback));
     }
 
     /// Takes one subscription out of the tries. A shared member's pending messages of that

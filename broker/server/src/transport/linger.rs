@@ -3,10 +3,12 @@
 //! When a socket is closed while input it received was never read, Linux answers with a reset,
 //! and a reset throws away whatever still waits in the send queue: a refused client would miss
 //! its CONNACK reason, a misbehaving one its DISCONNECT reason, a slow one its last messages.
-//! So a connection that ends with unread input first sends its FIN after the queued bytes
-//! (`shutdown(SHUT_WR)`), then lingers: a small task reads and discards what the peer still
-//! sends until the peer closes too, or `LINGER` passes. The number of lingering sockets is
-//! bounded, so a flood of refused clients cannot hold file descriptors beyond it.
+//! So a connection that ends with unread input, or whose peer may still be sending, first sends
+//! its FIN after the queued bytes (`shutdown(SHUT_WR)`), then lingers: a small task reads and
+//! discards what the peer still sends until the peer closes too, `LINGER` passes, or it has
+//! discarded `LINGER_DISCARD_MAX` bytes (a peer still sending that much has stopped reading
+//! what we send). The number of lingering sockets is bounded, so a flood of refused clients
+//! cannot hold file descriptors beyond it.
 
 use std::cell::Cell;
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
@@ -20,6 +22,11 @@ use glommio::net::TcpStream;
 pub const LINGER: Duration = Duration::from_secs(2);
 /// Sockets one shard lets linger at once; past that, a close is immediate.
 pub const LINGERING_MAX: u32 = 1024;
+/// Bytes one lingering socket reads and discards before it is closed anyway. A client that
+/// has not yet read our last bytes has at most its socket buffers in flight, a few hundred KB
+/// on Linux by default; 1 MiB covers that, and bounds the reading a shard does for sockets it
+/// has finished with to `LINGERING_MAX` MiB per `LINGER`.
+pub const LINGER_DISCARD_MAX: usize = 1 << 20;
 
 /// Whether the kernel holds input for `fd` that nobody has read.
 pub fn has_unread_input(fd: RawFd) -> bool {
@@ -49,7 +56,13 @@ impl Lingering {
         glommio::spawn_local(async move {
             let mut sink = [0u8; 2048];
             let _ = glommio::timer::timeout(LINGER, async {
-                while let Ok(1..) = stream.read(&mut sink).await {}
+                let mut discarded = 0;
+                while discarded < LINGER_DISCARD_MAX {
+                    match stream.read(&mut sink).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => discarded += n,
+                    }
+                }
                 Ok(())
             })
             .await;
