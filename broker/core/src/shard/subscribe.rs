@@ -25,7 +25,7 @@ use crate::routing::{
     share_key, Interest, LocalSub, Member, ShardId, ShardMsg, ShareGroup, ShareInterest, ShareKey,
 };
 use crate::session::{SessionIdx, Subscription};
-use crate::topic::{self, ParsedFilter};
+use crate::topic::{self, FilterError, FilterSplit, ParsedFilter};
 
 /// A SUBACK waiting for a barrier, and the retained messages to send after it.
 #[derive(Debug)]
@@ -61,20 +61,28 @@ fn granted(qos: QoS) -> ReasonCode {
 }
 
 impl Shard {
-    fn parse<'a>(&self, text: &'a str) -> Result<ParsedFilter<'a>, topic::FilterError> {
+    fn parse<'a>(&self, text: &'a str) -> Result<ParsedFilter<'a>, FilterError> {
+        self.split(text).map(|split| split.parts(text))
+    }
+
+    fn split(&self, text: &str) -> Result<FilterSplit, FilterError> {
         let broker = &self.settings.broker;
-        topic::parse_filter(text, broker.topic_len_max, broker.topic_levels_max)
+        topic::split_filter(text, broker.topic_len_max, broker.topic_levels_max)
     }
 
     pub(super) fn on_subscribe(&mut self, conn: ConnId, now: Instant, subscribe: Subscribe) {
         let session = self.conns[conn as usize].session.expect("connected");
+        // Each filter is parsed once, here; what the parse found is kept for applying it.
+        let mut splits = Vec::with_capacity(subscribe.filters.len());
         for f in &subscribe.filters {
-            let syntax = topic::parse_filter(&f.filter, usize::MAX, usize::MAX);
-            let violation = match syntax {
+            let split = self.split(&f.filter);
+            let violation = match split {
+                // Over this broker's limits only: refused filter by filter (0x8F), below.
+                Err(FilterError::TooLong) => None,
                 // [MQTT-4.7.1-1], [MQTT-4.7.1-2], [MQTT-4.7.3-1], [MQTT-4.8.2-1], [MQTT-4.8.2-2]
                 Err(error) => Some(error.to_string()),
                 // [MQTT-3.8.3-4] No Local on a shared subscription.
-                Ok(p) if p.share_group.is_some() && f.options.no_local => {
+                Ok(split) if split.is_shared() && f.options.no_local => {
                     Some("No Local on a shared subscription".into())
                 }
                 Ok(_) => None,
@@ -83,24 +91,21 @@ impl Shard {
                 tracing::debug!(conn, filter = %f.filter, %violation, "SUBSCRIBE refused");
                 return self.fail(conn, now, ReasonCode::ProtocolError);
             }
+            splits.push(split);
         }
-        let is_shared = |f: &SubscribeFilter| {
-            topic::parse_filter(&f.filter, usize::MAX, usize::MAX)
-                .is_ok_and(|p| p.share_group.is_some())
-        };
         let id = subscribe.properties.subscription_identifier;
         let mut codes = Vec::with_capacity(subscribe.filters.len());
         let mut retained = Vec::new();
         let mut announcements = Vec::new();
-        for f in &subscribe.filters {
-            match self.add_subscription(session, f, id) {
+        for (f, split) in subscribe.filters.iter().zip(splits) {
+            match self.add_subscription(session, f, split, id) {
                 Ok(added) => {
                     let wants_retained = match f.options.retain_handling {
                         RetainHandling::SendAtSubscribe => true,
                         RetainHandling::SendIfNewSubscription => added.is_new,
                         RetainHandling::DoNotSend => false,
                     };
-                    let shared = is_shared(f);
+                    let shared = split.is_ok_and(FilterSplit::is_shared);
                     if wants_retained && !shared {
                         retained.push(RetainedRequest {
                             filter: (*f.filter).into(),
@@ -145,14 +150,17 @@ impl Shard {
         &mut self,
         session: SessionIdx,
         f: &SubscribeFilter,
+        split: Result<FilterSplit, FilterError>,
         id: Option<NonZeroU32>,
     ) -> Result<Added, ReasonCode> {
         // Syntax was checked for the whole packet; what is left is the broker's length and depth
         // limits: a well-formed filter this server does not accept (0x8F).
-        let parsed = self.parse(&f.filter).map_err(|error| {
-            tracing::debug!(filter = %f.filter, %error, "topic filter refused");
-            ReasonCode::TopicFilterInvalid
-        })?;
+        let parsed = split
+            .map_err(|error| {
+                tracing::debug!(filter = %f.filter, %error, "topic filter refused");
+                ReasonCode::TopicFilterInvalid
+            })?
+            .parts(&f.filter);
         let s = &self.sessions[session as usize];
         let conn = s.conn.expect("subscribing sessions are connected");
         if !self
@@ -165,8 +173,8 @@ impl Shard {
             return Err(ReasonCode::NotAuthorized);
         }
         let text = topic::subscription_text(&f.filter);
-        let existing = s.subscriptions.iter().position(|x| *x.text == *text);
-        if existing.is_none() && s.subscriptions.len() >= self.settings.broker.subscriptions_max {
+        let is_new = !s.subscriptions.contains(&text);
+        if is_new && s.subscriptions.len() >= self.settings.broker.subscriptions_max {
             return Err(ReasonCode::QuotaExceeded);
         }
         let (share, announcement) = match parsed.share_group {
@@ -203,13 +211,9 @@ impl Shard {
             id,
             share,
         };
-        let subs = &mut self.sessions[session as usize].subscriptions;
-        match existing {
-            Some(at) => subs[at] = sub,
-            None => subs.push(sub),
-        }
+        self.sessions[session as usize].subscriptions.insert(sub);
         Ok(Added {
-            is_new: existing.is_none(),
+            is_new,
             announcement,
         })
     }
@@ -330,14 +334,13 @@ impl Shard {
         }
     }
 
+    /// `request.filter` is a plain filter (a shared subscription gets no retained messages),
+    /// checked when it was subscribed.
     fn send_retained(&mut self, session: SessionIdx, request: &RetainedRequest, now: Instant) {
-        let Ok(parsed) = self.parse(&request.filter) else {
-            return;
-        };
         let uid = self.sessions[session as usize].uid(self.id);
         let mut found = Vec::new();
         self.retained
-            .for_each_in_filter(parsed.filter, &mut |_, msg| {
+            .for_each_in_filter(&request.filter, &mut |_, msg| {
                 let own = request.options.no_local && msg.origin == uid;
                 if !msg.is_expired(now) && !own {
                     found.push(msg.clone());
@@ -383,10 +386,8 @@ impl Shard {
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
             let text = topic::subscription_text(filter);
-            let subs = &mut self.sessions[session as usize].subscriptions;
-            match subs.iter().position(|s| *s.text == *text) {
-                Some(at) => {
-                    let sub = subs.swap_remove(at);
+            match self.sessions[session as usize].subscriptions.remove(&text) {
+                Some(sub) => {
                     if self.durable(session) {
                         let client_id = &self.sessions[session as usize].client_id;
                         self.journal.record(Record::Unsubscribed {
