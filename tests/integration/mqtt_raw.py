@@ -215,6 +215,12 @@ def largest_subscribe(packet_size: int, filter_len: int = 6, packet_id: int = 1,
     return packet(SUBSCRIBE, 0x02, head + entries), count
 
 
+def with_packet_id(packet: bytes, packet_id: int) -> bytes:
+    """`packet`, whose body starts with a packet id (a SUBSCRIBE), with `packet_id` instead."""
+    at = next(i for i in range(1, 5) if not packet[i] & 0x80) + 1   # after the fixed header
+    return packet[:at] + u16(packet_id) + packet[at + 2:]
+
+
 def unsubscribe(packet_id: int, filters: list[str], version: int = 5) -> bytes:
     body = u16(packet_id) + (properties(None) if version == 5 else b"")
     for topic_filter in filters:

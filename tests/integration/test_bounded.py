@@ -12,7 +12,7 @@ import time
 import pytest
 
 import mqtt_raw as m
-from helpers import V5, V311
+from helpers import V5
 
 pytestmark = pytest.mark.ironsight_only(
     reason="MaxConnectMessageSize and PacketTimeout are ironsight's; Mosquitto has neither")
@@ -120,12 +120,6 @@ def test_a_slow_but_progressing_client_is_not_cut(start_broker, proto):
     c.close()
 
 
-def with_packet_id(packet: bytes, packet_id: int) -> bytes:
-    """`packet`, whose body starts with a packet id (a SUBSCRIBE), with `packet_id` instead."""
-    at = next(i for i in range(1, 5) if not packet[i] & 0x80) + 1   # after the fixed header
-    return packet[:at] + m.u16(packet_id) + packet[at + 2:]
-
-
 class Bystander(threading.Thread):
     """A client that publishes to its own topic at QoS 1 and waits for its message to come
     back, again and again, until told to stop; it records every round trip that completed and
@@ -171,7 +165,7 @@ def test_a_hostile_subscribe_leaves_the_broker_serving_others(start_broker, core
     assert hostile.connect("hostile").reason == 0
     try:
         for packet_id in (1, 2, 3):
-            hostile.send(with_packet_id(packet, packet_id))
+            hostile.send(m.with_packet_id(packet, packet_id))
         for packet_id in (1, 2, 3):
             suback = hostile.expect(m.SUBACK, timeout=30)
             assert suback.packet_id == packet_id
