@@ -31,7 +31,9 @@ pub struct BrokerSettings {
     pub connect_timeout_s: u16,
     /// Seconds a packet may take to arrive whole once its first byte has, after CONNECT (before
     /// it, `connect_timeout_s` bounds everything). A fixed bound, not one derived from the keep
-    /// alive: the client chooses its keep alive, 0 (none) or up to 18 hours included.
+    /// alive: the client chooses its keep alive, 0 (none) or up to 18 hours included. The clock
+    /// also runs while the server does not read from a client that does not read its own
+    /// output (`send_buffer_max`): such a client may be cut by it too.
     pub packet_timeout_s: u16,
     /// Retained messages kept; a new retained topic beyond this is not stored.
     pub retained_max: usize,
