@@ -198,6 +198,29 @@ def subscribe(packet_id: int, filters: list[tuple[str | bytes, int]], version: i
     return packet(SUBSCRIBE, 0x02, body)
 
 
+def largest_subscribe(packet_size: int, filter_len: int = 6, packet_id: int = 1,
+                      version: int = 5) -> tuple[bytes, int]:
+    """The SUBSCRIBE with the most filters of `filter_len` characters (hexadecimal counters,
+    distinct while they last, QoS 0) that fits in `packet_size` bytes, fixed header included:
+    what a hostile client sends to make the broker work hardest per byte. Returns the packet
+    and its number of filters. Built with one join: `subscribe` would copy the body per filter."""
+    head = u16(packet_id) + (properties(None) if version == 5 else b"")
+    entry_len = 2 + filter_len + 1
+    body_max = max(n for n in range(packet_size - 5, packet_size)
+                   if 1 + len(varint(n)) + n <= packet_size)
+    count = (body_max - len(head)) // entry_len
+    prefix, modulo = u16(filter_len), 16 ** filter_len
+    entries = b"".join(prefix + b"%0*x" % (filter_len, i % modulo) + b"\x00"
+                       for i in range(count))
+    return packet(SUBSCRIBE, 0x02, head + entries), count
+
+
+def with_packet_id(packet: bytes, packet_id: int) -> bytes:
+    """`packet`, whose body starts with a packet id (a SUBSCRIBE), with `packet_id` instead."""
+    at = next(i for i in range(1, 5) if not packet[i] & 0x80) + 1   # after the fixed header
+    return packet[:at] + u16(packet_id) + packet[at + 2:]
+
+
 def unsubscribe(packet_id: int, filters: list[str], version: int = 5) -> bytes:
     body = u16(packet_id) + (properties(None) if version == 5 else b"")
     for topic_filter in filters:

@@ -35,6 +35,11 @@ pub struct Endpoint {
     /// Bytes (shown as MessageSight writes it, e.g. "4096KB").
     #[serde(serialize_with = "size_text")]
     pub max_message_size: u64,
+    /// Bytes a packet may have before CONNECT completes (ironsight's addition; MessageSight has
+    /// no such attribute). A peer that has not connected yet is nobody: it may make the broker
+    /// hold this much, not `MaxMessageSize`.
+    #[serde(serialize_with = "size_text")]
+    pub max_connect_message_size: u64,
     /// The SecurityProfile whose TLS settings the endpoint uses; empty for none.
     pub security_profile: String,
     /// What the endpoint accepts on its one port (ironsight's addition): MQTT over TCP, over
@@ -234,6 +239,8 @@ pub struct Broker {
     pub max_topic_levels: u32,
     pub max_send_buffer_size: u64,
     pub connect_timeout: u16,
+    /// Seconds a packet may take to arrive whole, counted from its first byte.
+    pub packet_timeout: u16,
     pub max_retained_messages: u32,
     pub max_sessions_per_core: u32,
 }
@@ -336,10 +343,30 @@ impl MessageHub {
     }
 }
 
+/// The default `MaxConnectMessageSize`. A CONNECT holds a client id (at most
+/// `MaxClientIDLength`, 1023 bytes by default), a user name and password (a token as password is
+/// a few KB), a will with its topic, payload and properties, and user properties: 64 KB fits a
+/// large one of each, while 10,000 peers that never finish theirs hold at most 640 MB (they
+/// are cut at `ConnectTimeout`), not the 40 GB that `MaxMessageSize` (4 MB) would allow.
+const MAX_CONNECT_MESSAGE_SIZE: u64 = 64 * 1024;
+
 impl Endpoint {
     fn parse(name: &str, value: &Value) -> Result<Self, ConfigError> {
         refuse_not_yet("Endpoint", name, value)?;
         let mut f = Fields::new("Endpoint", name, value)?;
+        let max_message_size = f.size("MaxMessageSize", 4096 * 1024, 1024, 256 * 1024 * 1024)?;
+        let max_connect_message_size = f.size(
+            "MaxConnectMessageSize",
+            MAX_CONNECT_MESSAGE_SIZE.min(max_message_size),
+            1024,
+            256 * 1024 * 1024,
+        )?;
+        if max_connect_message_size > max_message_size {
+            return Err(f.error(
+                "MaxConnectMessageSize",
+                format!("must not exceed MaxMessageSize ({max_message_size} bytes)"),
+            ));
+        }
         let endpoint = Endpoint {
             description: f.string("Description", "")?,
             enabled: f.boolean("Enabled", true)?,
@@ -351,7 +378,8 @@ impl Endpoint {
             message_hub: f.required_string("MessageHub")?,
             connection_policies: names(&f.required_string("ConnectionPolicies")?),
             topic_policies: names(&f.required_string("TopicPolicies")?),
-            max_message_size: f.size("MaxMessageSize", 4096 * 1024, 1024, 256 * 1024 * 1024)?,
+            max_message_size,
+            max_connect_message_size,
             security_profile: f.string("SecurityProfile", "")?,
             // Defaulted once the security profile is known (Config::check_references).
             transports: match f.string("Transports", "")? {
@@ -599,6 +627,9 @@ impl Broker {
             max_send_buffer_size: f.size("MaxSendBufferSize", 256 * 1024, 4096, 1 << 30)?,
             connect_timeout: f
                 .integer("ConnectTimeout", Some(10), 1, 3600)?
+                .expect("default") as u16,
+            packet_timeout: f
+                .integer("PacketTimeout", Some(120), 1, 3600)?
                 .expect("default") as u16,
             max_retained_messages: f
                 .integer(
@@ -962,6 +993,55 @@ mod tests {
             e,
             "Broker \"Broker\", attribute ServerKeepAlive: 120 exceeds MaxKeepAlive (60), the \
              longest keep alive allowed"
+        );
+    }
+
+    /// Proves the size allowed before CONNECT defaults to 64 KB (or MaxMessageSize, when that
+    /// is smaller), and that a value over MaxMessageSize or out of range names the attribute.
+    #[test]
+    fn the_size_before_connect_is_bounded_by_the_message_size() {
+        let endpoint = |attrs: Value| {
+            Config::parse(&with("Endpoint", "DemoEndpoint", attrs))
+                .map(|c| c.endpoints["DemoEndpoint"].max_connect_message_size)
+        };
+        assert_eq!(endpoint(serde_json::json!({})).unwrap(), 64 * 1024);
+        let small = serde_json::json!({"MaxMessageSize": "16KB"});
+        assert_eq!(endpoint(small).unwrap(), 16 * 1024);
+        let set = serde_json::json!({"MaxConnectMessageSize": "1MB"});
+        assert_eq!(endpoint(set).unwrap(), 1024 * 1024);
+        let e = error(
+            "Endpoint",
+            "DemoEndpoint",
+            serde_json::json!({"MaxMessageSize": "1MB", "MaxConnectMessageSize": "2MB"}),
+        );
+        assert_eq!(
+            e,
+            "Endpoint \"DemoEndpoint\", attribute MaxConnectMessageSize: must not exceed \
+             MaxMessageSize (1048576 bytes)"
+        );
+        let e = error(
+            "Endpoint",
+            "DemoEndpoint",
+            serde_json::json!({"MaxConnectMessageSize": 100}),
+        );
+        assert!(
+            e.starts_with("Endpoint \"DemoEndpoint\", attribute MaxConnectMessageSize: must be"),
+            "{e}"
+        );
+    }
+
+    /// Proves the packet deadline defaults to 120 s, reaches the core, and is bounded.
+    #[test]
+    fn the_packet_timeout_is_a_bounded_number_of_seconds() {
+        let config = Config::builtin();
+        assert_eq!(config.broker.packet_timeout, 120);
+        assert_eq!(config.settings().broker.packet_timeout_s, 120);
+        let mut doc: Value = serde_json::from_str(crate::DEFAULT_CONFIG).unwrap();
+        doc["Broker"] = serde_json::json!({"PacketTimeout": 0});
+        let e = Config::parse(&doc.to_string()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "Broker \"Broker\", attribute PacketTimeout: must be an integer from 1 to 3600"
         );
     }
 

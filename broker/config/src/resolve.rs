@@ -83,6 +83,7 @@ impl Config {
             topic_levels_max: b.max_topic_levels as usize,
             send_buffer_max: b.max_send_buffer_size as usize,
             connect_timeout_s: b.connect_timeout,
+            packet_timeout_s: b.packet_timeout,
             retained_max: b.max_retained_messages as usize,
             sessions_max: b.max_sessions_per_core as usize,
             ..BrokerSettings::default()
@@ -129,6 +130,8 @@ impl Config {
         EndpointSettings {
             name: name.to_string(),
             packet_size_max: u32::try_from(e.max_message_size).expect("checked at most 256MB"),
+            connect_packet_size_max: u32::try_from(e.max_connect_message_size)
+                .expect("checked at most MaxMessageSize"),
             connection_rules,
             topic_rules,
         }

@@ -105,29 +105,72 @@ pub struct Identity {
     pub certificate: Option<Box<ClientCertificate>>,
 }
 
-/// The bytes of a packet split across reads: one word, and no allocation, between packets.
+/// The bytes of a packet split across reads, and when it began: one word, and no allocation,
+/// between packets.
 #[derive(Debug, Default)]
-pub struct InBuf(Option<Box<BytesMut>>);
+pub struct InBuf(Option<Box<Partial>>);
+
+#[derive(Debug)]
+struct Partial {
+    bytes: BytesMut,
+    /// When the first byte of the packet at the front arrived: it must be whole within
+    /// `BrokerSettings::packet_timeout_s` of this.
+    since: Instant,
+}
 
 impl InBuf {
     pub fn is_empty(&self) -> bool {
-        self.0.as_ref().is_none_or(|b| b.is_empty())
+        self.0.as_ref().is_none_or(|p| p.bytes.is_empty())
     }
 
-    /// Appends `data`, reserving room for `frame_len` bytes in all when the frame's length is known.
-    pub fn extend(&mut self, data: &[u8], frame_len: usize) {
-        let buf = self.0.get_or_insert_with(Box::default);
-        buf.reserve(frame_len.saturating_sub(buf.len()).max(data.len()));
-        buf.extend_from_slice(data);
+    /// When the first byte of the packet still waiting for its rest arrived.
+    pub fn since(&self) -> Option<Instant> {
+        self.0
+            .as_ref()
+            .filter(|p| !p.bytes.is_empty())
+            .map(|p| p.since)
     }
 
+    /// Appends `data`, which arrived at `now`, reserving room for `frame_len` bytes in all when
+    /// the frame's length is known.
+    pub fn extend(&mut self, data: &[u8], frame_len: usize, now: Instant) {
+        let p = self.partial(now);
+        if p.bytes.is_empty() {
+            p.since = now;
+        }
+        p.bytes
+            .reserve(frame_len.saturating_sub(p.bytes.len()).max(data.len()));
+        p.bytes.extend_from_slice(data);
+    }
+
+    /// The bytes, to be processed and put back; the packet's start time stays meanwhile.
     pub fn take(&mut self) -> BytesMut {
-        self.0.take().map_or_else(BytesMut::new, |b| *b)
+        self.0
+            .as_mut()
+            .map_or_else(BytesMut::new, |p| std::mem::take(&mut p.bytes))
     }
 
-    /// Keeps what is left of a buffer after processing; nothing is kept for an empty one.
-    pub fn put_back(&mut self, rest: BytesMut) {
-        self.0 = (!rest.is_empty()).then(|| Box::new(rest));
+    /// Keeps what is left of a buffer after `consumed` bytes were processed at `now`: if a
+    /// packet was completed, what is left began a new one. Nothing is kept for an empty rest.
+    pub fn put_back(&mut self, rest: BytesMut, consumed: usize, now: Instant) {
+        if rest.is_empty() {
+            self.0 = None;
+            return;
+        }
+        let p = self.partial(now);
+        if consumed > 0 {
+            p.since = now;
+        }
+        p.bytes = rest;
+    }
+
+    fn partial(&mut self, now: Instant) -> &mut Partial {
+        self.0.get_or_insert_with(|| {
+            Box::new(Partial {
+                bytes: BytesMut::new(),
+                since: now,
+            })
+        })
     }
 }
 

@@ -4,9 +4,11 @@
 //! The session of a client id lives on the shard that owns that client id, so takeover, resume
 //! and expiry never cross cores.
 
+use std::hash::BuildHasher;
 use std::num::NonZeroU32;
 use std::time::Instant;
 
+use hashbrown::HashTable;
 use ironsight_codec::{ByteString, Bytes, MessageProperties, QoS, SubscriptionOptions};
 
 use crate::conn::ConnId;
@@ -26,6 +28,85 @@ pub struct Subscription {
     pub id: Option<NonZeroU32>,
     /// Set for a shared subscription: the group this session is a member of.
     pub share: Option<ShareId>,
+}
+
+/// A session's subscriptions, keyed by their text: adding, replacing or removing one costs a hash
+/// of its filter, never a walk over the session's other subscriptions (one SUBSCRIBE may name
+/// hundreds of thousands of filters, each checked against what the session holds). Allocated with
+/// the first subscription, so a session without any costs one word.
+#[derive(Debug, Default)]
+pub struct Subscriptions(Option<Box<SubscriptionTable>>);
+
+#[derive(Debug, Default)]
+struct SubscriptionTable {
+    /// Seeded per table: a client chooses its filters, so it must not be able to choose their
+    /// hashes too and turn lookups into walks.
+    hasher: foldhash::fast::RandomState,
+    entries: HashTable<Subscription>,
+}
+
+impl Subscriptions {
+    pub fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |t| t.entries.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The subscription whose text (see `topic::subscription_text`) is `text`.
+    pub fn get(&self, text: &str) -> Option<&Subscription> {
+        let table = self.0.as_ref()?;
+        let hash = table.hasher.hash_one(text);
+        table.entries.find(hash, |s| *s.text == *text)
+    }
+
+    pub fn contains(&self, text: &str) -> bool {
+        self.get(text).is_some()
+    }
+
+    /// Adds `sub`, or replaces the subscription with the same text; returns the one replaced.
+    pub fn insert(&mut self, sub: Subscription) -> Option<Subscription> {
+        let table = self.0.get_or_insert_with(Box::default);
+        let hasher = &table.hasher;
+        let hash = hasher.hash_one(&*sub.text);
+        match table
+            .entries
+            .entry(hash, |s| s.text == sub.text, |s| hasher.hash_one(&*s.text))
+        {
+            hashbrown::hash_table::Entry::Occupied(mut entry) => {
+                Some(std::mem::replace(entry.get_mut(), sub))
+            }
+            hashbrown::hash_table::Entry::Vacant(entry) => {
+                entry.insert(sub);
+                None
+            }
+        }
+    }
+
+    pub fn remove(&mut self, text: &str) -> Option<Subscription> {
+        let table = self.0.as_mut()?;
+        let hash = table.hasher.hash_one(text);
+        let entry = table.entries.find_entry(hash, |s| *s.text == *text).ok()?;
+        Some(entry.remove().0)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Subscription> {
+        self.0.iter().flat_map(|t| t.entries.iter())
+    }
+
+    /// Gives back memory a shrinking set no longer needs, all of it when none is left.
+    fn shrink(&mut self) {
+        let Some(table) = self.0.as_mut() else {
+            return;
+        };
+        if table.entries.is_empty() {
+            self.0 = None;
+        } else if table.entries.capacity() > table.entries.len() * 2 {
+            let hasher = &table.hasher;
+            table.entries.shrink_to_fit(|s| hasher.hash_one(&*s.text));
+        }
+    }
 }
 
 /// A will from CONNECT, kept until the connection ends cleanly or the will is published.
@@ -52,7 +133,7 @@ pub struct Session {
     /// While disconnected: when the session ends (`None`: never).
     pub expires_at: Option<Instant>,
     pub will: Option<Box<Will>>,
-    pub subscriptions: Vec<Subscription>,
+    pub subscriptions: Subscriptions,
     /// Allocated on the first QoS > 0 message or the first queued one.
     pub delivery: Option<Box<Delivery>>,
     pub queue_max: u32,
@@ -77,7 +158,7 @@ impl Session {
             expiry_s: 0,
             expires_at: None,
             will: None,
-            subscriptions: Vec::new(),
+            subscriptions: Subscriptions::default(),
             delivery: None,
             queue_max: 0,
             queue_behavior: QueueBehavior::RejectNewMessages,
@@ -91,7 +172,7 @@ impl Session {
     }
 
     pub fn subscription(&self, text: &str) -> Option<&Subscription> {
-        self.subscriptions.iter().find(|s| &*s.text == text)
+        self.subscriptions.get(text)
     }
 
     /// Frees the delivery state when nothing is pending, so an idle session stays small.
@@ -99,8 +180,50 @@ impl Session {
         if self.delivery.as_ref().is_some_and(|d| d.is_idle()) {
             self.delivery = None;
         }
-        if self.subscriptions.capacity() > self.subscriptions.len() * 2 {
-            self.subscriptions.shrink_to_fit();
+        self.subscriptions.shrink();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(text: &str, qos: QoS) -> Subscription {
+        Subscription {
+            text: text.into(),
+            options: SubscriptionOptions::with_qos(qos),
+            id: None,
+            share: None,
         }
+    }
+
+    /// Proves the table answers by text: a second subscription to the same text replaces the
+    /// first, removal takes exactly the one named, and an emptied table gives its memory back.
+    #[test]
+    fn subscriptions_are_keyed_by_their_text() {
+        let mut subs = Subscriptions::default();
+        assert!(subs.get("a").is_none() && subs.remove("a").is_none());
+        for i in 0..10_000 {
+            assert!(subs
+                .insert(sub(&format!("f/{i}"), QoS::AtMostOnce))
+                .is_none());
+        }
+        let replaced = subs.insert(sub("f/7", QoS::ExactlyOnce));
+        assert_eq!(replaced.map(|s| s.options.qos), Some(QoS::AtMostOnce));
+        assert_eq!(subs.len(), 10_000);
+        assert_eq!(
+            subs.get("f/7").map(|s| s.options.qos),
+            Some(QoS::ExactlyOnce)
+        );
+        assert!(subs.contains("f/9999") && !subs.contains("f/10000") && !subs.contains("f/"));
+        assert_eq!(subs.remove("f/7").map(|s| s.text), Some("f/7".into()));
+        assert!(subs.remove("f/7").is_none(), "removed once");
+        assert_eq!(subs.len(), 9_999);
+        assert_eq!(subs.iter().count(), 9_999);
+        for i in (0..10_000).filter(|&i| i != 7) {
+            assert!(subs.remove(&format!("f/{i}")).is_some(), "f/{i}");
+        }
+        subs.shrink();
+        assert!(subs.0.is_none(), "an empty table is freed");
     }
 }

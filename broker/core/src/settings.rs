@@ -32,6 +32,12 @@ pub struct BrokerSettings {
     pub send_buffer_max: usize,
     /// Seconds a new connection may take to send CONNECT.
     pub connect_timeout_s: u16,
+    /// Seconds a packet may take to arrive whole once its first byte has, after CONNECT (before
+    /// it, `connect_timeout_s` bounds everything). A fixed bound, not one derived from the keep
+    /// alive: the client chooses its keep alive, 0 (none) or up to 18 hours included. The clock
+    /// also runs while the server does not read from a client that does not read its own
+    /// output (`send_buffer_max`): such a client may be cut by it too.
+    pub packet_timeout_s: u16,
     /// Retained messages kept; a new retained topic beyond this is not stored.
     pub retained_max: usize,
     /// Sessions one shard holds (connected or not); CONNECTs beyond it get Server Unavailable.
@@ -52,6 +58,9 @@ impl Default for BrokerSettings {
             topic_levels_max: 32,
             send_buffer_max: 256 * 1024,
             connect_timeout_s: 10,
+            // A 4 MB packet (the default MaxMessageSize) needs 280 kbit/s to arrive in 120 s: a
+            // 3G uplink carries it; a packet of some kilobytes needs a few hundred bit/s.
+            packet_timeout_s: 120,
             retained_max: 1_000_000,
             sessions_max: 2_000_000,
         }
@@ -64,6 +73,9 @@ pub struct EndpointSettings {
     pub name: String,
     /// `Endpoint.MaxMessageSize`: the largest packet accepted, and advertised as Maximum Packet Size.
     pub packet_size_max: u32,
+    /// `Endpoint.MaxConnectMessageSize`: the largest packet accepted before CONNECT completes,
+    /// the CONNECT itself (a peer not yet admitted deserves little); at most `packet_size_max`.
+    pub connect_packet_size_max: u32,
     /// `Endpoint.ConnectionPolicies`: a client must be admitted by one of them.
     pub connection_rules: Vec<ConnectionRule>,
     /// `Endpoint.TopicPolicies`: what admitted clients may publish and subscribe to, and the
@@ -77,6 +89,7 @@ impl Default for EndpointSettings {
         EndpointSettings {
             name: "DemoEndpoint".into(),
             packet_size_max: 4096 * 1024,
+            connect_packet_size_max: 64 * 1024,
             connection_rules: vec![ConnectionRule {
                 name: "DemoConnectionPolicy".into(),
                 client_id: IdFilter::Any,

@@ -6,6 +6,9 @@ pub struct Stats {
     pub connections_opened: u64,
     pub connections_closed: u64,
     pub protocol_errors: u64,
+    /// Connections refused because the packet they began with (their CONNECT, or whatever
+    /// they declared instead) was over `Endpoint.MaxConnectMessageSize`; also protocol errors.
+    pub connects_too_large: u64,
     pub messages_received: u64,
     pub messages_sent: u64,
     /// Deliveries not made because a session's buffer was full (`RejectNewMessages`).
@@ -18,6 +21,8 @@ pub struct Stats {
     pub messages_oversize: u64,
     /// QoS 0 deliveries to disconnected sessions, which are not queued.
     pub messages_dropped_offline: u64,
+    /// Connections closed because a packet did not arrive whole within `PacketTimeout`.
+    pub packets_timed_out: u64,
     pub wills_published: u64,
     pub sessions_expired: u64,
 }

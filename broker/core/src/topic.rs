@@ -60,6 +60,36 @@ pub struct ParsedFilter<'a> {
     pub filter: &'a str,
 }
 
+/// What parsing learnt about a filter, in four bytes: where its share group and its topic filter
+/// start in its text. A SUBSCRIBE keeps one per filter between checking the whole packet and
+/// applying it, so no filter is parsed twice, and a packet of 400,000 filters keeps 1.6 MB of
+/// splits rather than 16 MB of `ParsedFilter`s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FilterSplit {
+    /// Where the share group starts; 0 for a plain filter.
+    group_at: u16,
+    /// Where the topic filter starts (after the group's `/`); 0 for a plain filter.
+    filter_at: u16,
+}
+
+impl FilterSplit {
+    pub fn is_shared(self) -> bool {
+        self.filter_at > 0
+    }
+
+    /// The parts of `text`, which must be the text this split was made from.
+    pub fn parts(self, text: &str) -> ParsedFilter<'_> {
+        let filter_at = usize::from(self.filter_at);
+        let share_group = self
+            .is_shared()
+            .then(|| &text[usize::from(self.group_at)..filter_at - 1]);
+        ParsedFilter {
+            share_group,
+            filter: &text[filter_at..],
+        }
+    }
+}
+
 const SHARE_PREFIXES: [&str; 2] = ["$share/", "$SharedSubscription/"];
 
 /// The text that identifies a subscription within its session. MessageSight's
@@ -78,46 +108,63 @@ pub fn parse_filter(
     max_len: usize,
     max_levels: usize,
 ) -> Result<ParsedFilter<'_>, FilterError> {
+    split_filter(text, max_len, max_levels).map(|split| split.parts(text))
+}
+
+/// Validates a subscription filter in one pass and says where its parts start. A syntax error
+/// wins over the broker's limits: the first is a protocol error that ends the connection, the
+/// second only refuses that filter (SUBACK 0x8F), so a filter too long *and* malformed must be
+/// seen as malformed.
+pub fn split_filter(
+    text: &str,
+    max_len: usize,
+    max_levels: usize,
+) -> Result<FilterSplit, FilterError> {
     if text.is_empty() {
         return Err(FilterError::Empty);
     }
-    if text.len() > max_len {
+    // An MQTT string is at most 65,535 bytes, so nothing from the wire is refused here; the
+    // bound lets a split be two `u16`s.
+    if text.len() > usize::from(u16::MAX) {
         return Err(FilterError::TooLong);
     }
-    let (share_group, filter) = match SHARE_PREFIXES.iter().find_map(|p| text.strip_prefix(p)) {
-        Some(rest) => {
-            let (group, filter) = rest
+    let (group_at, filter_at) = match SHARE_PREFIXES.iter().find(|p| text.starts_with(**p)) {
+        Some(prefix) => {
+            let (group, _) = text[prefix.len()..]
                 .split_once('/')
                 .ok_or(FilterError::ShareWithoutFilter)?;
             if group.is_empty() || group.contains(['+', '#']) {
                 return Err(FilterError::ShareName);
             }
-            (Some(group), filter)
+            (prefix.len(), prefix.len() + group.len() + 1)
         }
-        None => (None, text),
+        None => (0, 0),
     };
+    let filter = &text[filter_at..];
     if filter.is_empty() {
-        return Err(if share_group.is_some() {
+        return Err(if filter_at > 0 {
             FilterError::ShareWithoutFilter
         } else {
             FilterError::Empty
         });
     }
-    validate_filter_levels(filter, max_levels)?;
-    Ok(ParsedFilter {
-        share_group,
-        filter,
+    let levels = filter_levels(filter)?;
+    if text.len() > max_len || levels > max_levels {
+        return Err(FilterError::TooLong);
+    }
+    let offset = |at: usize| u16::try_from(at).expect("within the text, checked above");
+    Ok(FilterSplit {
+        group_at: offset(group_at),
+        filter_at: offset(filter_at),
     })
 }
 
-fn validate_filter_levels(filter: &str, max_levels: usize) -> Result<(), FilterError> {
+/// Checks where the wildcards of a (non-shared) filter stand; returns its number of levels.
+fn filter_levels(filter: &str) -> Result<usize, FilterError> {
     let mut levels = filter.split('/').peekable();
     let mut count = 0;
     while let Some(level) = levels.next() {
         count += 1;
-        if count > max_levels {
-            return Err(FilterError::TooLong);
-        }
         if level.contains('#') && (level != "#" || levels.peek().is_some()) {
             return Err(FilterError::MultiLevelWildcard);
         }
@@ -125,7 +172,7 @@ fn validate_filter_levels(filter: &str, max_levels: usize) -> Result<(), FilterE
             return Err(FilterError::SingleLevelWildcard);
         }
     }
-    Ok(())
+    Ok(count)
 }
 
 /// Checks a PUBLISH topic name against the broker's limits (wildcards and UTF-8 are the codec's).
@@ -192,6 +239,45 @@ mod tests {
             parse("$share/g/a/#/b"),
             Err(FilterError::MultiLevelWildcard)
         );
+    }
+
+    /// Proves a split gives back the parts a parse gives, for plain filters and both share
+    /// spellings, so a SUBSCRIBE that keeps splits instead of parses sees the same filters.
+    #[test]
+    fn splits_give_back_the_parsed_parts() {
+        for text in [
+            "a/b",
+            "#",
+            "$SYS/+",
+            "$share/g/a/+",
+            "$SharedSubscription/group/#",
+            "$share/g//",
+        ] {
+            let split = split_filter(text, 65535, 32).unwrap();
+            let parsed = parse(text).unwrap();
+            assert_eq!(split.parts(text), parsed, "{text}");
+            assert_eq!(split.is_shared(), parsed.share_group.is_some(), "{text}");
+        }
+        let split = split_filter("$share/group/a/b", 65535, 32).unwrap();
+        assert_eq!(split.parts("$share/group/a/b").share_group, Some("group"));
+        assert_eq!(split.parts("$share/group/a/b").filter, "a/b");
+    }
+
+    /// Proves a malformed filter is reported as malformed even when it is also over the
+    /// limits: the first ends the connection, the second refuses only that filter.
+    #[test]
+    fn syntax_errors_win_over_limits() {
+        let deep_and_bad = format!("{}a#", "x/".repeat(40));
+        assert_eq!(
+            parse_filter(&deep_and_bad, 65535, 32),
+            Err(FilterError::MultiLevelWildcard)
+        );
+        assert_eq!(
+            parse_filter("aaaaaaaa/b+", 4, 32),
+            Err(FilterError::SingleLevelWildcard)
+        );
+        let deep = format!("{}x", "x/".repeat(40));
+        assert_eq!(parse_filter(&deep, 65535, 32), Err(FilterError::TooLong));
     }
 
     #[test]

@@ -32,7 +32,7 @@ impl Shard {
             return;
         }
         if !c.inbuf.is_empty() || c.paused {
-            c.inbuf.extend(data, 0);
+            c.inbuf.extend(data, 0, now);
             self.drain_inbuf(conn, now);
             return;
         }
@@ -42,7 +42,7 @@ impl Shard {
         }
         if let Some(c) = self.conns.get_mut(conn as usize) {
             if c.is_open() && used < data.len() {
-                c.inbuf.extend(&data[used..], frame_len.unwrap_or(0));
+                c.inbuf.extend(&data[used..], frame_len.unwrap_or(0), now);
             }
         }
     }
@@ -70,7 +70,7 @@ impl Shard {
         if let Some(len) = frame_len {
             buf.reserve(len.saturating_sub(buf.len()));
         }
-        c.inbuf.put_back(buf);
+        c.inbuf.put_back(buf, used, now);
     }
 
     /// Handles whole frames at the front of `data`; returns the bytes used and, when a partial
@@ -108,12 +108,16 @@ impl Shard {
             self.violated(conn, now, Violation::FirstPacketNotConnect);
             return Step::Stop;
         }
-        let limit = self.endpoint(conn).packet_size_max;
-        match parse_fixed_header(data, limit) {
+        let connecting = c.state == ConnState::AwaitingConnect;
+        match parse_fixed_header(data, self.packet_size_limit(conn)) {
             Ok(Some(header)) if header.frame_len() <= data.len() => Step::Frame(header.frame_len()),
             Ok(Some(header)) => Step::NeedMore(Some(header.frame_len())),
             Ok(None) => Step::NeedMore(None),
             Err(error) => {
+                if connecting && matches!(error, DecodeError::PacketTooLarge { .. }) {
+                    tracing::debug!(conn, %error, "CONNECT over Endpoint.MaxConnectMessageSize");
+                    self.stats.connects_too_large += 1;
+                }
                 self.decode_failed(conn, now, error, data);
                 Step::Stop
             }

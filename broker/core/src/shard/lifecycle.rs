@@ -115,7 +115,7 @@ impl Shard {
         let client_id = &self.sessions[session as usize].client_id;
         self.journal.record(Record::SessionEnded { client_id });
         let subscriptions = std::mem::take(&mut self.sessions[session as usize].subscriptions);
-        for sub in &subscriptions {
+        for sub in subscriptions.iter() {
             self.drop_subscription(session, sub, now);
         }
         self.forget_session(session);

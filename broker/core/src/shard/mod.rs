@@ -192,6 +192,18 @@ impl Shard {
         &self.settings.endpoints[usize::from(self.conns[conn as usize].endpoint)]
     }
 
+    /// The largest packet `conn` may send now: until its CONNECT is accepted the peer is
+    /// nobody and may declare only `connect_packet_size_max`, then `packet_size_max`.
+    fn packet_size_limit(&self, conn: ConnId) -> u32 {
+        let endpoint = self.endpoint(conn);
+        match self.conns[conn as usize].state {
+            ConnState::AwaitingConnect => endpoint
+                .connect_packet_size_max
+                .min(endpoint.packet_size_max),
+            _ => endpoint.packet_size_max,
+        }
+    }
+
     fn generation(&mut self) -> u32 {
         self.next_generation = self.next_generation.wrapping_add(1);
         self.next_generation

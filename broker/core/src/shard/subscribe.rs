@@ -22,7 +22,7 @@ use crate::journal::Record;
 use crate::policy::Action;
 use crate::routing::{share_key, LocalSub, Member, ShardId, ShareGroup, ShareKey};
 use crate::session::{SessionIdx, Subscription};
-use crate::topic::{self, ParsedFilter};
+use crate::topic::{self, FilterError, FilterSplit, ParsedFilter};
 use crate::violation::Violation;
 
 #[derive(Debug)]
@@ -36,26 +36,27 @@ struct RetainedRequest {
 /// thousands of filters holds its shard for about a millisecond at a time, not for seconds.
 pub const SUBSCRIBE_SLICE: usize = 1024;
 
-/// A SUBSCRIBE in progress: its filters are checked first (`checked`), then applied one by one
-/// (`codes` holds the reason code of each applied so far).
+/// A SUBSCRIBE in progress: its filters are checked first (`splits` holds what parsing each
+/// checked one found), then applied one by one (`codes` holds the reason code of each applied).
 #[derive(Debug)]
 pub(super) struct Unfinished {
     subscribe: Subscribe,
-    checked: usize,
+    splits: Vec<Result<FilterSplit, FilterError>>,
     codes: Vec<ReasonCode>,
     retained: Vec<RetainedRequest>,
 }
 
 struct Added {
     is_new: bool,
-    shared: bool,
 }
 
-/// What makes a filter a protocol violation, whatever this broker's limits.
-fn violation(f: &SubscribeFilter) -> Option<Violation> {
-    match topic::parse_filter(&f.filter, usize::MAX, usize::MAX) {
+/// What makes a filter a protocol violation. A filter over this broker's limits only is not
+/// one: it is refused on its own (0x8F) when applied.
+fn violation(f: &SubscribeFilter, split: Result<FilterSplit, FilterError>) -> Option<Violation> {
+    match split {
+        Err(FilterError::TooLong) => None,
         Err(error) => Some(Violation::TopicFilterInvalid(error)),
-        Ok(p) if p.share_group.is_some() && f.options.no_local => {
+        Ok(split) if split.is_shared() && f.options.no_local => {
             Some(Violation::NoLocalOnSharedSubscription)
         }
         Ok(_) => None,
@@ -71,16 +72,20 @@ fn granted(qos: QoS) -> ReasonCode {
 }
 
 impl Shard {
-    fn parse<'a>(&self, text: &'a str) -> Result<ParsedFilter<'a>, topic::FilterError> {
+    fn parse<'a>(&self, text: &'a str) -> Result<ParsedFilter<'a>, FilterError> {
+        self.split(text).map(|split| split.parts(text))
+    }
+
+    fn split(&self, text: &str) -> Result<FilterSplit, FilterError> {
         let broker = &self.settings.broker;
-        topic::parse_filter(text, broker.topic_len_max, broker.topic_levels_max)
+        topic::split_filter(text, broker.topic_len_max, broker.topic_levels_max)
     }
 
     pub(super) fn on_subscribe(&mut self, conn: ConnId, now: Instant, subscribe: Subscribe) {
         let work = Unfinished {
+            splits: Vec::with_capacity(subscribe.filters.len()),
             codes: Vec::with_capacity(subscribe.filters.len()),
             subscribe,
-            checked: 0,
             retained: Vec::new(),
         };
         self.subscribe_slice(conn, now, work);
@@ -108,31 +113,34 @@ impl Shard {
     }
 
     /// Checks, then applies, at most [`SUBSCRIBE_SLICE`] filters of `work`. The whole packet
-    /// is checked before any filter is applied, so a malformed SUBSCRIBE changes nothing.
+    /// is checked before any filter is applied, so a malformed SUBSCRIBE changes nothing; each
+    /// filter is parsed once, when checked, and what the parse found is kept for applying it.
     fn subscribe_slice(&mut self, conn: ConnId, now: Instant, mut work: Unfinished) {
         let filters = work.subscribe.filters.len();
         let mut budget = SUBSCRIBE_SLICE;
-        while work.checked < filters && budget > 0 {
-            let f = &work.subscribe.filters[work.checked];
-            if let Some(violation) = violation(f) {
+        while work.splits.len() < filters && budget > 0 {
+            let f = &work.subscribe.filters[work.splits.len()];
+            let split = self.split(&f.filter);
+            if let Some(violation) = violation(f, split) {
                 tracing::debug!(conn, filter = %f.filter, "SUBSCRIBE refused");
                 return self.violated(conn, now, violation);
             }
-            work.checked += 1;
+            work.splits.push(split);
             budget -= 1;
         }
         let session = self.conns[conn as usize].session.expect("connected");
-        while work.checked == filters && work.codes.len() < filters && budget > 0 {
-            let f = &work.subscribe.filters[work.codes.len()];
+        while work.splits.len() == filters && work.codes.len() < filters && budget > 0 {
+            let at = work.codes.len();
+            let (f, split) = (&work.subscribe.filters[at], work.splits[at]);
             let id = work.subscribe.properties.subscription_identifier;
-            let code = match self.add_subscription(session, f, id) {
+            let code = match self.add_subscription(session, f, split, id) {
                 Ok(added) => {
                     let wants_retained = match f.options.retain_handling {
                         RetainHandling::SendAtSubscribe => true,
                         RetainHandling::SendIfNewSubscription => added.is_new,
                         RetainHandling::DoNotSend => false,
                     };
-                    if wants_retained && !added.shared {
+                    if wants_retained && !split.is_ok_and(FilterSplit::is_shared) {
                         work.retained.push(RetainedRequest {
                             filter: (*f.filter).into(),
                             options: f.options,
@@ -174,14 +182,17 @@ impl Shard {
         &mut self,
         session: SessionIdx,
         f: &SubscribeFilter,
+        split: Result<FilterSplit, FilterError>,
         id: Option<NonZeroU32>,
     ) -> Result<Added, ReasonCode> {
         // Syntax was checked for the whole packet; what is left is the broker's length and depth
         // limits: a well-formed filter this server does not accept (0x8F).
-        let parsed = self.parse(&f.filter).map_err(|error| {
-            tracing::debug!(filter = %f.filter, %error, "topic filter refused");
-            ReasonCode::TopicFilterInvalid
-        })?;
+        let parsed = split
+            .map_err(|error| {
+                tracing::debug!(filter = %f.filter, %error, "topic filter refused");
+                ReasonCode::TopicFilterInvalid
+            })?
+            .parts(&f.filter);
         let s = &self.sessions[session as usize];
         let conn = s.conn.expect("subscribing sessions are connected");
         if !self
@@ -194,8 +205,8 @@ impl Shard {
             return Err(ReasonCode::NotAuthorized);
         }
         let text = topic::subscription_text(&f.filter);
-        let existing = s.subscriptions.iter().position(|x| *x.text == *text);
-        if existing.is_none() && s.subscriptions.len() >= self.settings.broker.subscriptions_max {
+        let is_new = !s.subscriptions.contains(&text);
+        if is_new && s.subscriptions.len() >= self.settings.broker.subscriptions_max {
             return Err(ReasonCode::QuotaExceeded);
         }
         let share = match parsed.share_group {
@@ -225,15 +236,8 @@ impl Shard {
             id,
             share,
         };
-        let subs = &mut self.sessions[session as usize].subscriptions;
-        match existing {
-            Some(at) => subs[at] = sub,
-            None => subs.push(sub),
-        }
-        Ok(Added {
-            is_new: existing.is_none(),
-            shared: share.is_some(),
-        })
+        self.sessions[session as usize].subscriptions.insert(sub);
+        Ok(Added { is_new })
     }
 
     fn add_plain(&mut self, session: SessionIdx, filter: &str, sub: LocalSub) {
@@ -323,14 +327,13 @@ impl Shard {
         self.interest_changes = changes;
     }
 
+    /// `request.filter` is a plain filter (a shared subscription gets no retained messages),
+    /// checked when it was subscribed.
     fn send_retained(&mut self, session: SessionIdx, request: &RetainedRequest, now: Instant) {
-        let Ok(parsed) = self.parse(&request.filter) else {
-            return;
-        };
         let uid = self.sessions[session as usize].uid(self.id);
         let mut found = Vec::new();
         self.retained
-            .for_each_in_filter(parsed.filter, &mut |_, msg| {
+            .for_each_in_filter(&request.filter, &mut |_, msg| {
                 let own = request.options.no_local && msg.origin == uid;
                 if !msg.is_expired(now) && !own {
                     found.push(msg.clone());
@@ -355,10 +358,8 @@ impl Shard {
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
             let text = topic::subscription_text(filter);
-            let subs = &mut self.sessions[session as usize].subscriptions;
-            match subs.iter().position(|s| *s.text == *text) {
-                Some(at) => {
-                    let sub = subs.swap_remove(at);
+            match self.sessions[session as usize].subscriptions.remove(&text) {
+                Some(sub) => {
                     if self.durable(session) {
                         let client_id = &self.sessions[session as usize].client_id;
                         self.journal.record(Record::Unsubscribed {

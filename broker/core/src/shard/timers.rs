@@ -9,10 +9,50 @@ use ironsight_codec::ReasonCode;
 
 use super::lifecycle::CloseKind;
 use super::{Shard, Timer};
-use crate::conn::{ConnId, ConnState};
+use crate::conn::{ConnId, ConnState, Connection};
 
 /// How long a cleared retained topic is remembered (see `Shard::store_retained`).
 const RETAINED_CLEARED_KEEP: Duration = Duration::from_secs(60);
+
+/// Why a connection is cut on a tick.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Late {
+    /// No CONNECT within `connect_timeout_s` of the accept.
+    Connect,
+    /// [MQTT-3.1.2-22] no packet for one and a half times the keep alive.
+    KeepAlive,
+    /// A packet began more than `packet_timeout_s` ago and is still not whole.
+    Packet,
+}
+
+struct Deadlines {
+    connect: Duration,
+    packet: Duration,
+}
+
+impl Deadlines {
+    fn late(&self, c: &Connection, now: Instant) -> Option<Late> {
+        let since = |at: Instant| now.saturating_duration_since(at);
+        match c.state {
+            ConnState::AwaitingConnect => {
+                (since(c.last_packet_at) > self.connect).then_some(Late::Connect)
+            }
+            ConnState::Connected => {
+                let grace = Duration::from_millis(u64::from(c.keepalive_s) * 1500);
+                if c.keepalive_s > 0 && since(c.last_packet_at) > grace {
+                    return Some(Late::KeepAlive);
+                }
+                // Input held while a SUBSCRIBE of the connection is in progress is not the
+                // client's delay.
+                let started = c.inbuf.since().filter(|_| !c.paused);
+                started
+                    .is_some_and(|at| since(at) > self.packet)
+                    .then_some(Late::Packet)
+            }
+            ConnState::HandedOff | ConnState::Closing => None,
+        }
+    }
+}
 
 impl Shard {
     pub fn tick(&mut self, now: Instant) {
@@ -27,32 +67,33 @@ impl Shard {
     }
 
     fn check_connections(&mut self, now: Instant) {
-        let connect_timeout =
-            Duration::from_secs(u64::from(self.settings.broker.connect_timeout_s));
-        let mut late: Vec<(ConnId, ConnState)> = Vec::new();
-        for (id, c) in &self.conns {
-            let overdue = match c.state {
-                ConnState::AwaitingConnect => {
-                    now.saturating_duration_since(c.last_packet_at) > connect_timeout
+        let broker = &self.settings.broker;
+        let limits = Deadlines {
+            connect: Duration::from_secs(u64::from(broker.connect_timeout_s)),
+            packet: Duration::from_secs(u64::from(broker.packet_timeout_s)),
+        };
+        let late: Vec<(ConnId, Late)> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| limits.late(c, now).map(|late| (id as ConnId, late)))
+            .collect();
+        for (conn, late) in late {
+            match late {
+                Late::Connect => {
+                    tracing::debug!(conn, "no CONNECT in time");
+                    self.close(conn, now, CloseKind::ServerInitiated);
                 }
-                // [MQTT-3.1.2-22] one and a half times the keep alive without a packet.
-                ConnState::Connected if c.keepalive_s > 0 => {
-                    let grace = Duration::from_millis(u64::from(c.keepalive_s) * 1500);
-                    now.saturating_duration_since(c.last_packet_at) > grace
+                Late::KeepAlive => {
+                    tracing::debug!(conn, "keep alive expired");
+                    self.fail(conn, now, ReasonCode::KeepAliveTimeout);
                 }
-                _ => false,
-            };
-            if overdue {
-                late.push((id as ConnId, c.state));
-            }
-        }
-        for (conn, state) in late {
-            if state == ConnState::AwaitingConnect {
-                tracing::debug!(conn, "no CONNECT in time");
-                self.close(conn, now, CloseKind::ServerInitiated);
-            } else {
-                tracing::debug!(conn, "keep alive expired");
-                self.fail(conn, now, ReasonCode::KeepAliveTimeout);
+                Late::Packet => {
+                    tracing::debug!(conn, "packet not whole within Broker.PacketTimeout");
+                    self.stats.packets_timed_out += 1;
+                    // No packet arrived in time, as with a keep alive: the same reason. 0x81
+                    // (Malformed) would blame bytes the broker never saw whole.
+                    self.disconnect(conn, now, ReasonCode::KeepAliveTimeout);
+                }
             }
         }
     }
