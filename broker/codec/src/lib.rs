@@ -75,7 +75,8 @@ pub use crate::publish::{Publish, PublishProperties};
 pub use crate::reason::ReasonCode;
 pub use crate::suback::SubAck;
 pub use crate::subscribe::{
-    RetainHandling, Subscribe, SubscribeFilter, SubscribeProperties, SubscriptionOptions,
+    RetainHandling, Subscribe, SubscribeFilter, SubscribeFilters, SubscribeFrame,
+    SubscribeProperties, SubscriptionOptions,
 };
 pub use crate::unsuback::UnsubAck;
 pub use crate::unsubscribe::Unsubscribe;

@@ -126,7 +126,14 @@ impl Packet {
     /// and binary fields are slices of `frame`. `version` is the one negotiated by CONNECT;
     /// CONNECT itself ignores it (it carries its own level). Any validation failure is an `Err`,
     /// never a panic.
-    pub fn decode(mut frame: Bytes, version: ProtocolVersion) -> Result<Packet, DecodeError> {
+    pub fn decode(frame: Bytes, version: ProtocolVersion) -> Result<Packet, DecodeError> {
+        let (first_byte, body) = Packet::split_frame(frame)?;
+        Packet::decode_body(first_byte, body, version)
+    }
+
+    /// The first byte and the body of one whole frame, for callers that decode some packet
+    /// types their own way (a broker's SUBSCRIBE as a [`crate::SubscribeFrame`]).
+    pub fn split_frame(mut frame: Bytes) -> Result<(u8, Bytes), DecodeError> {
         let header = parse_fixed_header(&frame, u32::MAX)?.ok_or(DecodeError::UnexpectedEnd)?;
         let frame_len = header.frame_len();
         if frame.len() < frame_len {
@@ -137,7 +144,7 @@ impl Packet {
         }
         // `advance` moves the start of the same `Bytes`: no reference-count traffic.
         frame.advance(header.header_len);
-        Packet::decode_body(header.first_byte, frame, version)
+        Ok((header.first_byte, frame))
     }
 
     /// Decodes a packet from its first byte and its body (everything after the fixed header),

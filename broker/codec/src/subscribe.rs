@@ -9,7 +9,7 @@
 
 use std::num::NonZeroU32;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
@@ -133,32 +133,11 @@ impl SubscriptionOptions {
 
 impl Subscribe {
     pub fn decode(flags: u8, body: Bytes, version: ProtocolVersion) -> Result<Self, DecodeError> {
-        if flags != FLAGS {
-            return Err(DecodeError::ReservedFlags);
-        }
-        let mut r = Reader::new(&body);
-        let packet_id = r.packet_id()?;
-        let properties = if version.is_v5() {
-            SubscribeProperties::decode(&mut r)?
-        } else {
-            SubscribeProperties::default()
-        };
-        let mut filters = Vec::new();
-        while !r.is_empty() {
-            let filter = r.string()?;
-            if filter.is_empty() {
-                return Err(DecodeError::EmptyTopicFilter);
-            }
-            let options = SubscriptionOptions::decode(r.u8()?, version)?;
-            filters.push(SubscribeFilter { filter, options });
-        }
-        if filters.is_empty() {
-            return Err(DecodeError::SubscribeNoFilters);
-        }
+        let frame = SubscribeFrame::decode(flags, body, version)?;
         Ok(Subscribe {
-            packet_id,
-            filters,
-            properties,
+            packet_id: frame.packet_id,
+            filters: frame.filters().collect(),
+            properties: frame.properties,
         })
     }
 
@@ -205,6 +184,106 @@ impl Subscribe {
             .map(|f| prefixed_len(f.filter.as_bytes()) + 1)
             .sum();
         2 + properties + filters
+    }
+}
+
+/// A SUBSCRIBE checked whole but not taken apart: its filters stay in the frame and are read
+/// one by one when iterated. A broker takes SUBSCRIBEs in this form, so that one holding half a
+/// million filters costs one pass over its bytes, not an allocation per filter.
+#[derive(Clone, Debug)]
+pub struct SubscribeFrame {
+    pub packet_id: PacketId,
+    /// v5 only.
+    pub properties: SubscribeProperties,
+    /// The body from the first filter on.
+    filters: Bytes,
+    count: usize,
+    version: ProtocolVersion,
+}
+
+impl SubscribeFrame {
+    /// Decodes the packet id and properties and checks every filter (UTF-8, not empty, valid
+    /// options), keeping them undecoded.
+    pub fn decode(flags: u8, body: Bytes, version: ProtocolVersion) -> Result<Self, DecodeError> {
+        if flags != FLAGS {
+            return Err(DecodeError::ReservedFlags);
+        }
+        let mut r = Reader::new(&body);
+        let packet_id = r.packet_id()?;
+        let properties = if version.is_v5() {
+            SubscribeProperties::decode(&mut r)?
+        } else {
+            SubscribeProperties::default()
+        };
+        let filters = body.slice(r.position()..);
+        let mut check = SubscribeFilters {
+            rest: filters.clone(),
+            version,
+        };
+        let mut count = 0;
+        while check.next_checked()?.is_some() {
+            count += 1;
+        }
+        if count == 0 {
+            return Err(DecodeError::SubscribeNoFilters);
+        }
+        Ok(SubscribeFrame {
+            packet_id,
+            properties,
+            filters,
+            count,
+            version,
+        })
+    }
+
+    /// How many filters it holds: at least one ([MQTT-3.8.3-2]).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Its filters, in order, read from the frame.
+    pub fn filters(&self) -> SubscribeFilters {
+        SubscribeFilters {
+            rest: self.filters.clone(),
+            version: self.version,
+        }
+    }
+}
+
+/// The filters of a [`SubscribeFrame`], read one at a time (each shares the frame's bytes).
+#[derive(Clone, Debug)]
+pub struct SubscribeFilters {
+    rest: Bytes,
+    version: ProtocolVersion,
+}
+
+impl SubscribeFilters {
+    fn next_checked(&mut self) -> Result<Option<SubscribeFilter>, DecodeError> {
+        if self.rest.is_empty() {
+            return Ok(None);
+        }
+        let mut r = Reader::new(&self.rest);
+        let filter = r.string()?;
+        if filter.is_empty() {
+            return Err(DecodeError::EmptyTopicFilter);
+        }
+        let options = SubscriptionOptions::decode(r.u8()?, self.version)?;
+        let used = r.position();
+        self.rest.advance(used);
+        Ok(Some(SubscribeFilter { filter, options }))
+    }
+}
+
+impl Iterator for SubscribeFilters {
+    type Item = SubscribeFilter;
+
+    fn next(&mut self) -> Option<SubscribeFilter> {
+        self.next_checked()
+            .expect("a SubscribeFrame's filters were checked when it was decoded")
     }
 }
 
@@ -419,5 +498,31 @@ mod tests {
             bytes[1] = (bytes.len() - 2) as u8;
             assert_eq!(decode(&bytes, V5), Err(error), "{properties:x?}");
         }
+    }
+
+    /// Proves a SubscribeFrame checks every filter when decoded (a bad options byte in the last
+    /// one refuses the frame) and then yields the filters in order, as often as asked.
+    #[test]
+    #[rustfmt::skip]
+    fn a_frame_checks_all_filters_and_reads_them_lazily() {
+        let body = [
+            0x00, 0x07, // packet id 7
+            0x00,       // v5 properties: none
+            0x00, 0x01, b'a', 0x01, // "a", QoS 1
+            0x00, 0x03, b'b', b'/', b'+', 0x02, // "b/+", QoS 2
+        ];
+        let frame = SubscribeFrame::decode(FLAGS, Bytes::copy_from_slice(&body), V5).unwrap();
+        assert_eq!(frame.packet_id.get(), 7);
+        assert_eq!(frame.len(), 2);
+        let texts = |f: &SubscribeFrame| f.filters().map(|f| f.filter).collect::<Vec<_>>();
+        assert_eq!(texts(&frame), ["a", "b/+"]);
+        assert_eq!(texts(&frame), ["a", "b/+"], "read again from the start");
+        assert_eq!(frame.filters().nth(1).unwrap().options.qos, QoS::ExactlyOnce);
+        let mut bad = body;
+        bad[body.len() - 1] = 0b1100_0000; // reserved option bits, in the last filter
+        let refused = SubscribeFrame::decode(FLAGS, Bytes::copy_from_slice(&bad), V5);
+        assert!(refused.is_err());
+        let none = SubscribeFrame::decode(FLAGS, Bytes::copy_from_slice(&body[..3]), V5);
+        assert_eq!(none.unwrap_err(), DecodeError::SubscribeNoFilters);
     }
 }

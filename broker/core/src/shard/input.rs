@@ -7,7 +7,9 @@
 
 use std::time::Instant;
 
-use ironsight_codec::{parse_fixed_header, Bytes, DecodeError, Packet, ProtocolVersion};
+use ironsight_codec::{
+    packet_type, parse_fixed_header, Bytes, DecodeError, Packet, ProtocolVersion, SubscribeFrame,
+};
 
 use super::Shard;
 use crate::conn::{ConnId, ConnState};
@@ -140,9 +142,18 @@ impl Shard {
         if let Some(violation) = Violation::by_packet_type(frame[0], c.is_v5()) {
             return self.violated(conn, now, violation);
         }
-        match Packet::decode(frame, c.protocol) {
-            Ok(packet) => self.on_packet(conn, now, packet),
-            Err(error) => self.decode_failed(conn, now, error, &[]),
+        let version = c.protocol;
+        let decoded = Packet::split_frame(frame).and_then(|(first_byte, body)| {
+            match first_byte >> 4 {
+                // Its filters are read one by one as its slices are taken (shard/subscribe.rs).
+                packet_type::SUBSCRIBE => SubscribeFrame::decode(first_byte & 0x0F, body, version)
+                    .map(|subscribe| self.on_subscribe(conn, now, subscribe)),
+                _ => Packet::decode_body(first_byte, body, version)
+                    .map(|packet| self.on_packet(conn, now, packet)),
+            }
+        });
+        if let Err(error) = decoded {
+            self.decode_failed(conn, now, error, &[]);
         }
     }
 
@@ -153,10 +164,10 @@ impl Shard {
             Packet::PubRec(ack) => self.on_pubrec(conn, now, ack),
             Packet::PubRel(ack) => self.on_pubrel(conn, ack),
             Packet::PubComp(ack) => self.on_pubcomp(conn, now, ack),
-            Packet::Subscribe(subscribe) => self.on_subscribe(conn, now, subscribe),
             Packet::Unsubscribe(unsubscribe) => self.on_unsubscribe(conn, now, unsubscribe),
             Packet::PingReq => self.send(conn, &Packet::PingResp),
             Packet::Disconnect(disconnect) => self.on_disconnect(conn, now, disconnect),
+            Packet::Subscribe(_) => unreachable!("SUBSCRIBE is decoded as a SubscribeFrame"),
             Packet::Connect(_)
             | Packet::Auth(_)
             | Packet::ConnAck(_)

@@ -10,8 +10,8 @@ use std::num::NonZeroU32;
 use std::time::Instant;
 
 use ironsight_codec::{
-    Packet, QoS, ReasonCode, ReasonProperties, RetainHandling, SubAck, Subscribe, SubscribeFilter,
-    SubscriptionOptions, UnsubAck, Unsubscribe,
+    Packet, QoS, ReasonCode, ReasonProperties, RetainHandling, SubAck, SubscribeFilter,
+    SubscribeFilters, SubscribeFrame, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 
 use super::Shard;
@@ -38,9 +38,12 @@ pub const SUBSCRIBE_SLICE: usize = 1024;
 
 /// A SUBSCRIBE in progress: its filters are checked first (`splits` holds what parsing each
 /// checked one found), then applied one by one (`codes` holds the reason code of each applied).
+/// The filters stay in the frame; `checking` and `applying` read them in turn.
 #[derive(Debug)]
 pub(super) struct Unfinished {
-    subscribe: Subscribe,
+    subscribe: SubscribeFrame,
+    checking: SubscribeFilters,
+    applying: SubscribeFilters,
     splits: Vec<Result<FilterSplit, FilterError>>,
     codes: Vec<ReasonCode>,
     retained: Vec<RetainedRequest>,
@@ -81,10 +84,12 @@ impl Shard {
         topic::split_filter(text, broker.topic_len_max, broker.topic_levels_max)
     }
 
-    pub(super) fn on_subscribe(&mut self, conn: ConnId, now: Instant, subscribe: Subscribe) {
+    pub(super) fn on_subscribe(&mut self, conn: ConnId, now: Instant, subscribe: SubscribeFrame) {
         let work = Unfinished {
-            splits: Vec::with_capacity(subscribe.filters.len()),
-            codes: Vec::with_capacity(subscribe.filters.len()),
+            splits: Vec::with_capacity(subscribe.len()),
+            codes: Vec::with_capacity(subscribe.len()),
+            checking: subscribe.filters(),
+            applying: subscribe.filters(),
             subscribe,
             retained: Vec::new(),
         };
@@ -116,12 +121,12 @@ impl Shard {
     /// is checked before any filter is applied, so a malformed SUBSCRIBE changes nothing; each
     /// filter is parsed once, when checked, and what the parse found is kept for applying it.
     fn subscribe_slice(&mut self, conn: ConnId, now: Instant, mut work: Unfinished) {
-        let filters = work.subscribe.filters.len();
+        let filters = work.subscribe.len();
         let mut budget = SUBSCRIBE_SLICE;
         while work.splits.len() < filters && budget > 0 {
-            let f = &work.subscribe.filters[work.splits.len()];
+            let f = work.checking.next().expect("as many filters as counted");
             let split = self.split(&f.filter);
-            if let Some(violation) = violation(f, split) {
+            if let Some(violation) = violation(&f, split) {
                 tracing::debug!(conn, filter = %f.filter, "SUBSCRIBE refused");
                 return self.violated(conn, now, violation);
             }
@@ -130,10 +135,10 @@ impl Shard {
         }
         let session = self.conns[conn as usize].session.expect("connected");
         while work.splits.len() == filters && work.codes.len() < filters && budget > 0 {
-            let at = work.codes.len();
-            let (f, split) = (&work.subscribe.filters[at], work.splits[at]);
+            let f = work.applying.next().expect("as many filters as counted");
+            let split = work.splits[work.codes.len()];
             let id = work.subscribe.properties.subscription_identifier;
-            let code = match self.add_subscription(session, f, split, id) {
+            let code = match self.add_subscription(session, &f, split, id) {
                 Ok(added) => {
                     let wants_retained = match f.options.retain_handling {
                         RetainHandling::SendAtSubscribe => true,
