@@ -2,7 +2,7 @@
 """Side-by-side benchmark: ironsight, Mosquitto and rumqttd on one machine, in one run, with the
 same load generator (ironsight-bench) and the same limits.
 
-    python3 tests/bench/compare.py [--quick] [--out results/latest] [--brokers ironsight,mosquitto,rumqttd]
+    python3 tests/bench/compare.py [--quick] [--cpu-only] [--out DIR] [--brokers ironsight,mosquitto,rumqttd]
 
 What it does:
 - builds ironsight and ironsight-bench (release), installs rumqttd with `cargo install rumqttd`
@@ -18,8 +18,18 @@ What it does:
   (MessageSight's zero-loss rule), and the p99 latency there;
 - measures the connection storm (connections/s, and CONNACK p99 at 5,000/s) and the resident
   memory per idle connection (19,000 connections per broker);
-- writes results.json, results.md and one PNG chart per scenario into --out, and prints the
-  Markdown table. Every broker process it started is stopped at the end, also on errors.
+- the CPU curve: at fixed offered rates (1k to 100k messages delivered a second, point to point
+  and fan-out), the broker's CPU in the measured window (utime + stime of all its threads, from
+  /proc/PID/stat at the window's start and end), as % of one core and as CPU µs per delivered
+  message; a point where the broker did not deliver the offered rate with nothing lost is marked
+  as fallen behind. --cpu-only runs just this (a few minutes); --cpu-shards 1,2,8 repeats it with
+  every broker confined to the first 1, 2 and 8 of the broker's CPUs (ironsight: that many
+  shards);
+- records each broker's version (ironsight's git commit, Mosquitto's version line, rumqttd's)
+  and the load average before and after, since other work on the machine skews every figure;
+- writes results.json, results.md and one PNG chart per scenario into a fresh folder
+  results/<UTC date and time> (or --out), and prints the Markdown tables. Every broker process it
+  started is stopped at the end, also on errors.
 """
 
 from __future__ import annotations
@@ -52,6 +62,16 @@ SCENARIOS = [
     ("p2p-qos1", "QoS 1 point to point, 200 publisher/subscriber pairs, 64-byte payload",
      ["p2p", "--pairs", "200", "--qos", "1", "--payload", "64", "--inflight", "16"], 10000),
 ]
+
+
+# The CPU curve's offered rates, in messages delivered a second (fan-out: the publisher sends
+# the rate divided by its subscribers).
+CPU_RATES = [1000, 5000, 20000, 50000, 100000]
+# The throughput scenarios the CPU curve runs at fixed rates.
+CPU_SCENARIOS = ["p2p-qos1", "fanout-qos0"]
+# Share of the offered rate a broker must deliver (with nothing lost) to count as keeping up;
+# the rest is the pacer's granularity and the window's edges.
+KEPT_UP_SHARE = 0.97
 
 
 def log(*args):
@@ -226,12 +246,45 @@ def prepare(brokers: list[str]) -> None:
         subprocess.run(["cargo", "install", "--quiet", "rumqttd"], check=True)
 
 
-def split_cpus() -> tuple[list[int], list[int]]:
+def split_cpus(broker_count: int | None = None) -> tuple[list[int], list[int]]:
+    """The broker's CPUs and the load generator's: half each by default, or the first
+    `broker_count` for the broker; they share the CPUs when none would be left over."""
     cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) == 1:
+    count = broker_count or max(1, len(cpus) // 2)
+    if count > len(cpus):
+        sys.exit(f"--broker-cpus {count}: this process may run on {len(cpus)} CPUs only")
+    if count == len(cpus):
         return cpus, cpus
-    half = max(1, len(cpus) // 2)
-    return cpus[:half], cpus[half:]
+    return cpus[:count], cpus[count:]
+
+
+def versions(brokers: list[str]) -> dict:
+    """What exactly ran, one line each: ironsight's commit (-dirty with uncommitted changes), and
+    the peers' own version lines ("mosquitto version 2.0.11", "rumqttd 0.20.0")."""
+    def first_line(command):
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return f"unknown ({error})"
+        lines = (done.stdout + done.stderr).strip().splitlines()
+        return lines[0] if lines else "unknown"
+
+    found = {"ironsight": "ironsight commit " + first_line(["git", "-C", str(REPO), "describe",
+                                                            "--always", "--dirty"])}
+    # mosquitto has no --version: -h prints the version line first (and exits non-zero).
+    found["mosquitto"] = first_line([mosquitto_binary(), "-h"])
+    found["rumqttd"] = first_line([rumqttd_binary(), "--version"])
+    return {name: found[name] for name in brokers}
+
+
+def fresh_folder() -> Path:
+    """results/<UTC date and time>, never one that exists: committed results stay as they are."""
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M")
+    out, n = REPO / "results" / stamp, 1
+    while out.exists():
+        n += 1
+        out = REPO / "results" / f"{stamp}-{n}"
+    return out
 
 
 # ----- one run of the load generator ----------------------------------------------------------
@@ -320,6 +373,72 @@ def throughput(scenario, broker: Broker, tool_cpus, quick: bool, client=()) -> l
     return step_rates(run, first, doublings=5 if quick else 7, bisections=1 if quick else 3)
 
 
+def copies(args: list[str]) -> int:
+    """Messages delivered per message published: a fan-out's subscribers, else one."""
+    return int(args[args.index("--subscribers") + 1]) if "--subscribers" in args else 1
+
+
+def cpu_point(scenario, broker: Broker, tool_cpus, rate: int, quick: bool) -> dict:
+    """The broker's CPU while it carries `rate` messages delivered a second, on a fresh broker."""
+    name, _, args, _ = scenario
+    window = ["--mqtt", "3.1.1", "--warmup", "1", "--duration", "3" if quick else "5",
+              "--drain", "2", "--rate", str(rate / copies(args))]
+    broker.start()
+    try:
+        result = bench([*args, *window], broker, tool_cpus, timeout=120)
+    finally:
+        broker.stop()
+    cpu = result.get("broker", {}).get("window_cpu_percent")
+    if cpu is None:
+        raise RuntimeError(f"no broker CPU for the window: {result['errors'][:3]}")
+    delivered = result["received_rate"]
+    point = {
+        "rate": rate, "sent_rate": round(result["sent_rate"] * copies(args), 1),
+        "received_rate": round(delivered, 1), "lost": result["lost"],
+        "cpu_percent": round(cpu, 1),
+        "us_per_message": round(cpu / 100 * 1e6 / delivered, 2) if delivered > 0 else None,
+        "kept_up": zero_loss(result) and delivered >= KEPT_UP_SHARE * rate,
+        "p99_us": result["latency"].get("p99", 0),
+        "tool_cpu_percent": round(result["tool_cpu"]["percent"], 1),
+        "errors": result["errors"][:3],
+    }
+    log(f"  {broker.name:9s} {name:11s} offered {rate:>7}/s  delivered "
+        f"{delivered:>9.0f}/s  broker CPU {point['cpu_percent']:5.1f}%  "
+        f"{point['us_per_message'] or 0:7.1f} µs/msg  tool {point['tool_cpu_percent']}%"
+        + ("" if point["kept_up"] else "  (fell behind)"))
+    return point
+
+
+def cpu_curve(names, broker_cpus, tool_cpus, workdir, shards: list[int], rates: list[int],
+              quick: bool, save) -> list[dict]:
+    """Every CPU scenario at every rate, for every broker confined to the first n broker CPUs
+    for each n of `shards`; `save` is called after each scenario."""
+    curve = []
+    for n in shards:
+        cpus = broker_cpus[:n]
+        for scenario in (sc for sc in SCENARIOS if sc[0] in CPU_SCENARIOS):
+            what = scenario[1].split(",")[0]  # "QoS 1 point to point"
+            title = f"Broker CPU at fixed rates: {what}, broker on {n} CPU{'s' if n > 1 else ''}"
+            entry = {"name": f"cpu-{scenario[0]}-{n}cpu", "title": title, "cpus": cpus,
+                     "brokers": []}
+            log(f"{entry['name']}:")
+            for name in names:
+                b = BROKERS[name](name, cpus, workdir)
+                points, errors = [], []
+                for rate in rates:
+                    measured = attempt(f"{name} {entry['name']} at {rate}/s",
+                                       lambda: cpu_point(scenario, b, tool_cpus, rate, quick))
+                    if "error" in measured:
+                        errors.append(f"{rate}/s: {measured['error']}")
+                    else:
+                        points.append(measured)
+                entry["brokers"].append({"broker": name, "points": points,
+                                         **({"errors": errors} if errors else {})})
+            curve.append(entry)
+            save()
+    return curve
+
+
 def best(steps: list[dict]) -> dict | None:
     clean = [s for s in steps if s["zero_loss"]]
     return max(clean, key=lambda s: s["received_rate"]) if clean else None
@@ -392,11 +511,47 @@ def cell_best(top: dict | None) -> str:
 
 
 def table(results: dict) -> str:
-    names = results["brokers"]
+    load = results.get("load_average", {})
     lines = [f"Machine: {results['machine']}; {results['date']}; broker on CPU "
              f"{cpu_list(results['broker_cpus'])}, load generator on CPU "
-             f"{cpu_list(results['tool_cpus'])}.", "",
-             "| scenario | " + " | ".join(names) + " |",
+             f"{cpu_list(results['tool_cpus'])}; load average {load.get('before', '?')} before, "
+             f"{load.get('after', '?')} after.", "",
+             "Versions: " + "; ".join(results.get("versions", {}).values())
+             + ".", ""]
+    if results["scenarios"]:
+        lines += throughput_table(results)
+    if results.get("cpu_curve"):
+        lines += cpu_table(results)
+    return "\n".join(lines) + "\n"
+
+
+def cpu_table(results: dict) -> list[str]:
+    """One row per scenario and offered rate: each broker's CPU and CPU per message."""
+    names = results["brokers"]
+    lines = ["", "Broker CPU at fixed offered rates (messages delivered a second), in the measured "
+             "window: % of one core, and CPU µs per delivered message. *: the broker fell behind "
+             "(delivered less than offered, or lost messages).", "",
+             "| scenario | offered msg/s | " + " | ".join(names) + " |",
+             "|---|---|" + "---|" * len(names)]
+    for sc in results["cpu_curve"]:
+        by_broker = {b["broker"]: {p["rate"]: p for p in b["points"]} for b in sc["brokers"]}
+        for rate in results["cpu_rates"]:
+            cells = []
+            for name in names:
+                p = by_broker.get(name, {}).get(rate)
+                if p is None:
+                    cells.append("failed")
+                    continue
+                us = f", {p['us_per_message']:.1f} µs" if p["us_per_message"] else ""
+                mark = "" if p["kept_up"] else f"* ({p['received_rate']:,.0f} delivered)"
+                cells.append(f"{p['cpu_percent']:.1f}%{us}{mark}")
+            lines.append(f"| {sc['name']} | {rate:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def throughput_table(results: dict) -> list[str]:
+    names = results["brokers"]
+    lines = ["| scenario | " + " | ".join(names) + " |",
              "|---|" + "---|" * len(names)]
     for sc in results["scenarios"]:
         cells = [b.get("error") or cell_best(b["best"]) for b in sc["brokers"]]
@@ -417,7 +572,7 @@ def table(results: dict) -> str:
         lambda s: f"{s['connack_p99_us_paced'] / 1000:.1f} ms")
     row("resident memory per idle connection", mem,
         lambda m: f"{m['bytes_per_connection']} B ({m['connections']:,} of {m['asked']:,} held)")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def attempt(what: str, measure) -> dict:
@@ -429,26 +584,48 @@ def attempt(what: str, measure) -> dict:
         return {"error": f"failed: {str(error)[:200]}"}
 
 
+def int_list(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(REPO / "results/latest"))
+    ap.add_argument("--out", help="folder for the results (default: a fresh results/<UTC time>)")
     ap.add_argument("--brokers", default="ironsight,mosquitto,rumqttd")
     ap.add_argument("--quick", action="store_true", help="shorter windows and fewer steps")
+    ap.add_argument("--cpu-only", action="store_true",
+                    help="run only the CPU curve (broker CPU at fixed offered rates)")
+    ap.add_argument("--cpu-rates", type=int_list, default=CPU_RATES,
+                    help="the CPU curve's offered rates, messages delivered a second "
+                         f"(default {','.join(map(str, CPU_RATES))})")
+    ap.add_argument("--cpu-shards", type=int_list,
+                    help="run the CPU curve with the brokers on the first N of the broker's CPUs, "
+                         "for each N of this list (default: all of them)")
+    ap.add_argument("--broker-cpus", type=int,
+                    help="CPUs for the broker (the first N; default half); the load generator "
+                         "gets the rest, or shares them when none are left")
     args = ap.parse_args()
     names = args.brokers.split(",")
     unknown = [n for n in names if n not in BROKERS]
     if unknown:
         sys.exit(f"unknown broker(s): {unknown}; choose from {list(BROKERS)}")
+    broker_cpus, tool_cpus = split_cpus(args.broker_cpus)
+    shards = args.cpu_shards or [len(broker_cpus)]
+    if any(n < 1 or n > len(broker_cpus) for n in shards):
+        sys.exit(f"--cpu-shards {shards}: each must be between 1 and the broker's "
+                 f"{len(broker_cpus)} CPUs (see --broker-cpus)")
     started = time.monotonic()
     prepare(names)
-    broker_cpus, tool_cpus = split_cpus()
-    out = Path(args.out)
+    out = Path(args.out) if args.out else fresh_folder()
     out.mkdir(parents=True, exist_ok=True)
     results = {
         "machine": f"{platform.node()}, {os.cpu_count()} CPUs, Linux {platform.release()}",
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": versions(names),
+        "load_average": {"before": round(os.getloadavg()[0], 2)},
         "broker_cpus": broker_cpus, "tool_cpus": tool_cpus, "brokers": names,
         "scenarios": [], "connection_storm": {}, "idle_memory": {},
+        "cpu_rates": args.cpu_rates, "cpu_curve": [],
     }
 
     def save():
@@ -456,45 +633,58 @@ def main() -> None:
         (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory() as tmp:
-        def broker(name):
-            return BROKERS[name](name, broker_cpus, Path(tmp))
-
-        for scenario in SCENARIOS:
-            log(f"{scenario[0]}:")
-            entry = {"name": scenario[0], "title": scenario[1], "brokers": []}
-            for name in names:
-                b = broker(name)
-                try:
-                    measured = attempt(f"{name} {scenario[0]}",
-                                       lambda: {"steps": throughput(scenario, b, tool_cpus, args.quick)})
-                finally:
-                    b.stop()
-                steps = measured.get("steps", [])
-                entry["brokers"].append({"broker": name, "steps": steps, "best": best(steps),
-                                         **({"error": measured["error"]} if "error" in measured else {})})
-            results["scenarios"].append(entry)
-            save()
-        results["latency_at_mosquitto_peak"] = latency_at_mosquitto_peak(results, names, broker, tool_cpus)
-        save()
-        log("connections:")
-        for name in names:
-            b = broker(name).start()
-            try:
-                results["connection_storm"][name] = attempt(
-                    f"{name} connection storm", lambda: connection_storm(b, tool_cpus, args.quick))
-                b.stop()
-                b.start()
-                results["idle_memory"][name] = attempt(
-                    f"{name} idle memory", lambda: idle_memory(b, tool_cpus, args.quick))
-            finally:
-                b.stop()
-            save()
+        if not args.cpu_only:
+            peak_rates_and_connections(results, names, broker_cpus, tool_cpus, Path(tmp),
+                                       args.quick, save)
+        results["cpu_curve"] = cpu_curve(names, broker_cpus, tool_cpus, Path(tmp), shards,
+                                         args.cpu_rates, args.quick, save)
+    results["load_average"]["after"] = round(os.getloadavg()[0], 2)
+    save()
     markdown = table(results)
     (out / "results.md").write_text(markdown)
     subprocess.run([str(BENCH), "plot", "--input", str(out / "results.json"), "--out", str(out)],
                    check=True, stdout=subprocess.DEVNULL)
     print(markdown)
     log(f"done in {results['seconds']} s; results in {out}")
+
+
+def peak_rates_and_connections(results, names, broker_cpus, tool_cpus, workdir: Path, quick,
+                               save) -> None:
+    """The throughput scenarios (highest zero-loss rates), the latency at Mosquitto's peak, the
+    connection storm and the idle memory, into `results`."""
+    def broker(name):
+        return BROKERS[name](name, broker_cpus, workdir)
+
+    for scenario in SCENARIOS:
+        log(f"{scenario[0]}:")
+        entry = {"name": scenario[0], "title": scenario[1], "brokers": []}
+        for name in names:
+            b = broker(name)
+            try:
+                measured = attempt(f"{name} {scenario[0]}",
+                                   lambda: {"steps": throughput(scenario, b, tool_cpus, quick)})
+            finally:
+                b.stop()
+            steps = measured.get("steps", [])
+            entry["brokers"].append({"broker": name, "steps": steps, "best": best(steps),
+                                     **({"error": measured["error"]} if "error" in measured else {})})
+        results["scenarios"].append(entry)
+        save()
+    results["latency_at_mosquitto_peak"] = latency_at_mosquitto_peak(results, names, broker, tool_cpus)
+    save()
+    log("connections:")
+    for name in names:
+        b = broker(name).start()
+        try:
+            results["connection_storm"][name] = attempt(
+                f"{name} connection storm", lambda: connection_storm(b, tool_cpus, quick))
+            b.stop()
+            b.start()
+            results["idle_memory"][name] = attempt(
+                f"{name} idle memory", lambda: idle_memory(b, tool_cpus, quick))
+        finally:
+            b.stop()
+        save()
 
 
 def latency_at_mosquitto_peak(results, names, broker, tool_cpus) -> dict | None:

@@ -7,18 +7,19 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::accounting::Window;
 use crate::clock::{now_ns, ns_to_s, s_to_ns};
 use crate::errors::ErrorLog;
-use crate::proc_stats;
+use crate::proc_stats::{self, Sample};
 use crate::progress::Display;
 use crate::protocol::{
     FromWorker, Progress, Schedule, ToWorker, WorkerSpec, CLEAR_TIMEOUT_S, PHASE_SLACK_S,
     PING_TIMEOUT_S, TEARDOWN_TIMEOUT_S,
 };
-use crate::report::{BrokerSamples, Merged, Outside, Partial, Report};
+use crate::report::{BrokerSamples, Merged, Outside, Partial, Report, WindowSamples};
 use crate::spec::{partition, RunOptions, Scenario, Spec};
 
 /// Time between the start command and the schedule's start, so every worker has it first.
@@ -87,12 +88,25 @@ pub fn run(spec: Spec, options: RunOptions, warnings: Vec<String>) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    fleet.drive(&spec);
+    let window = fleet.drive(&spec, options.broker_pid);
     let partials = fleet.finish();
     let wall_s = ns_to_s(now_ns() - started);
+    let window = window.and_then(|sampler| match sampler.join() {
+        Ok(Ok(samples)) => Some(samples),
+        Ok(Err(e)) => {
+            errors.push(e);
+            None
+        }
+        Err(_) => None,
+    });
     let broker = match (options.broker_pid, broker_before) {
         (Some(pid), Some(before)) => match proc_stats::sample(pid) {
-            Ok(after) => Some(BrokerSamples { pid, before, after }),
+            Ok(after) => Some(BrokerSamples {
+                pid,
+                before,
+                after,
+                window,
+            }),
             Err(e) => {
                 errors.push(e);
                 None
@@ -165,6 +179,28 @@ pub fn schedule(spec: &Spec, now: u64) -> Schedule {
     }
 }
 
+/// The broker's samples at the start and the end of the measured window, taken by a thread.
+type WindowSampler = JoinHandle<Result<WindowSamples, String>>;
+
+/// Samples the broker when the measured window opens and when it closes, so that the CPU it
+/// spent carrying the steady offered rate is known apart from set-up, drain and teardown. The
+/// thread ends by the window's end (bounded by --warmup + --duration).
+fn sample_window(pid: u32, window: Window) -> WindowSampler {
+    std::thread::spawn(move || {
+        let at = |ns: u64| -> Result<(u64, Sample), String> {
+            std::thread::sleep(Duration::from_nanos(ns.saturating_sub(now_ns())));
+            Ok((now_ns(), proc_stats::sample(pid)?))
+        };
+        let (start_ns, start) = at(window.start_ns)?;
+        let (end_ns, end) = at(window.end_ns)?;
+        Ok(WindowSamples {
+            seconds: ns_to_s(end_ns - start_ns),
+            start,
+            end,
+        })
+    })
+}
+
 impl Fleet {
     fn spawn(spec: &Spec, options: &RunOptions) -> std::io::Result<Fleet> {
         let exe = std::env::current_exe()?;
@@ -218,8 +254,9 @@ impl Fleet {
         Ok(fleet)
     }
 
-    /// Walks every worker through the phases.
-    fn drive(&mut self, spec: &Spec) {
+    /// Walks every worker through the phases. With `broker_pid`, returns the thread that samples
+    /// the broker at the measured window's start and end.
+    fn drive(&mut self, spec: &Spec, broker_pid: Option<u32>) -> Option<WindowSampler> {
         let setup_s = partition(spec)
             .iter()
             .map(|a| spec.setup_bound_s(a))
@@ -228,6 +265,7 @@ impl Fleet {
         self.wait("setup", "readiness", ready_deadline, |w| w.ready);
         let schedule = schedule(spec, now_ns());
         self.send_all(&ToWorker::Go { schedule });
+        let sampler = broker_pid.map(|pid| sample_window(pid, schedule.window));
         let slack = s_to_ns(PHASE_SLACK_S);
         self.wait(
             "running",
@@ -247,6 +285,7 @@ impl Fleet {
         self.send_all(&ToWorker::Expect { counts });
         let end = schedule.drain_end_ns + s_to_ns(CLEAR_TIMEOUT_S + TEARDOWN_TIMEOUT_S) + slack;
         self.wait("draining", "results", end, |w| w.result.is_some());
+        sampler
     }
 
     fn send_all(&mut self, cmd: &ToWorker) {

@@ -189,6 +189,13 @@ pub struct BrokerReport {
     pub cpu_percent: f64,
     pub rss_before_kb: u64,
     pub rss_after_kb: u64,
+    /// CPU seconds the broker used in the measured window alone (sampled when it opened and
+    /// closed): the cost of the offered rate, without set-up, drain and teardown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_cpu_s: Option<f64>,
+    /// `window_cpu_s` over the window's length × 100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_cpu_percent: Option<f64>,
 }
 
 /// The JSON document of a run.
@@ -243,6 +250,16 @@ pub struct BrokerSamples {
     pub pid: u32,
     pub before: Sample,
     pub after: Sample,
+    /// At the measured window's start and end, when the run got that far.
+    pub window: Option<WindowSamples>,
+}
+
+/// Broker samples when the measured window opened and closed, and the seconds between them.
+#[derive(Clone, Copy, Debug)]
+pub struct WindowSamples {
+    pub seconds: f64,
+    pub start: Sample,
+    pub end: Sample,
 }
 
 /// Everything measured outside the workers.
@@ -279,12 +296,18 @@ impl Report {
         errors.merge_lines(&m.errors.lines());
         let broker = outside.broker.map(|b| {
             let cpu_s = (b.after.cpu_s - b.before.cpu_s).max(0.0);
+            let window_cpu_s = b.window.map(|w| (w.end.cpu_s - w.start.cpu_s).max(0.0));
             BrokerReport {
                 pid: b.pid,
                 cpu_s,
                 cpu_percent: per_s(cpu_s * 100.0, outside.wall_s),
                 rss_before_kb: b.before.rss_kb,
                 rss_after_kb: b.after.rss_kb,
+                window_cpu_s,
+                window_cpu_percent: b
+                    .window
+                    .zip(window_cpu_s)
+                    .map(|(w, cpu_s)| per_s(cpu_s * 100.0, w.seconds)),
             }
         });
         Report {
@@ -388,6 +411,9 @@ impl Report {
                 "\nbroker: {:.2} cpu s ({:.0}%), rss {} -> {} kB",
                 b.cpu_s, b.cpu_percent, b.rss_before_kb, b.rss_after_kb
             );
+            if let Some(percent) = b.window_cpu_percent {
+                s += &format!(", {percent:.0}% of a core in the measured window");
+            }
         }
         for e in &self.errors {
             s += &format!("\nerror: {e}");

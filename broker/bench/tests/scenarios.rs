@@ -275,6 +275,34 @@ fn p2p_pairs_two_procs() {
     assert_eq!(u(&r, "expected"), u(&r, "published"), "{r}");
 }
 
+/// Proves --broker-pid reports the broker's CPU in the measured window apart from the whole
+/// run: the window's share is present, no larger than the run's, and its percentage is taken
+/// over the window's length (a broker carrying messages uses some CPU in it).
+#[test]
+fn broker_cpu_in_the_measured_window() {
+    let broker = start_broker();
+    let pid = broker.child.id().to_string();
+    let mut args: Vec<&str> = brief(&["p2p", "--pairs", "20", "--rate", "4000", "--qos", "1"]);
+    args.extend(["--broker-pid", &pid]);
+    let r = bench(&broker, &args);
+    assert_clean(&r);
+    let b = &r["broker"];
+    let number = |key: &str| {
+        b[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no broker.{key} in {r}"))
+    };
+    let (run_s, window_s) = (number("cpu_s"), number("window_cpu_s"));
+    assert!(window_s > 0.0, "the broker worked in the window: {r}");
+    assert!(window_s <= run_s, "the window is part of the run: {r}");
+    let window_len = r["window_s"].as_f64().expect("window_s");
+    let percent = number("window_cpu_percent");
+    assert!(
+        (percent - window_s * 100.0 / window_len).abs() < 0.2 * percent,
+        "the percentage is over the window: {r}"
+    );
+}
+
 /// Proves the retained storm gets every retained message to every subscriber, and that the
 /// tree is cleared: a second run sees no stale retained messages from the first.
 #[test]
