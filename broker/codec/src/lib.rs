@@ -15,7 +15,8 @@
 //!   [`UserProperties`].
 //! - `header`: the fixed header: [`packet_type`], reading it ([`parse_fixed_header`],
 //!   [`FrameHeader`]) and writing it (`begin_packet`, `packet_len`).
-//! - `framer`: the [`Framer`] state machine that splits a stream into frames.
+//! - `framer`: the [`Framer`] state machine that finds where frames end in a stream (splitting
+//!   them off a `BytesMut`, or measuring them in a slice the caller copies from).
 //! - `connect`, `connack`, `publish`, `ack` (PUBACK/PUBREC/PUBREL/PUBCOMP), `subscribe`,
 //!   `suback`, `unsubscribe`, `unsuback`, `disconnect`, `auth`: one packet each, every one with
 //!   the same `decode` / `encode` / `encoded_len` interface and its tests at the bottom.
