@@ -10,10 +10,11 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
-use crate::packet::{begin_packet, packet_len, packet_type, PacketId, ProtocolVersion};
+use crate::header::{begin_packet, packet_len, packet_type};
 use crate::properties::{put_reason_tail, v5_reason_tail_len, ReasonProperties};
 use crate::reason::{ReasonCode, ReasonTable};
 use crate::strings::Reader;
+use crate::types::{PacketId, ProtocolVersion};
 
 /// Which of the four acknowledgement packets a [`PubResponse`] is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

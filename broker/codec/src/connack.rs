@@ -10,13 +10,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::packet::{begin_packet, packet_len, packet_type, ProtocolVersion, QoS, UserProperties};
+use crate::header::{begin_packet, packet_len, packet_type};
 use crate::properties::{
     block_len, opt_len, property_id as id, put_block_len, put_opt, put_user_properties, redact,
     unexpected, user_properties_len, PropertyReader,
 };
 use crate::reason::{ReasonCode, ReasonTable};
 use crate::strings::Reader;
+use crate::types::{ProtocolVersion, QoS, UserProperties};
 
 const SESSION_PRESENT: u8 = 0b0000_0001;
 

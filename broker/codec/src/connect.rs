@@ -11,12 +11,13 @@ use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::packet::{begin_packet, packet_len, packet_type, ProtocolVersion, QoS, UserProperties};
+use crate::header::{begin_packet, packet_len, packet_type};
 use crate::properties::{
     block_len, opt_len, property_id as id, put_block_len, put_opt, put_user_properties, redact,
     unexpected, user_properties_len, MessageProperties, PropertyReader,
 };
 use crate::strings::{prefixed_len, put_binary, put_string, Reader};
+use crate::types::{ProtocolVersion, QoS, UserProperties};
 
 const FLAG_RESERVED: u8 = 0b0000_0001;
 const FLAG_CLEAN_START: u8 = 0b0000_0010;

@@ -8,13 +8,14 @@ use bytes::{Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::packet::{begin_packet, packet_len, packet_type, ProtocolVersion, UserProperties};
+use crate::header::{begin_packet, packet_len, packet_type};
 use crate::properties::{
     opt_len, property_id as id, put_opt, put_reason_tail, put_user_properties, unexpected,
     user_properties_len, v5_reason_tail_len, PropertyReader,
 };
 use crate::reason::{ReasonCode, ReasonTable};
 use crate::strings::Reader;
+use crate::types::{ProtocolVersion, UserProperties};
 
 /// A DISCONNECT packet.
 #[derive(Clone, Debug, PartialEq, Eq)]

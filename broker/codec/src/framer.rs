@@ -1,70 +1,15 @@
 //! Framing: finding where one packet ends in a byte stream.
 //!
-//! [`parse_fixed_header`] reads the first byte and the remaining length (at most five bytes) and
-//! checks the declared size against the limit *before* any of the body is buffered, so a peer
-//! cannot make the broker hold more than `max_packet_size` bytes for it. [`Framer`] wraps that in
-//! an explicit state machine (ntex-mqtt's `DecodeState`) for callers that read into a `BytesMut`.
+//! [`Framer`] wraps [`parse_fixed_header`] in an explicit state machine (ntex-mqtt's
+//! `DecodeState`). It works over any buffer: [`Framer::next_frame`] splits frames off a
+//! `BytesMut` the caller reads into; [`Framer::next_frame_len`] only measures them, for a caller
+//! that copies each frame out of a buffer it does not own (the broker reads into one buffer per
+//! shard and keeps only a partial frame per connection).
 
 use bytes::{Bytes, BytesMut};
 
 use crate::error::DecodeError;
-use crate::varint::{self, VarintRead};
-
-/// Fixed header, parsed before the body is buffered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FrameHeader {
-    /// Packet type (high nibble) and flags (low nibble).
-    pub first_byte: u8,
-    /// Bytes taken by the fixed header: 1 + the length of the remaining-length integer (2..=5).
-    pub header_len: usize,
-    /// Bytes of the body (variable header + payload).
-    pub remaining_len: usize,
-}
-
-impl FrameHeader {
-    /// Bytes of the whole packet.
-    pub fn frame_len(&self) -> usize {
-        self.header_len + self.remaining_len
-    }
-
-    /// The MQTT Control Packet type: the high nibble of the first byte.
-    pub fn packet_type(&self) -> u8 {
-        self.first_byte >> 4
-    }
-}
-
-/// `Ok(None)`: `buf` does not yet hold the whole fixed header (need more bytes; a normal state).
-/// `Err(PacketTooLarge)` as soon as the declared `header_len + remaining_len` exceeds
-/// `max_packet_size`, `Err(MalformedRemainingLength)` for a 5th continuation byte. Never looks
-/// past the fixed header.
-#[inline]
-pub fn parse_fixed_header(
-    buf: &[u8],
-    max_packet_size: u32,
-) -> Result<Option<FrameHeader>, DecodeError> {
-    let Some((&first_byte, rest)) = buf.split_first() else {
-        return Ok(None);
-    };
-    match varint::decode(rest) {
-        VarintRead::Incomplete => Ok(None),
-        VarintRead::TooLong => Err(DecodeError::MalformedRemainingLength),
-        VarintRead::Done { value, len } => {
-            let header = FrameHeader {
-                first_byte,
-                header_len: 1 + len,
-                remaining_len: value as usize,
-            };
-            let size = header.frame_len();
-            if size > max_packet_size as usize {
-                return Err(DecodeError::PacketTooLarge {
-                    size: u32::try_from(size).unwrap_or(u32::MAX),
-                    max: max_packet_size,
-                });
-            }
-            Ok(Some(header))
-        }
-    }
-}
+use crate::header::{parse_fixed_header, FrameHeader};
 
 /// Where the framer is in the current packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,8 +20,9 @@ enum DecodeState {
     Body(FrameHeader),
 }
 
-/// Framing as an explicit state machine for callers that keep a `BytesMut`:
-/// `Header -> Body(FrameHeader) -> Header`.
+/// Framing as an explicit state machine: `Header -> Body(FrameHeader) -> Header`. "Need more
+/// bytes" is a normal state (`Ok(None)`); an error leaves the stream without recoverable
+/// framing, and the connection must be closed.
 #[derive(Debug)]
 pub struct Framer {
     state: DecodeState,
@@ -96,102 +42,60 @@ impl Framer {
         self.max_packet_size
     }
 
-    /// Splits one whole frame off the front of `buf` (zero-copy) once it is complete. Reserves
-    /// the frame's length in `buf` when the header is known so the body is read without
-    /// reallocations. After an error the connection must be closed: the stream has no
-    /// recoverable framing left.
-    pub fn next_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
+    /// The length of the frame being read, once its header is known: the room to reserve for
+    /// it while waiting for the rest (bounded by the limit).
+    pub fn frame_len(&self) -> Option<usize> {
+        match self.state {
+            DecodeState::Header => None,
+            DecodeState::Body(header) => Some(header.frame_len()),
+        }
+    }
+
+    /// The length of the whole frame at the front of `data`, once all of it is there; the
+    /// caller takes those bytes, and the framer expects the next frame. `Ok(None)`: need more
+    /// bytes (then [`Framer::frame_len`] tells how many in all, when the header is known).
+    /// `data` must start where it started on the previous call, unless that call returned a
+    /// frame: then just past that frame.
+    #[inline]
+    pub fn next_frame_len(&mut self, data: &[u8]) -> Result<Option<usize>, DecodeError> {
         let header = match self.state {
             DecodeState::Body(header) => header,
             DecodeState::Header => {
-                let Some(header) = parse_fixed_header(buf, self.max_packet_size)? else {
+                let Some(header) = parse_fixed_header(data, self.max_packet_size)? else {
                     return Ok(None);
                 };
-                let frame_len = header.frame_len();
-                if buf.len() < frame_len {
-                    // Bounded by max_packet_size, checked above.
-                    buf.reserve(frame_len - buf.len());
-                }
-                self.state = DecodeState::Body(header);
                 header
             }
         };
         let frame_len = header.frame_len();
-        if buf.len() < frame_len {
+        if data.len() < frame_len {
+            self.state = DecodeState::Body(header);
             return Ok(None);
         }
         self.state = DecodeState::Header;
-        Ok(Some(buf.split_to(frame_len).freeze()))
+        Ok(Some(frame_len))
+    }
+
+    /// Splits one whole frame off the front of `buf` (zero-copy) once it is complete. Reserves
+    /// the frame's length in `buf` when the header is known so the body is read without
+    /// reallocations.
+    pub fn next_frame(&mut self, buf: &mut BytesMut) -> Result<Option<Bytes>, DecodeError> {
+        match self.next_frame_len(buf)? {
+            Some(frame_len) => Ok(Some(buf.split_to(frame_len).freeze())),
+            None => {
+                if let Some(frame_len) = self.frame_len() {
+                    // Bounded by max_packet_size, checked with the header; a no-op once done.
+                    buf.reserve(frame_len - buf.len());
+                }
+                Ok(None)
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Proves "need more bytes" for every proper prefix of a fixed header.
-    #[test]
-    fn partial_headers_need_more() {
-        assert_eq!(parse_fixed_header(&[], 100), Ok(None));
-        assert_eq!(parse_fixed_header(&[0x30], 100), Ok(None));
-        assert_eq!(parse_fixed_header(&[0x30, 0x80], 1 << 20), Ok(None));
-        assert_eq!(
-            parse_fixed_header(&[0x30, 0x80, 0x80, 0x80], u32::MAX),
-            Ok(None)
-        );
-    }
-
-    /// Proves the header is parsed without the body, and its lengths add up.
-    #[test]
-    #[rustfmt::skip]
-    fn header_without_body() {
-        let header = parse_fixed_header(
-            &[
-                0b0011_0010, // PUBLISH, QoS 1
-                0xC8, 0x01,  // remaining length 200
-            ],
-            1000,
-        )
-        .unwrap()
-        .unwrap();
-        assert_eq!(
-            header,
-            FrameHeader {
-                first_byte: 0x32,
-                header_len: 3,
-                remaining_len: 200
-            }
-        );
-        assert_eq!(header.frame_len(), 203);
-        assert_eq!(header.packet_type(), 3);
-    }
-
-    /// Proves the limit counts the fixed header too, and is checked from the header alone.
-    #[test]
-    #[rustfmt::skip]
-    fn too_large_is_caught_before_the_body() {
-        let header = [
-            0b0011_0000, // PUBLISH
-            0x7E,        // remaining length 126: frame of 128 bytes
-        ];
-        assert!(parse_fixed_header(&header, 128).unwrap().is_some());
-        assert_eq!(
-            parse_fixed_header(&header, 127),
-            Err(DecodeError::PacketTooLarge {
-                size: 128,
-                max: 127
-            })
-        );
-    }
-
-    /// Proves a fifth remaining-length byte is malformed, whatever follows.
-    #[test]
-    fn fifth_length_byte_is_malformed() {
-        assert_eq!(
-            parse_fixed_header(&[0x30, 0xFF, 0xFF, 0xFF, 0xFF], u32::MAX),
-            Err(DecodeError::MalformedRemainingLength)
-        );
-    }
 
     /// Proves the framer splits frames byte by byte, reserves the whole frame once the header is
     /// known, and leaves the next frame's bytes in the buffer.
@@ -240,5 +144,29 @@ mod tests {
             Err(DecodeError::PacketTooLarge { size: 131, max: 64 })
         );
         assert!(buf.capacity() < 131);
+    }
+
+    /// Proves framing over a slice the caller owns: whole frames are measured in place, and a
+    /// partial one reports nothing until its header is whole, then its whole length.
+    #[test]
+    #[rustfmt::skip]
+    fn measures_frames_in_a_slice() {
+        let stream = [
+            0b1100_0000, 0,       // PINGREQ
+            0b0011_0000, 0x80,    // PUBLISH, first byte of remaining length...
+            0x01,                 // ...128: a frame of 131 bytes
+            b't',                 // the first byte of its body
+        ];
+        let mut framer = Framer::new(1024);
+        assert_eq!(framer.next_frame_len(&stream), Ok(Some(2)));
+        assert_eq!(framer.frame_len(), None, "ready for the next frame");
+        assert_eq!(framer.next_frame_len(&stream[2..4]), Ok(None));
+        assert_eq!(framer.frame_len(), None, "the header is not whole yet");
+        assert_eq!(framer.next_frame_len(&stream[2..]), Ok(None));
+        assert_eq!(framer.frame_len(), Some(131));
+        let mut whole = stream[2..].to_vec();
+        whole.resize(131, 0);
+        assert_eq!(framer.next_frame_len(&whole), Ok(Some(131)));
+        assert_eq!(framer.frame_len(), None);
     }
 }

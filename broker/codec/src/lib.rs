@@ -11,13 +11,21 @@
 //! - `strings`: the body cursor, UTF-8 strings, binary data and string pairs (§1.5).
 //! - `properties`: property identifiers, the checked property reader and writers, and the
 //!   property sets several packets share ([`MessageProperties`], [`ReasonProperties`]).
-//! - `framer`: [`parse_fixed_header`] and the [`Framer`] state machine that splits a stream into
-//!   frames.
-//! - `packet`: [`Packet`], [`ProtocolVersion`], [`QoS`], and the dispatch to the packet files.
+//! - `types`: the values every packet shares: [`ProtocolVersion`], [`QoS`], [`PacketId`],
+//!   [`UserProperties`].
+//! - `header`: the fixed header: [`packet_type`], reading it ([`parse_fixed_header`],
+//!   [`FrameHeader`]) and writing it (`begin_packet`, `packet_len`).
+//! - `framer`: the [`Framer`] state machine that finds where frames end in a stream (splitting
+//!   them off a `BytesMut`, or measuring them in a slice the caller copies from).
 //! - `connect`, `connack`, `publish`, `ack` (PUBACK/PUBREC/PUBREL/PUBCOMP), `subscribe`,
 //!   `suback`, `unsubscribe`, `unsuback`, `disconnect`, `auth`: one packet each, every one with
 //!   the same `decode` / `encode` / `encoded_len` interface and its tests at the bottom.
-//!   PINGREQ and PINGRESP have no body and live in `packet`.
+//! - `packet`: [`Packet`] and the dispatch from a frame to the packet files and back. PINGREQ
+//!   and PINGRESP have no body and live here.
+//!
+//! The imports go one way: the packet files import `types`, `header`, `strings` and
+//! `properties`, never `packet`; only `packet` imports the packet files (their tests use its
+//! round-trip helpers).
 //!
 //! # Invariants a change must not break
 //!
@@ -48,6 +56,7 @@ mod connect;
 mod disconnect;
 mod error;
 mod framer;
+mod header;
 mod packet;
 mod properties;
 mod publish;
@@ -55,6 +64,7 @@ mod reason;
 mod strings;
 mod suback;
 mod subscribe;
+mod types;
 mod unsuback;
 mod unsubscribe;
 mod varint;
@@ -68,8 +78,9 @@ pub use crate::connack::{ConnAck, ConnAckProperties};
 pub use crate::connect::{Connect, ConnectProperties, Will};
 pub use crate::disconnect::{Disconnect, DisconnectProperties};
 pub use crate::error::DecodeError;
-pub use crate::framer::{parse_fixed_header, FrameHeader, Framer};
-pub use crate::packet::{packet_type, Packet, PacketId, ProtocolVersion, QoS, UserProperties};
+pub use crate::framer::Framer;
+pub use crate::header::{packet_type, parse_fixed_header, FrameHeader};
+pub use crate::packet::Packet;
 pub use crate::properties::{property_id, MessageProperties, ReasonProperties};
 pub use crate::publish::{Publish, PublishProperties};
 pub use crate::reason::ReasonCode;
@@ -78,6 +89,7 @@ pub use crate::subscribe::{
     RetainHandling, Subscribe, SubscribeFilter, SubscribeFilters, SubscribeFrame,
     SubscribeProperties, SubscriptionOptions,
 };
+pub use crate::types::{PacketId, ProtocolVersion, QoS, UserProperties};
 pub use crate::unsuback::UnsubAck;
 pub use crate::unsubscribe::Unsubscribe;
 pub use crate::varint::{VARINT_LEN_MAX, VARINT_MAX};

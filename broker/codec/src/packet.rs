@@ -1,5 +1,7 @@
-//! The types every packet shares ([`ProtocolVersion`], [`QoS`], [`PacketId`]), the [`Packet`]
-//! enum, and the dispatch from a whole frame to the per-packet decoders.
+//! The [`Packet`] enum and the dispatch from a whole frame to the per-packet decoders (and back),
+//! with the two packets that have no body of their own (PINGREQ, PINGRESP). The values every
+//! packet shares live in `types`, the fixed header in `header`: packet files import those, never
+//! this module, which imports them all.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
@@ -10,95 +12,13 @@ use crate::connack::ConnAck;
 use crate::connect::Connect;
 use crate::disconnect::Disconnect;
 use crate::error::DecodeError;
-use crate::framer::parse_fixed_header;
+use crate::header::{packet_type, parse_fixed_header};
 use crate::publish::Publish;
 use crate::suback::SubAck;
 use crate::subscribe::Subscribe;
+use crate::types::{ProtocolVersion, UserProperties};
 use crate::unsuback::UnsubAck;
 use crate::unsubscribe::Unsubscribe;
-use crate::varint;
-
-/// A non-zero packet identifier ([MQTT-2.2.1-3]).
-pub type PacketId = std::num::NonZeroU16;
-
-/// User Properties in wire order; a name may repeat (§3.3.2.3.7).
-pub type UserProperties = Vec<(ByteString, ByteString)>;
-
-/// The protocol a connection speaks, fixed by its CONNECT.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ProtocolVersion {
-    /// MQTT 3.1: protocol name "MQIsdp", level 3.
-    V3_1,
-    /// MQTT 3.1.1: protocol name "MQTT", level 4.
-    V3_1_1,
-    /// MQTT 5.0: protocol name "MQTT", level 5.
-    V5,
-}
-
-impl ProtocolVersion {
-    pub fn is_v5(self) -> bool {
-        self == ProtocolVersion::V5
-    }
-
-    /// The Protocol Level byte of CONNECT.
-    pub fn level(self) -> u8 {
-        match self {
-            ProtocolVersion::V3_1 => 3,
-            ProtocolVersion::V3_1_1 => 4,
-            ProtocolVersion::V5 => 5,
-        }
-    }
-
-    /// The Protocol Name string of CONNECT.
-    pub fn protocol_name(self) -> &'static str {
-        match self {
-            ProtocolVersion::V3_1 => "MQIsdp",
-            ProtocolVersion::V3_1_1 | ProtocolVersion::V5 => "MQTT",
-        }
-    }
-}
-
-/// Quality of service of a message or a subscription.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum QoS {
-    AtMostOnce = 0,
-    AtLeastOnce = 1,
-    ExactlyOnce = 2,
-}
-
-impl TryFrom<u8> for QoS {
-    type Error = DecodeError;
-
-    #[inline]
-    fn try_from(value: u8) -> Result<Self, DecodeError> {
-        match value {
-            0 => Ok(QoS::AtMostOnce),
-            1 => Ok(QoS::AtLeastOnce),
-            2 => Ok(QoS::ExactlyOnce),
-            _ => Err(DecodeError::InvalidQoS),
-        }
-    }
-}
-
-/// MQTT Control Packet types: the high nibble of the first byte (§2.1.2).
-pub mod packet_type {
-    pub const CONNECT: u8 = 1;
-    pub const CONNACK: u8 = 2;
-    pub const PUBLISH: u8 = 3;
-    pub const PUBACK: u8 = 4;
-    pub const PUBREC: u8 = 5;
-    pub const PUBREL: u8 = 6;
-    pub const PUBCOMP: u8 = 7;
-    pub const SUBSCRIBE: u8 = 8;
-    pub const SUBACK: u8 = 9;
-    pub const UNSUBSCRIBE: u8 = 10;
-    pub const UNSUBACK: u8 = 11;
-    pub const PINGREQ: u8 = 12;
-    pub const PINGRESP: u8 = 13;
-    pub const DISCONNECT: u8 = 14;
-    pub const AUTH: u8 = 15;
-}
 
 /// Any MQTT control packet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -337,21 +257,6 @@ fn put_empty(out: &mut BytesMut, kind: u8) {
     out.put_u8(0);
 }
 
-/// Length of a whole packet whose body is `remaining` bytes long.
-#[inline]
-pub(crate) fn packet_len(remaining: usize) -> usize {
-    1 + varint::encoded_len(remaining) + remaining
-}
-
-/// Reserves room for the whole packet and writes its fixed header. Every encoder starts here, so
-/// the rest of the packet is written without reallocating `out`.
-#[inline]
-pub(crate) fn begin_packet(out: &mut BytesMut, first_byte: u8, remaining: usize) {
-    out.reserve(packet_len(remaining));
-    out.put_u8(first_byte);
-    varint::write(out, remaining);
-}
-
 /// Defines the tests' `decode(bytes, version)` for one kind of packet: it decodes a whole packet
 /// and panics if another kind came out.
 #[cfg(test)]
@@ -389,6 +294,7 @@ pub(crate) fn assert_round_trip(packet: &Packet, version: ProtocolVersion) -> By
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{PacketId, QoS};
     use crate::ReasonCode;
 
     const ALL: [ProtocolVersion; 3] = [
@@ -504,18 +410,45 @@ mod tests {
         assert_eq!(publish, kept);
     }
 
-    /// Proves the helpers of the public types.
+    /// Proves the imports go one way: outside its tests, no packet file (nor the modules they
+    /// share) imports this module, which imports them all. The base types they need live in
+    /// `types` and `header`.
     #[test]
-    fn versions_and_qos() {
-        assert_eq!(ALL.map(ProtocolVersion::level), [3, 4, 5]);
-        assert_eq!(ALL.map(ProtocolVersion::is_v5), [false, false, true]);
-        assert_eq!(QoS::try_from(2), Ok(QoS::ExactlyOnce));
-        assert_eq!(QoS::try_from(3), Err(DecodeError::InvalidQoS));
-        assert!(QoS::AtMostOnce < QoS::ExactlyOnce);
+    fn packet_files_do_not_import_packet() {
+        let files = [
+            ("ack.rs", include_str!("ack.rs")),
+            ("auth.rs", include_str!("auth.rs")),
+            ("connack.rs", include_str!("connack.rs")),
+            ("connect.rs", include_str!("connect.rs")),
+            ("disconnect.rs", include_str!("disconnect.rs")),
+            ("publish.rs", include_str!("publish.rs")),
+            ("suback.rs", include_str!("suback.rs")),
+            ("subscribe.rs", include_str!("subscribe.rs")),
+            ("unsuback.rs", include_str!("unsuback.rs")),
+            ("unsubscribe.rs", include_str!("unsubscribe.rs")),
+            ("properties.rs", include_str!("properties.rs")),
+            ("strings.rs", include_str!("strings.rs")),
+            ("header.rs", include_str!("header.rs")),
+            ("types.rs", include_str!("types.rs")),
+            ("framer.rs", include_str!("framer.rs")),
+        ];
+        for (name, text) in files {
+            let library = text.split("#[cfg(test)]").next().unwrap_or(text);
+            assert!(
+                !library.contains("crate::packet"),
+                "{name} imports crate::packet outside its tests"
+            );
+        }
+    }
+
+    /// Proves a packet's name is the specification's spelling.
+    #[test]
+    fn names() {
         let d = Packet::Disconnect(crate::Disconnect {
             reason_code: ReasonCode::Success,
             properties: Default::default(),
         });
         assert_eq!(d.name(), "DISCONNECT");
+        assert_eq!(Packet::PingReq.name(), "PINGREQ");
     }
 }

@@ -15,9 +15,9 @@ use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::packet::{ProtocolVersion, QoS, UserProperties};
 use crate::reason::ReasonCode;
 use crate::strings::{prefixed_len, put_binary, put_string, Reader};
+use crate::types::{ProtocolVersion, QoS, UserProperties};
 use crate::varint;
 
 /// Property identifiers (MQTT 5.0 §2.2.2.2, Table 2-4).

@@ -12,12 +12,13 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::packet::{packet_len, packet_type, PacketId, ProtocolVersion, QoS};
+use crate::header::{packet_len, packet_type};
 use crate::properties::{
     block_len, opt_len, property_id as id, put_block_len, put_opt, unexpected, MessageProperties,
     PropertyReader,
 };
 use crate::strings::{prefixed_len, put_string, Reader};
+use crate::types::{PacketId, ProtocolVersion, QoS};
 use crate::varint;
 
 const FLAG_DUP: u8 = 0b1000;

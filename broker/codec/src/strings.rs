@@ -8,7 +8,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::packet::PacketId;
+use crate::types::PacketId;
 use crate::varint::{self, VarintRead};
 
 /// A cursor over part of a packet body. Borrowing the body (rather than owning a clone of its

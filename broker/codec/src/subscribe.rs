@@ -13,14 +13,13 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::packet::{
-    begin_packet, packet_len, packet_type, PacketId, ProtocolVersion, QoS, UserProperties,
-};
+use crate::header::{begin_packet, packet_len, packet_type};
 use crate::properties::{
     block_len, property_id as id, put_block_len, put_user_properties, unexpected,
     user_properties_len, PropertyReader,
 };
 use crate::strings::{prefixed_len, put_string, Reader};
+use crate::types::{PacketId, ProtocolVersion, QoS, UserProperties};
 use crate::varint;
 
 const FLAGS: u8 = 0b0010;

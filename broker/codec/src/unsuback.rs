@@ -6,10 +6,11 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::DecodeError;
-use crate::packet::{begin_packet, packet_len, packet_type, PacketId, ProtocolVersion};
+use crate::header::{begin_packet, packet_len, packet_type};
 use crate::properties::{block_len, put_block_len, ReasonProperties};
 use crate::reason::{ReasonCode, ReasonTable};
 use crate::strings::Reader;
+use crate::types::{PacketId, ProtocolVersion};
 
 /// An UNSUBACK packet.
 #[derive(Clone, Debug, PartialEq, Eq)]

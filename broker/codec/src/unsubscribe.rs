@@ -8,13 +8,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use bytestring::ByteString;
 
 use crate::error::DecodeError;
-use crate::packet::{
-    begin_packet, packet_len, packet_type, PacketId, ProtocolVersion, UserProperties,
-};
+use crate::header::{begin_packet, packet_len, packet_type};
 use crate::properties::{
     block_len, decode_user_properties_only, put_block_len, put_user_properties, user_properties_len,
 };
 use crate::strings::{prefixed_len, put_string, Reader};
+use crate::types::{PacketId, ProtocolVersion, UserProperties};
 
 const FLAGS: u8 = 0b0010;
 

@@ -106,7 +106,9 @@ pub struct Identity {
 }
 
 /// The bytes of a packet split across reads, and when it began: one word, and no allocation,
-/// between packets.
+/// between packets. The codec's `Framer` finds where packets end (`shard/input.rs`); this only
+/// keeps the bytes of one that is not whole yet, and the clock of `Broker.PacketTimeout`, which
+/// is the core's: the codec knows no time.
 #[derive(Debug, Default)]
 pub struct InBuf(Option<Box<Partial>>);
 

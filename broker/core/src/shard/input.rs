@@ -4,25 +4,21 @@
 //! decoded straight from it (each packet is copied once, into its own exact-size `Bytes`, which
 //! then backs every field). Only a packet split across reads is kept in the connection's
 //! `inbuf`, which is empty, and unallocated, the rest of the time.
+//!
+//! Framing is the codec's [`Framer`], measuring frames in place ([`Framer::next_frame_len`]).
+//! The core decides only what the bytes alone cannot: whether the connection may go on reading,
+//! under which size limit, and that its first packet is a CONNECT.
 
 use std::time::Instant;
 
 use ironsight_codec::{
-    packet_type, parse_fixed_header, Bytes, DecodeError, Packet, ProtocolVersion, SubscribeFrame,
+    packet_type, parse_fixed_header, Bytes, DecodeError, Framer, Packet, ProtocolVersion,
+    SubscribeFrame,
 };
 
 use super::Shard;
 use crate::conn::{ConnId, ConnState};
 use crate::violation::Violation;
-
-enum Step {
-    /// A whole frame of this many bytes is at the front.
-    Frame(usize),
-    /// The front is a partial frame; when its header is known, the frame's whole length.
-    NeedMore(Option<usize>),
-    /// The connection failed, was handed off, or must not process more now.
-    Stop,
-}
 
 impl Shard {
     /// Bytes read from `conn`'s socket.
@@ -84,46 +80,59 @@ impl Shard {
         data: &[u8],
     ) -> (usize, Option<usize>) {
         let mut used = 0;
-        loop {
-            match self.next_step(conn, now, &data[used..]) {
-                Step::Frame(len) => {
+        while let Some(limit) = self.frame_limit(conn, now, &data[used..]) {
+            // A framer a frame, not one kept per connection: every `data` (a read, or what
+            // `inbuf` holds) starts at a frame's first byte, so the framer's state never has
+            // to outlive this call, and each frame gets the limit of its start (accepting a
+            // CONNECT raises it). A `Framer` kept in `Connection` would be paid by every idle
+            // connection; reading a partial frame's header again when more bytes come costs at
+            // most five bytes.
+            let mut framer = Framer::new(limit);
+            match framer.next_frame_len(&data[used..]) {
+                Ok(Some(len)) => {
                     let frame = Bytes::copy_from_slice(&data[used..used + len]);
                     used += len;
                     self.on_frame(conn, now, frame);
                 }
-                Step::NeedMore(frame_len) => return (used, frame_len),
-                Step::Stop => return (used, None),
+                Ok(None) => return (used, framer.frame_len()),
+                Err(error) => {
+                    self.framing_failed(conn, now, error, &data[used..]);
+                    break;
+                }
             }
         }
+        (used, None)
     }
 
-    fn next_step(&mut self, conn: ConnId, now: Instant, data: &[u8]) -> Step {
-        let Some(c) = self.conns.get(conn as usize) else {
-            return Step::Stop;
-        };
+    /// The limit to frame `conn`'s next packet with, whose first bytes are `front`; `None`
+    /// when the connection failed, was handed off, or must not process more now.
+    fn frame_limit(&mut self, conn: ConnId, now: Instant, front: &[u8]) -> Option<u32> {
+        let c = self.conns.get(conn as usize)?;
         if !c.is_open() || c.paused {
-            return Step::Stop;
+            return None;
         }
-        if c.state == ConnState::AwaitingConnect && data.first().is_some_and(|&b| b >> 4 != 1) {
+        if c.state == ConnState::AwaitingConnect
+            && front
+                .first()
+                .is_some_and(|&b| b >> 4 != packet_type::CONNECT)
+        {
             // [MQTT-3.1.0-1] the first byte already shows this is not a CONNECT: close without
-            // waiting for a body (an HTTP probe would otherwise hold the socket).
+            // waiting for a body (an HTTP probe would otherwise hold the socket). A rule of the
+            // connection's state, not of the bytes: the core's, not the framer's.
             self.violated(conn, now, Violation::FirstPacketNotConnect);
-            return Step::Stop;
+            return None;
         }
-        let connecting = c.state == ConnState::AwaitingConnect;
-        match parse_fixed_header(data, self.packet_size_limit(conn)) {
-            Ok(Some(header)) if header.frame_len() <= data.len() => Step::Frame(header.frame_len()),
-            Ok(Some(header)) => Step::NeedMore(Some(header.frame_len())),
-            Ok(None) => Step::NeedMore(None),
-            Err(error) => {
-                if connecting && matches!(error, DecodeError::PacketTooLarge { .. }) {
-                    tracing::debug!(conn, %error, "CONNECT over Endpoint.MaxConnectMessageSize");
-                    self.stats.connects_too_large += 1;
-                }
-                self.decode_failed(conn, now, error, data);
-                Step::Stop
-            }
+        Some(self.packet_size_limit(conn))
+    }
+
+    /// The stream has no framing left: a header over the limit, or a malformed length.
+    fn framing_failed(&mut self, conn: ConnId, now: Instant, error: DecodeError, front: &[u8]) {
+        let connecting = self.conns[conn as usize].state == ConnState::AwaitingConnect;
+        if connecting && matches!(error, DecodeError::PacketTooLarge { .. }) {
+            tracing::debug!(conn, %error, "CONNECT over Endpoint.MaxConnectMessageSize");
+            self.stats.connects_too_large += 1;
         }
+        self.decode_failed(conn, now, error, front);
     }
 
     fn on_frame(&mut self, conn: ConnId, now: Instant, frame: Bytes) {
@@ -209,5 +218,8 @@ fn is_v5_connect(frame: &[u8]) -> bool {
         return false;
     };
     let body = &frame[header.header_len.min(frame.len())..];
-    header.first_byte >> 4 == 1 && body.len() >= 7 && body[..6] == *b"\x00\x04MQTT" && body[6] == 5
+    header.packet_type() == packet_type::CONNECT
+        && body.len() >= 7
+        && body[..6] == *b"\x00\x04MQTT"
+        && body[6] == 5
 }
