@@ -123,52 +123,6 @@ impl Shard {
         outcome
     }
 
-    /// Keeps the retained store's copy of a topic up to date ([MQTT-3.3.1-5], [MQTT-3.3.1-6]).
-    /// Updates of one topic published on different shards reach the shards in different
-    /// orders; the newest by [`crate::message::Message::version`] wins on every shard, a clearing included.
-    pub(super) fn store_retained(&mut self, msg: &SharedMessage) {
-        let version = msg.version();
-        let newer_known = self
-            .retained_cleared
-            .get(&msg.topic)
-            .is_some_and(|&cleared| cleared > version)
-            || self
-                .retained
-                .get(&msg.topic)
-                .is_some_and(|stored| stored.version() > version);
-        if newer_known {
-            return;
-        }
-        if msg.payload.is_empty() {
-            if self.retained_cleared.len() < self.settings.broker.retained_max {
-                self.retained_cleared.insert(msg.topic.clone(), version);
-            }
-            if self.retained.remove(&msg.topic).is_some() {
-                self.journal.record(Record::Retained {
-                    topic: &msg.topic,
-                    message: None,
-                });
-            }
-            return;
-        }
-        self.retained_cleared.remove(&msg.topic);
-        if let Some(stored) = self.retained.get_mut(&msg.topic) {
-            *stored = msg.clone();
-            self.journal.record(Record::Retained {
-                topic: &msg.topic,
-                message: Some(msg),
-            });
-        } else if self.retained.len() < self.settings.broker.retained_max {
-            self.retained.get_or_insert_with(&msg.topic, || msg.clone());
-            self.journal.record(Record::Retained {
-                topic: &msg.topic,
-                message: Some(msg),
-            });
-        } else {
-            tracing::warn!(topic = %msg.topic, max = self.retained.len(), "retained store full; message not retained");
-        }
-    }
-
     /// Delivers to this shard's plain subscribers whose filters match.
     pub(super) fn deliver_plain(&mut self, now: Instant, msg: &SharedMessage) -> Outcome {
         self.fanout.stamp += 1;

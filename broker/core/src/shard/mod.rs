@@ -18,6 +18,7 @@ mod input;
 mod lifecycle;
 mod publish;
 mod remote;
+mod retained;
 mod subscribe;
 mod timers;
 
@@ -40,7 +41,6 @@ use crate::delivery::ShareId;
 use crate::interest::{Interest, InterestBoard, InterestChange};
 use crate::journal::{Journal, MemoryOnly, Record};
 use crate::message::message_id;
-use crate::message::{RetainedVersion, SharedMessage};
 use crate::outbuf::OutBuf;
 use crate::routing::{LocalSubs, ShardId, ShardMsg, ShareGroup, ShareKey};
 use crate::session::{Session, SessionIdx};
@@ -103,10 +103,7 @@ pub struct Shard {
     interest_applied: u64,
     interest_changes: Vec<InterestChange>,
     /// A full replica of the retained messages: every shard applies every retained publish.
-    retained: TopicTree<SharedMessage>,
-    /// Recently cleared retained topics and the version that cleared them, so that an older
-    /// update arriving later from another shard does not bring the message back.
-    retained_cleared: HashMap<ironsight_codec::ByteString, RetainedVersion>,
+    retained: retained::RetainedStore,
     /// SUBSCRIBEs in progress, by connection (the connection's input waits meanwhile).
     unfinished: HashMap<ConnId, Box<subscribe::Unfinished>>,
     /// Their turns, round robin (entries of connections that closed meanwhile are skipped).
@@ -157,8 +154,7 @@ impl Shard {
             board,
             interest_applied: 0,
             interest_changes: Vec::new(),
-            retained: TopicTree::new(),
-            retained_cleared: HashMap::new(),
+            retained: retained::RetainedStore::default(),
             unfinished: HashMap::new(),
             unfinished_order: VecDeque::new(),
             acks: HashMap::new(),
