@@ -13,7 +13,7 @@
 mod acks;
 mod connect;
 mod encode;
-mod fanout;
+mod route;
 mod input;
 mod lifecycle;
 mod publish;
@@ -49,7 +49,7 @@ use crate::stats::Stats;
 use crate::tree::TopicTree;
 use crate::violation::Violation;
 
-pub use fanout::Target;
+pub use route::Target;
 pub use subscribe::SUBSCRIBE_SLICE;
 
 /// What the server must do that the shard cannot: move a socket to another core.
@@ -118,7 +118,7 @@ pub struct Shard {
     events: Vec<Event>,
     /// Set by CONNECT when another shard owns the client id: the connection and its CONNECT frame.
     pending_handoff: Option<(ConnId, ShardId, Bytes)>,
-    fanout: fanout::Scratch,
+    scratch: route::Scratch,
     /// Counter for client ids the shard assigns.
     next_assigned_id: u64,
     next_generation: u32,
@@ -165,7 +165,7 @@ impl Shard {
             dirty: Vec::new(),
             events: Vec::new(),
             pending_handoff: None,
-            fanout: fanout::Scratch::default(),
+            scratch: route::Scratch::default(),
             next_assigned_id: 0,
             next_generation: 0,
             next_message_id: 0,

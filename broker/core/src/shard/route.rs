@@ -79,7 +79,7 @@ impl Shard {
             self.store_retained(&msg);
         }
         self.catch_up_interest();
-        let mut routes = std::mem::take(&mut self.fanout.routes);
+        let mut routes = std::mem::take(&mut self.scratch.routes);
         routes.resize_with(usize::from(self.shard_count), Route::default);
         let me = self.id;
         self.interest.for_each_match(&msg.topic, &mut |interest| {
@@ -115,7 +115,7 @@ impl Shard {
             }
         }
         routes.clear();
-        self.fanout.routes = routes;
+        self.scratch.routes = routes;
         outcome.merge(self.deliver_plain(now, &msg));
         for key in &local_shares {
             outcome.merge(self.deliver_shared(now, key, &msg, 0));
@@ -125,16 +125,16 @@ impl Shard {
 
     /// Delivers to this shard's plain subscribers whose filters match.
     pub(super) fn deliver_plain(&mut self, now: Instant, msg: &SharedMessage) -> Outcome {
-        self.fanout.stamp += 1;
-        let stamp = self.fanout.stamp;
+        self.scratch.stamp += 1;
+        let stamp = self.scratch.stamp;
         let Shard {
             subs,
             sessions,
-            fanout,
+            scratch,
             id,
             ..
         } = self;
-        let targets = &mut fanout.targets;
+        let targets = &mut scratch.targets;
         subs.for_each_match(&msg.topic, &mut |leaf| {
             for (&session, sub) in leaf {
                 let s = &mut sessions[session as usize];
@@ -163,12 +163,12 @@ impl Shard {
                 }
             }
         });
-        let mut targets = std::mem::take(&mut self.fanout.targets);
+        let mut targets = std::mem::take(&mut self.scratch.targets);
         let mut outcome = Outcome {
             matched: !targets.is_empty(),
             ..Outcome::default()
         };
-        self.fanout.templates.begin(msg);
+        self.scratch.templates.begin(msg);
         for t in targets.drain(..) {
             let offer = Offer {
                 msg,
@@ -179,8 +179,8 @@ impl Shard {
             };
             outcome.rejected |= self.deliver(now, t.session, offer) == Delivered::Rejected;
         }
-        self.fanout.templates.end();
-        self.fanout.targets = targets;
+        self.scratch.templates.end();
+        self.scratch.targets = targets;
         outcome
     }
 
@@ -363,8 +363,8 @@ impl Shard {
     ) -> bool {
         let aliases_max = self.settings.broker.outbound_aliases_max;
         let c = &self.conns[conn as usize];
-        if self.fanout.templates.applies(c, &offer, aliases_max) {
-            let (bytes, pid_at) = self.fanout.templates.get(c, &offer, now);
+        if self.scratch.templates.applies(c, &offer, aliases_max) {
+            let (bytes, pid_at) = self.scratch.templates.get(c, &offer, now);
             if bytes.len() > c.client.packet_size_max as usize {
                 self.drop_oversize(conn, offer.msg);
                 return false;
