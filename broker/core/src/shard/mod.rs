@@ -4,21 +4,25 @@
 //! from other shards and the time; it answers with bytes in each connection's [`OutBuf`], messages
 //! for other shards in its outbox, and [`Event`]s. Nothing here blocks, sleeps or reads a clock.
 //!
-//! The work is split by packet family, as mosquitto splits its handlers:
+//! The work is split by packet family and by the state it keeps, as mosquitto splits its files:
 //! `input` (framing and dispatch), `connect` (CONNECT, takeover, resume), `publish` (inbound
-//! PUBLISH and its acks), `fanout` (routing and delivery to sessions), `subscribe`
-//! (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills, session end),
-//! `timers` (keep alive, will delay, session expiry), `remote` (messages from other shards).
+//! PUBLISH and its acks), `acks` (acknowledging inbound PUBLISHes in order), `route` (which
+//! shards and sessions a message goes to), `deliver` (into one session: its connection or its
+//! queue), `encode` (PUBLISH bytes, one encoding per fan-out), `retained` (the retained store),
+//! `subscribe` (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills,
+//! session end), `timers` (keep alive, will delay, session expiry), `remote` (messages from
+//! other shards).
 
 mod acks;
 mod connect;
+mod deliver;
 mod encode;
-mod route;
 mod input;
 mod lifecycle;
 mod publish;
 mod remote;
 mod retained;
+mod route;
 mod subscribe;
 mod timers;
 
