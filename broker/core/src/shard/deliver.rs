@@ -1,6 +1,6 @@
 //! Handing one message to one session: straight into its connection's output when the session
 //! has nothing queued, the in-flight window has room and the send buffer is below its limit;
-//! otherwise into the session queue ([`crate::delivery::Delivery`]), bounded by `MaxMessages`.
+//! otherwise into the session queue ([`crate::queue::Delivery`]), bounded by `MaxMessages`.
 //! Acknowledgements and written output pump the queue; a resumed session gets its in-flight
 //! window again ([MQTT-4.4.0-1]).
 
@@ -11,9 +11,9 @@ use ironsight_codec::{Packet, PubResponse, QoS, ReasonCode, ReasonProperties};
 use super::encode::{commit_alias, publish_packet, write_publish, write_template};
 use super::Shard;
 use crate::conn::{ConnId, ConnState};
-use crate::delivery::{Enqueued, InflightState, Offer};
 use crate::journal::Record;
 use crate::message::SharedMessage;
+use crate::queue::{Enqueued, InflightState, Offer};
 use crate::session::SessionIdx;
 
 /// What became of one delivery.

@@ -41,11 +41,11 @@ use ironsight_codec::{ByteString, Bytes, Disconnect, DisconnectProperties, Packe
 use slab::Slab;
 
 use crate::conn::{ConnId, ConnState, Connection, Identity};
-use crate::delivery::ShareId;
 use crate::interest::{Interest, InterestBoard, InterestChange};
 use crate::journal::{Journal, MemoryOnly, Record};
 use crate::message::message_id;
 use crate::outbuf::OutBuf;
+use crate::queue::ShareId;
 use crate::routing::{LocalSubs, ShardId, ShardMsg, ShareGroup, ShareKey};
 use crate::session::{Session, SessionIdx};
 use crate::settings::{EndpointSettings, Settings};

@@ -10,9 +10,9 @@ use ironsight_codec::{
 use super::acks::PendingAck;
 use super::Shard;
 use crate::conn::ConnId;
-use crate::delivery::AckError;
 use crate::message::Message;
 use crate::policy::Action;
+use crate::queue::AckError;
 use crate::session::SessionIdx;
 use crate::topic;
 use crate::violation::Violation;

@@ -16,9 +16,9 @@ use hashbrown::HashMap;
 use ironsight_codec::{ByteString, SubscriptionOptions};
 
 use super::Shard;
-use crate::delivery::{Offer, SubIds};
 use crate::journal::{Journal, Record};
 use crate::message::{RetainedVersion, SessionUid, SharedMessage};
+use crate::queue::{Offer, SubIds};
 use crate::routing::delivery_qos;
 use crate::session::SessionIdx;
 use crate::tree::TopicTree;

@@ -13,8 +13,8 @@ use ironsight_codec::QoS;
 use super::deliver::Delivered;
 use super::encode::Templates;
 use super::Shard;
-use crate::delivery::{Offer, Outgoing, SubIds};
 use crate::message::SharedMessage;
+use crate::queue::{Offer, Outgoing, SubIds};
 use crate::routing::{delivery_qos, share_filter, ShardMsg, ShareKey};
 use crate::session::SessionIdx;
 

@@ -17,10 +17,10 @@ use ironsight_codec::{
 use super::retained::RetainedRequest;
 use super::Shard;
 use crate::conn::ConnId;
-use crate::delivery::ShareId;
 use crate::interest::{Interest, InterestChange};
 use crate::journal::Record;
 use crate::policy::Action;
+use crate::queue::ShareId;
 use crate::routing::{share_key, LocalSub, Member, ShardId, ShareGroup, ShareKey};
 use crate::session::{SessionIdx, Subscription};
 use crate::topic::{self, FilterError, FilterSplit, ParsedFilter};
