@@ -166,23 +166,44 @@ def test_sigterm_tells_v5_clients_and_exits(broker, raw):
     assert broker.proc.wait(5) == 0
 
 
-def test_idle_connections_are_parked_and_still_served(broker):
-    """A connection without input for a few seconds gives up its task and waits in epoll
+def test_idle_connections_are_parked_and_still_served(start_broker):
+    """A connection without input for PARK_AFTER_S (2 s) gives up its task and waits in epoll
     (docs/design.md). Parked, it must still receive messages (written straight to its socket)
-    and be woken by its own input: a parked subscriber gets a message, then publishes one."""
-    sub, pub = Client(broker, V5, "parked-sub"), Client(broker, V311, "parked-pub")
+    and be woken by its own input. The debug log proves each step, per connection (one shard,
+    so connection numbers are unique): both clients park; the subscriber (QoS 0, so it sends
+    no PUBACK) gets a message and stays parked (a wake-up would park it again at the next
+    tick, its last packet being old), while the publisher, woken by its PUBLISH, parks again;
+    then the subscriber's own PUBLISH wakes it, and it parks once more."""
+    b = start_broker(env={"IRONSIGHT_LOG": "debug"}, args=["--cores", "1"])
+    sub, pub = Client(b, V5, "parked-sub"), Client(b, V311, "parked-pub")
+
+    def conn_of(client_id):
+        [match] = b.log_lines(rf"connected conn=(\d+) .* client_id={client_id} ")
+        return match.group(1)
+
+    def parks(conn):
+        return len(b.log_lines(rf"DEBUG .* parked conn={conn}$"))
+
+    def wait_parks(conn, count):
+        wait_for(lambda: parks(conn) >= count, 10, message=f"conn {conn} parked {count} times")
+        assert parks(conn) == count
+
     try:
         sub.connect()
         pub.connect()
-        sub.subscribe("park/in", 1)
+        sub.subscribe("park/in", 0)
         pub.subscribe("park/out", 1)
-        time.sleep(3.5)  # about time itself: past the 2 s idle threshold and a 1 s tick
+        s, p = conn_of("parked-sub"), conn_of("parked-pub")
+        wait_parks(s, 1)
+        wait_parks(p, 1)
         pub.publish("park/in", b"to a parked subscriber", 1)
         assert sub.wait_messages(1)[0].payload == b"to a parked subscriber"
-        time.sleep(3.5)
+        wait_parks(p, 2)
+        assert parks(s) == 1, "receiving did not wake the subscriber"
         assert sub.publish("park/out", b"from a parked publisher", 1) == 0
         assert pub.wait_messages(1)[0].payload == b"from a parked publisher"
-        healthy(broker, V5)
+        wait_parks(s, 2)
+        healthy(b, V5)
     finally:
         sub.close()
         pub.close()

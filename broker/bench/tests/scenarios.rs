@@ -7,7 +7,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::Mutex;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -39,28 +39,73 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// `target/release/ironsight` or `target/debug/ironsight`; builds the debug one if neither
-/// exists (once, whatever the number of tests asking).
+/// The broker built from the sources of this test run, with the profile of this run.
+///
+/// The broker is another package's binary, so `env!("CARGO_BIN_EXE_ironsight")` does not exist
+/// here (that takes artifact dependencies, which are unstable). Taking whichever of
+/// `target/release/ironsight` and `target/debug/ironsight` existed ran a broker built from
+/// whatever the sources were the last time someone built it: a test could pass on code that
+/// was gone. So the broker is built here (once, whatever the number of tests asking) into the
+/// directory cargo built the bench binary into for this run (`target/debug` under `cargo test`,
+/// `target/release` under `cargo test --release`), which costs nothing when it is up to date,
+/// and a binary older than any source file it was built from is refused.
 fn broker_binary() -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _guard = BUILD.lock().unwrap_or_else(|e| e.into_inner());
-    let root = workspace_root();
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    for profile in ["release", "debug"] {
-        let bin = target.join(profile).join("ironsight");
-        if bin.exists() {
-            return bin;
-        }
-    }
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(build_broker).clone()
+}
+
+fn build_broker() -> PathBuf {
+    let bench = Path::new(env!("CARGO_BIN_EXE_ironsight-bench"));
+    let dir = bench
+        .parent()
+        .expect("the bench binary sits in a profile directory");
+    let target = dir
+        .parent()
+        .expect("a profile directory sits in a target directory");
+    let profile = match dir.file_name().and_then(|name| name.to_str()) {
+        Some("debug") => "dev",
+        Some(name) => name,
+        None => panic!("no profile directory above {}", bench.display()),
+    };
     let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "ironsight-server"])
-        .current_dir(&root)
+        .args(["build", "-p", "ironsight-server", "--bin", "ironsight"])
+        .args(["--profile", profile])
+        .arg("--target-dir")
+        .arg(target)
+        .current_dir(workspace_root())
         .status()
         .expect("cargo runs");
     assert!(status.success(), "building the broker failed");
-    target.join("debug").join("ironsight")
+    let binary = dir.join("ironsight");
+    refuse_if_stale(&binary);
+    binary
+}
+
+/// Panics if `binary` is older than a source file cargo's dep-info (`<binary>.d`, one line:
+/// `binary: source source ...`, spaces in paths escaped) says it was built from.
+fn refuse_if_stale(binary: &Path) {
+    let modified = |path: &Path| {
+        std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    };
+    let built = modified(binary);
+    let dep_info = std::fs::read_to_string(binary.with_extension("d"))
+        .unwrap_or_else(|e| panic!("{}.d: {e}", binary.display()));
+    let (_, sources) = dep_info
+        .split_once(": ")
+        .expect("dep-info names its target first");
+    // An escaped space is part of a path; NUL, which no path holds, stands for it meanwhile.
+    let sources = sources.trim().replace("\\ ", "\0");
+    for source in sources.split(' ').filter(|s| !s.is_empty()) {
+        let source = PathBuf::from(source.replace('\0', " "));
+        assert!(
+            modified(&source) <= built,
+            "{} is older than {}: refusing a stale broker",
+            binary.display(),
+            source.display()
+        );
+    }
 }
 
 fn free_port() -> u16 {

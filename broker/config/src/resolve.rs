@@ -3,8 +3,8 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use ironsight_core::delivery::QueueBehavior;
 use ironsight_core::policy::{ConnectionRule, IdFilter, TopicPattern, TopicRule};
+use ironsight_core::queue::QueueBehavior;
 use ironsight_core::settings::{BrokerSettings, EndpointSettings, Settings};
 
 use crate::objects::{Config, MaxMessagesBehavior};

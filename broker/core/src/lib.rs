@@ -5,10 +5,10 @@
 //! - [`tree`]: the topic trie (filters matched by topics, topics matched by filters).
 //! - [`journal`]: where a durable store plugs in: every change to durable state, in order.
 //! - [`message`]: the application message, shared by every queue that holds it.
-//! - [`delivery`]: a session's queue, in-flight window and inbound QoS 2 state.
 //! - [`outbuf`]: bytes waiting for a socket, small packets coalesced, large payloads shared.
 //! - [`conn`]: one network connection's protocol state.
 //! - [`session`]: what outlives a connection: subscriptions, delivery state, will, expiry.
+//! - [`queue`]: a session's queue, in-flight window and inbound QoS 2 state.
 //! - [`policy`]: connection and topic policies: who may connect, publish, subscribe.
 //! - [`interest`]: what the other shards subscribe to, posted before a SUBSCRIBE returns.
 //! - [`routing`]: shard sets, local subscriptions, shared groups, messages between shards.
@@ -25,12 +25,12 @@
 //! - Every buffer a peer can grow has a named bound in [`settings`].
 
 pub mod conn;
-pub mod delivery;
 pub mod interest;
 pub mod journal;
 pub mod message;
 pub mod outbuf;
 pub mod policy;
+pub mod queue;
 pub mod routing;
 pub mod session;
 pub mod settings;

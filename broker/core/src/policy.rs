@@ -11,7 +11,7 @@
 //! limits; a publish or subscribe is allowed when any topic policy that admits the client allows
 //! that action on the topic.
 
-use crate::delivery::QueueBehavior;
+use crate::queue::QueueBehavior;
 
 /// A client id filter.
 #[derive(Clone, Debug, PartialEq, Eq)]

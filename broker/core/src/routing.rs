@@ -14,8 +14,8 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use ironsight_codec::{QoS, SubscriptionOptions};
 
-use crate::delivery::Outgoing;
 use crate::message::SharedMessage;
+use crate::queue::Outgoing;
 use crate::session::SessionIdx;
 use crate::settings::SHARDS_MAX;
 

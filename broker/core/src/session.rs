@@ -12,8 +12,8 @@ use hashbrown::HashTable;
 use ironsight_codec::{ByteString, Bytes, MessageProperties, QoS, SubscriptionOptions};
 
 use crate::conn::ConnId;
-use crate::delivery::{Delivery, QueueBehavior, ShareId};
 use crate::message::SessionUid;
+use crate::queue::{Delivery, QueueBehavior, ShareId};
 
 pub type SessionIdx = u32;
 

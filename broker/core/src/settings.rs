@@ -2,8 +2,8 @@
 //! MessageSight's JSON objects into these; the core never sees JSON. Every bound on memory that a
 //! peer could otherwise grow is a named field here, units last.
 
-use crate::delivery::QueueBehavior;
 use crate::policy::{ConnectionRule, IdFilter, TopicPattern, TopicRule};
+use crate::queue::QueueBehavior;
 
 /// The most shards a broker runs: shard sets are one machine word.
 pub const SHARDS_MAX: usize = 64;

@@ -11,7 +11,7 @@ use ironsight_codec::{
 use super::lifecycle::CloseKind;
 use super::{Handoff, Shard};
 use crate::conn::{ClientLimits, ConnId, ConnState, Identity};
-use crate::delivery::QueueBehavior;
+use crate::queue::QueueBehavior;
 use crate::session::{Session, SessionIdx, Will, EXPIRY_NEVER};
 use crate::topic;
 

@@ -16,9 +16,9 @@ use ironsight_codec::{
 };
 
 use crate::conn::Connection;
-use crate::delivery::{Offer, SubIds};
 use crate::message::SharedMessage;
 use crate::outbuf::SHARED_PAYLOAD_MIN;
+use crate::queue::{Offer, SubIds};
 
 /// The PUBLISH a delivery becomes on this connection: v5 gets the passed-through properties,
 /// the expiry left, the subscription ids, and a topic alias when the client allows them.

@@ -4,20 +4,25 @@
 //! from other shards and the time; it answers with bytes in each connection's [`OutBuf`], messages
 //! for other shards in its outbox, and [`Event`]s. Nothing here blocks, sleeps or reads a clock.
 //!
-//! The work is split by packet family, as mosquitto splits its handlers:
+//! The work is split by packet family and by the state it keeps, as mosquitto splits its files:
 //! `input` (framing and dispatch), `connect` (CONNECT, takeover, resume), `publish` (inbound
-//! PUBLISH and its acks), `fanout` (routing and delivery to sessions), `subscribe`
-//! (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills, session end),
-//! `timers` (keep alive, will delay, session expiry), `remote` (messages from other shards).
+//! PUBLISH and its acks), `acks` (acknowledging inbound PUBLISHes in order), `route` (which
+//! shards and sessions a message goes to), `deliver` (into one session: its connection or its
+//! queue), `encode` (PUBLISH bytes, one encoding per fan-out), `retained` (the retained store),
+//! `subscribe` (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills,
+//! session end), `timers` (keep alive, will delay, session expiry), `remote` (messages from
+//! other shards).
 
 mod acks;
 mod connect;
+mod deliver;
 mod encode;
-mod fanout;
 mod input;
 mod lifecycle;
 mod publish;
 mod remote;
+mod retained;
+mod route;
 mod subscribe;
 mod timers;
 
@@ -36,12 +41,11 @@ use ironsight_codec::{ByteString, Bytes, Disconnect, DisconnectProperties, Packe
 use slab::Slab;
 
 use crate::conn::{ConnId, ConnState, Connection, Identity};
-use crate::delivery::ShareId;
 use crate::interest::{Interest, InterestBoard, InterestChange};
 use crate::journal::{Journal, MemoryOnly, Record};
 use crate::message::message_id;
-use crate::message::{RetainedVersion, SharedMessage};
 use crate::outbuf::OutBuf;
+use crate::queue::ShareId;
 use crate::routing::{LocalSubs, ShardId, ShardMsg, ShareGroup, ShareKey};
 use crate::session::{Session, SessionIdx};
 use crate::settings::{EndpointSettings, Settings};
@@ -49,7 +53,7 @@ use crate::stats::Stats;
 use crate::tree::TopicTree;
 use crate::violation::Violation;
 
-pub use fanout::Target;
+pub use route::Target;
 pub use subscribe::SUBSCRIBE_SLICE;
 
 /// What the server must do that the shard cannot: move a socket to another core.
@@ -103,10 +107,7 @@ pub struct Shard {
     interest_applied: u64,
     interest_changes: Vec<InterestChange>,
     /// A full replica of the retained messages: every shard applies every retained publish.
-    retained: TopicTree<SharedMessage>,
-    /// Recently cleared retained topics and the version that cleared them, so that an older
-    /// update arriving later from another shard does not bring the message back.
-    retained_cleared: HashMap<ironsight_codec::ByteString, RetainedVersion>,
+    retained: retained::RetainedStore,
     /// SUBSCRIBEs in progress, by connection (the connection's input waits meanwhile).
     unfinished: HashMap<ConnId, Box<subscribe::Unfinished>>,
     /// Their turns, round robin (entries of connections that closed meanwhile are skipped).
@@ -121,7 +122,7 @@ pub struct Shard {
     events: Vec<Event>,
     /// Set by CONNECT when another shard owns the client id: the connection and its CONNECT frame.
     pending_handoff: Option<(ConnId, ShardId, Bytes)>,
-    fanout: fanout::Scratch,
+    scratch: route::Scratch,
     /// Counter for client ids the shard assigns.
     next_assigned_id: u64,
     next_generation: u32,
@@ -157,8 +158,7 @@ impl Shard {
             board,
             interest_applied: 0,
             interest_changes: Vec::new(),
-            retained: TopicTree::new(),
-            retained_cleared: HashMap::new(),
+            retained: retained::RetainedStore::default(),
             unfinished: HashMap::new(),
             unfinished_order: VecDeque::new(),
             acks: HashMap::new(),
@@ -169,7 +169,7 @@ impl Shard {
             dirty: Vec::new(),
             events: Vec::new(),
             pending_handoff: None,
-            fanout: fanout::Scratch::default(),
+            scratch: route::Scratch::default(),
             next_assigned_id: 0,
             next_generation: 0,
             next_message_id: 0,

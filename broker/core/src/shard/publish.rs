@@ -10,9 +10,9 @@ use ironsight_codec::{
 use super::acks::PendingAck;
 use super::Shard;
 use crate::conn::ConnId;
-use crate::delivery::AckError;
 use crate::message::Message;
 use crate::policy::Action;
+use crate::queue::AckError;
 use crate::session::SessionIdx;
 use crate::topic;
 use crate::violation::Violation;
@@ -217,13 +217,10 @@ impl Shard {
     /// Inbound QoS 2, step 2: the message was routed at PUBLISH; PUBREL releases the id.
     pub(super) fn on_pubrel(&mut self, conn: ConnId, response: PubResponse) {
         let session = self.session_of(conn);
-        let pending = &mut self.sessions[session as usize].delivery().inbound_qos2;
-        let reason = match pending.iter().position(|&p| p == response.packet_id) {
-            Some(at) => {
-                pending.swap_remove(at);
-                ReasonCode::Success
-            }
-            None => ReasonCode::PacketIdentifierNotFound,
+        let delivery = self.sessions[session as usize].delivery();
+        let reason = match delivery.pubrel(response.packet_id) {
+            Ok(()) => ReasonCode::Success,
+            Err(_) => ReasonCode::PacketIdentifierNotFound,
         };
         self.send(conn, &Packet::PubComp(ack(response.packet_id, reason)));
     }

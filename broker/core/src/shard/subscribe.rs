@@ -1,5 +1,5 @@
-//! SUBSCRIBE and UNSUBSCRIBE: the local trie, shared groups, the interest other shards keep of
-//! this one, and retained messages on subscribe.
+//! SUBSCRIBE and UNSUBSCRIBE: the local trie, shared groups, and the interest other shards keep
+//! of this one. The retained messages a SUBSCRIBE asks for follow its SUBACK, from `retained`.
 //!
 //! When a subscribe gives this shard its first subscriber on a filter (or a share), every other
 //! shard learns it through the [`crate::interest::InterestBoard`] before the SUBSCRIBE's
@@ -14,23 +14,17 @@ use ironsight_codec::{
     SubscribeFilters, SubscribeFrame, SubscriptionOptions, UnsubAck, Unsubscribe,
 };
 
+use super::retained::RetainedRequest;
 use super::Shard;
 use crate::conn::ConnId;
-use crate::delivery::{Offer, ShareId, SubIds};
 use crate::interest::{Interest, InterestChange};
 use crate::journal::Record;
 use crate::policy::Action;
+use crate::queue::ShareId;
 use crate::routing::{share_key, LocalSub, Member, ShardId, ShareGroup, ShareKey};
 use crate::session::{SessionIdx, Subscription};
 use crate::topic::{self, FilterError, FilterSplit, ParsedFilter};
 use crate::violation::Violation;
-
-#[derive(Debug)]
-struct RetainedRequest {
-    filter: Box<str>,
-    options: SubscriptionOptions,
-    id: Option<NonZeroU32>,
-}
 
 /// Filters of one SUBSCRIBE checked or applied per call, so that a SUBSCRIBE with hundreds of
 /// thousands of filters holds its shard for about a millisecond at a time, not for seconds.
@@ -330,32 +324,6 @@ impl Shard {
             self.apply_interest(c.from, &c.filter, c.share.as_ref(), c.add);
         }
         self.interest_changes = changes;
-    }
-
-    /// `request.filter` is a plain filter (a shared subscription gets no retained messages),
-    /// checked when it was subscribed.
-    fn send_retained(&mut self, session: SessionIdx, request: &RetainedRequest, now: Instant) {
-        let uid = self.sessions[session as usize].uid(self.id);
-        let mut found = Vec::new();
-        self.retained
-            .for_each_in_filter(&request.filter, &mut |_, msg| {
-                let own = request.options.no_local && msg.origin == uid;
-                if !msg.is_expired(now) && !own {
-                    found.push(msg.clone());
-                }
-            });
-        for msg in found {
-            let qos = crate::routing::delivery_qos(msg.qos, request.options.qos);
-            let sub_ids = request.id.map_or(SubIds::None, SubIds::One);
-            let offer = Offer {
-                msg: &msg,
-                qos,
-                retain: true,
-                sub_ids,
-                share: None,
-            };
-            self.deliver(now, session, offer);
-        }
     }
 
     pub(super) fn on_unsubscribe(&mut self, conn: ConnId, now: Instant, unsubscribe: Unsubscribe) {

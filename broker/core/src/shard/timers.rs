@@ -11,9 +11,6 @@ use super::lifecycle::CloseKind;
 use super::{Shard, Timer};
 use crate::conn::{ConnId, ConnState, Connection};
 
-/// How long a cleared retained topic is remembered (see `Shard::store_retained`).
-const RETAINED_CLEARED_KEEP: Duration = Duration::from_secs(60);
-
 /// Why a connection is cut on a tick.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Late {
@@ -58,9 +55,7 @@ impl Shard {
     pub fn tick(&mut self, now: Instant) {
         self.check_connections(now);
         self.fire_session_timers(now);
-        // A clearing only has to outlive the updates still travelling between shards.
-        self.retained_cleared
-            .retain(|_, (at, _)| now.saturating_duration_since(*at) < RETAINED_CLEARED_KEEP);
+        self.retained.forget_cleared(now);
         // A shard that routes nothing still empties its inbox, which subscription churn elsewhere
         // would otherwise grow without bound.
         self.catch_up_interest();

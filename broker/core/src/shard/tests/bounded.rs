@@ -1,14 +1,12 @@
 //! Bounded work per packet: a session's subscriptions are found by their text (not by a walk),
-//! a peer that has not completed CONNECT may send only a small packet, and a packet that has
-//! started must arrive whole within `BrokerSettings::packet_timeout_s`.
+//! a SUBSCRIBE with many filters is taken in slices, a peer that has not completed CONNECT may
+//! send only a small packet, and a packet that has started must arrive whole within
+//! `BrokerSettings::packet_timeout_s`.
 
 use super::*;
 
 fn with_subscriptions_max(max: usize) -> Broker {
-    let mut settings = Settings {
-        endpoints: vec![EndpointSettings::default()],
-        ..Settings::default()
-    };
+    let mut settings = demo_settings();
     settings.broker.subscriptions_max = max;
     Broker::with(1, settings)
 }
@@ -111,18 +109,6 @@ fn a_malformed_filter_over_the_limits_is_still_malformed() {
     assert!(subs.contains("ok") && !subs.contains("fine"));
 }
 
-/// A connection that has sent nothing yet.
-fn unconnected(b: &mut Broker, version: ProtocolVersion) -> Client {
-    let (conn, _) = b.shards[0].open(b.now, 0, peer());
-    Client {
-        shard: 0,
-        conn,
-        version,
-        inbox: Vec::new(),
-        closed: false,
-    }
-}
-
 /// A CONNECT with a password (a token, say), and a will with user properties, about `bytes`
 /// long in all (an MQTT string or binary field holds at most 65,535 bytes).
 fn big_connect(id: &str, version: ProtocolVersion, bytes: usize) -> Packet {
@@ -156,7 +142,7 @@ fn before_connect_only_a_small_packet_is_accepted() {
         64 * 1024
     );
     for version in [V5, V311] {
-        let mut c = unconnected(&mut b, version);
+        let mut c = b.open_on(0, version);
         b.send(&mut c, big_connect("big", version, 70 * 1024));
         let packets = b.received(&mut c);
         if version == V5 {
@@ -170,7 +156,7 @@ fn before_connect_only_a_small_packet_is_accepted() {
         assert!(c.closed);
     }
     assert_eq!(b.shards[0].stats.connects_too_large, 2);
-    let mut c = unconnected(&mut b, V5);
+    let mut c = b.open_on(0, V5);
     b.send(&mut c, big_connect("fits", V5, 60 * 1024));
     let packets = b.received(&mut c);
     assert!(
@@ -193,7 +179,7 @@ fn before_connect_only_a_small_packet_is_accepted() {
 #[test]
 fn a_large_connect_is_refused_from_its_header() {
     let mut b = Broker::new(1);
-    let mut c = unconnected(&mut b, V5);
+    let mut c = b.open_on(0, V5);
     // CONNECT, remaining length 1,048,576 (0x80 0x80 0x40), then the protocol name and level 5.
     b.send_bytes(
         &mut c,
@@ -209,10 +195,7 @@ fn a_large_connect_is_refused_from_its_header() {
 }
 
 fn with_packet_timeout(seconds: u16) -> Broker {
-    let mut settings = Settings {
-        endpoints: vec![EndpointSettings::default()],
-        ..Settings::default()
-    };
+    let mut settings = demo_settings();
     settings.broker.packet_timeout_s = seconds;
     Broker::with(1, settings)
 }
@@ -303,4 +286,104 @@ fn the_next_packet_starts_its_own_clock() {
     b.advance(40.0);
     assert!(!c.closed, "nothing is pending");
     assert_eq!(b.shards[0].stats.packets_timed_out, 0);
+}
+
+fn many_filters(n: usize, bad_at: Option<usize>) -> Packet {
+    let filters: Vec<(String, SubscriptionOptions)> = (0..n)
+        .map(|i| {
+            let text = if Some(i) == bad_at {
+                "a/#/b".into()
+            } else {
+                format!("f/{i}")
+            };
+            (text, opts(QoS::AtMostOnce))
+        })
+        .collect();
+    let refs: Vec<(&str, SubscriptionOptions)> =
+        filters.iter().map(|(f, o)| (f.as_str(), *o)).collect();
+    subscribe(7, &refs)
+}
+
+/// Proves a SUBSCRIBE with many filters is taken in slices of `SUBSCRIBE_SLICE`: after its
+/// bytes arrive nothing is answered yet, a bystander on the same shard is served in between,
+/// the subscriber's next packet (a PINGREQ in the same read) waits for the SUBACK, and the
+/// SUBACK finally holds one reason code per filter, in order (the over-quota ones 0x97).
+#[test]
+fn a_many_filter_subscribe_is_taken_in_slices() {
+    let n = 4 * crate::shard::SUBSCRIBE_SLICE + 10;
+    let mut settings = demo_settings();
+    settings.broker.subscriptions_max = n - 5;
+    let mut b = Broker::with(1, settings);
+    let (mut hostile, _) = b.connect(connect("hostile", V5, true));
+    let (mut bystander, _) = b.connect(connect("bystander", V5, true));
+    b.subscribe(&mut bystander, &[("echo", opts(QoS::AtMostOnce))]);
+    let mut bytes = BytesMut::new();
+    many_filters(n, None).encode(V5, &mut bytes);
+    Packet::PingReq.encode(V5, &mut bytes);
+    b.shards[0].input(hostile.conn, b.now, &bytes);
+    assert!(b.shards[0].has_work(), "more than one slice left");
+    assert!(!b.shards[0].wants_input(hostile.conn), "its input waits");
+    b.collect(&mut hostile);
+    assert!(hostile.inbox.is_empty(), "no answer before the last slice");
+    let mut bytes = BytesMut::new();
+    Packet::Publish(publish("echo", b"hi", QoS::AtMostOnce, None)).encode(V5, &mut bytes);
+    b.shards[0].input(bystander.conn, b.now, &bytes);
+    b.collect(&mut bystander);
+    assert!(
+        matches!(&bystander.inbox[..], [Packet::Publish(p)] if &p.payload[..] == b"hi"),
+        "the bystander is served between slices"
+    );
+    let mut slices = 0;
+    let mut resumed = Vec::new();
+    while b.shards[0].has_work() {
+        assert!(resumed.is_empty(), "resumed only at the end");
+        b.shards[0].work(b.now, &mut resumed);
+        slices += 1;
+    }
+    assert_eq!(resumed, [hostile.conn]);
+    // 4,106 filters checked, then 4,106 applied: 8,212 steps of which 1,024 ran at input.
+    assert_eq!(slices, 8);
+    let got = b.received(&mut hostile);
+    match &got[..] {
+        [Packet::SubAck(ack), Packet::PingResp] => {
+            assert_eq!(ack.reason_codes.len(), n);
+            assert!(ack.reason_codes[..n - 5]
+                .iter()
+                .all(|&c| c == ReasonCode::Success));
+            assert!(ack.reason_codes[n - 5..]
+                .iter()
+                .all(|&c| c == ReasonCode::QuotaExceeded));
+        }
+        other => panic!("expected SUBACK then PINGRESP, got {} packets", other.len()),
+    }
+    assert!(b.shards[0].wants_input(hostile.conn));
+}
+
+/// Proves the whole SUBSCRIBE is checked before any filter is applied: a malformed filter near
+/// the end of a many-slice SUBSCRIBE disconnects the client (0x82) and leaves its persistent
+/// session without any of the packet's subscriptions.
+#[test]
+fn a_malformed_filter_late_in_a_sliced_subscribe_applies_nothing() {
+    let n = 3 * crate::shard::SUBSCRIBE_SLICE;
+    let mut b = Broker::new(1);
+    let mut c = connect("late", V5, false);
+    c.properties.session_expiry_interval_s = Some(60);
+    let (mut client, _) = b.connect(c.clone());
+    b.send(&mut client, many_filters(n, Some(n - 2)));
+    match &b.received(&mut client)[..] {
+        [Packet::Disconnect(d)] => assert_eq!(d.reason_code, ReasonCode::ProtocolError),
+        other => panic!("expected DISCONNECT, got {other:?}"),
+    }
+    assert!(client.closed);
+    let (mut again, connack) = b.connect(c);
+    assert!(connack.session_present);
+    let (mut publisher, _) = b.connect(connect("p", V5, true));
+    b.send(
+        &mut publisher,
+        Packet::Publish(publish("f/0", b"x", QoS::AtMostOnce, None)),
+    );
+    assert!(
+        b.publishes(&mut again).is_empty(),
+        "f/0 was never subscribed"
+    );
 }

@@ -9,18 +9,6 @@ use ironsight_codec::{Auth, AuthProperties, UnsubAck};
 use super::*;
 use crate::shard::connect::CONTROL_PACKET_MAX;
 
-/// A client on shard 0 that has sent nothing yet.
-fn opened(b: &mut Broker, version: ProtocolVersion) -> Client {
-    let (conn, _) = b.shards[0].open(b.now, 0, peer());
-    Client {
-        shard: 0,
-        conn,
-        version,
-        inbox: Vec::new(),
-        closed: false,
-    }
-}
-
 /// The one DISCONNECT a client received before the close, if that is all it received.
 fn only_disconnect(packets: &[Packet]) -> Option<&Disconnect> {
     match packets {
@@ -192,7 +180,7 @@ fn connack_respects_the_clients_maximum_packet_size() {
     assert_eq!(b.shards[0].session_count(), 0);
 
     let mut b = Broker::new(1);
-    let mut c = opened(&mut b, V5);
+    let mut c = b.open_on(0, V5);
     b.send(&mut c, Packet::Connect(Box::new(with_max(4))));
     assert!(c.inbox.is_empty(), "a 5-byte CONNACK exceeds 4 bytes");
     assert!(c.closed);
@@ -301,10 +289,7 @@ fn acknowledgements_over_the_clients_maximum_packet_size_end_the_connection() {
 }
 
 fn capped(max: u16, forced: Option<u16>) -> Broker {
-    let mut settings = Settings {
-        endpoints: vec![EndpointSettings::default()],
-        ..Settings::default()
-    };
+    let mut settings = demo_settings();
     settings.broker.keepalive_max_s = Some(max);
     settings.broker.server_keepalive_s = forced;
     Broker::with(1, settings)

@@ -1,0 +1,357 @@
+//! The shard state machine driven without sockets or sleeping: clients are byte streams, time is
+//! an `Instant` the test moves, and several shards exchange their messages by hand. Each test
+//! runs its behaviour on one shard and on several where routing crosses shards.
+//!
+//! This file is the harness (`Broker`, `Client` and the packets tests build); the tests are
+//! in one file per subject: `connection`, `session`, `wills`, `publish` (QoS flows and their
+//! acknowledgements), `queue` (session queue limits), `subscribe`, `shared`, `retained`, `v5`,
+//! `policy`, `journal`, `publish_after_subscribe` (across shards), `bounded` (work and memory
+//! per packet) and `exact_answers` (where the specification gives one).
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ironsight_codec::{
+    parse_fixed_header, ByteString, Bytes, BytesMut, ConnAck, Connect, ConnectProperties,
+    Disconnect, DisconnectProperties, MessageProperties, Packet, ProtocolVersion, PubResponse,
+    Publish, PublishProperties, QoS, ReasonCode, ReasonProperties, RetainHandling, SubAck,
+    Subscribe, SubscribeFilter, SubscribeProperties, SubscriptionOptions, Unsubscribe, Will,
+};
+
+use super::{Event, Shard};
+use crate::conn::ConnId;
+use crate::interest::InterestBoard;
+use crate::policy::{IdFilter, TopicPattern};
+use crate::queue::QueueBehavior;
+use crate::routing::ShardMsg;
+use crate::settings::{EndpointSettings, Settings};
+
+const V5: ProtocolVersion = ProtocolVersion::V5;
+const V311: ProtocolVersion = ProtocolVersion::V3_1_1;
+
+/// The demo endpoint's settings: anyone may connect, publish and subscribe anywhere.
+fn demo_settings() -> Settings {
+    Settings {
+        endpoints: vec![EndpointSettings::default()],
+        ..Settings::default()
+    }
+}
+
+/// A broker of `n` shards with a test clock.
+struct Broker {
+    shards: Vec<Shard>,
+    now: Instant,
+}
+
+/// A client: where its connection lives now, and what it received but the test did not read.
+struct Client {
+    shard: usize,
+    conn: ConnId,
+    version: ProtocolVersion,
+    inbox: Vec<Packet>,
+    closed: bool,
+}
+
+fn peer() -> SocketAddr {
+    "127.0.0.1:40000".parse().unwrap()
+}
+
+fn pid(n: u16) -> NonZeroU16 {
+    NonZeroU16::new(n).unwrap()
+}
+
+fn opts(qos: QoS) -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos,
+        no_local: false,
+        retain_as_published: false,
+        retain_handling: RetainHandling::SendAtSubscribe,
+    }
+}
+
+fn connect(id: &str, version: ProtocolVersion, clean: bool) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start: clean,
+        keep_alive_s: 0,
+        client_id: id.into(),
+        will: None,
+        username: None,
+        password: None,
+        properties: ConnectProperties::default(),
+    }
+}
+
+fn publish(topic: &str, payload: &[u8], qos: QoS, id: Option<u16>) -> Publish {
+    Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: topic.into(),
+        packet_id: id.map(pid),
+        properties: PublishProperties::default(),
+        payload: Bytes::copy_from_slice(payload),
+    }
+}
+
+fn subscribe(id: u16, filters: &[(&str, SubscriptionOptions)]) -> Packet {
+    Packet::Subscribe(Subscribe {
+        packet_id: pid(id),
+        filters: filters
+            .iter()
+            .map(|(f, o)| SubscribeFilter {
+                filter: (*f).into(),
+                options: *o,
+            })
+            .collect(),
+        properties: SubscribeProperties::default(),
+    })
+}
+
+fn ack(id: u16, reason: ReasonCode) -> PubResponse {
+    PubResponse {
+        packet_id: pid(id),
+        reason_code: reason,
+        properties: ReasonProperties::default(),
+    }
+}
+
+impl Broker {
+    fn new(n: u16) -> Broker {
+        Broker::with(n, demo_settings())
+    }
+
+    fn with(n: u16, settings: Settings) -> Broker {
+        let settings = Arc::new(settings);
+        let board = InterestBoard::new(n);
+        Broker {
+            shards: (0..n)
+                .map(|id| Shard::new(id, board.clone(), settings.clone()))
+                .collect(),
+            now: Instant::now(),
+        }
+    }
+
+    fn advance(&mut self, secs: f64) {
+        self.now += Duration::from_secs_f64(secs);
+        for shard in &mut self.shards {
+            shard.tick(self.now);
+        }
+        self.settle(&mut []);
+    }
+
+    /// Opens a connection on shard `on` that has sent nothing yet.
+    fn open_on(&mut self, on: usize, version: ProtocolVersion) -> Client {
+        let (conn, _) = self.shards[on].open(self.now, 0, peer());
+        Client {
+            shard: on,
+            conn,
+            version,
+            inbox: Vec::new(),
+            closed: false,
+        }
+    }
+
+    /// Opens a connection on shard `on` and sends CONNECT; returns the client and its CONNACK.
+    fn connect_on(&mut self, on: usize, c: Connect) -> (Client, ConnAck) {
+        let mut client = self.open_on(on, c.protocol);
+        self.send(&mut client, Packet::Connect(Box::new(c)));
+        match client.inbox.remove(0) {
+            Packet::ConnAck(connack) => (client, connack),
+            other => panic!("expected CONNACK, got {other:?}"),
+        }
+    }
+
+    fn connect(&mut self, c: Connect) -> (Client, ConnAck) {
+        self.connect_on(0, c)
+    }
+
+    fn send(&mut self, client: &mut Client, packet: Packet) {
+        let mut bytes = BytesMut::new();
+        packet.encode(client.version, &mut bytes);
+        self.send_bytes(client, &bytes);
+    }
+
+    fn send_bytes(&mut self, client: &mut Client, bytes: &[u8]) {
+        self.shards[client.shard].input(client.conn, self.now, bytes);
+        self.settle(&mut [&mut *client]);
+    }
+
+    /// Runs shard-to-shard messages, handoffs and the clients' SUBSCRIBEs in progress until
+    /// nothing moves, then collects output.
+    fn settle(&mut self, clients: &mut [&mut Client]) {
+        loop {
+            let mut moved = false;
+            for shard in &mut self.shards {
+                while shard.has_work() {
+                    shard.work(self.now, &mut Vec::new());
+                    moved = true;
+                }
+            }
+            for from in 0..self.shards.len() {
+                let mut events = Vec::new();
+                self.shards[from].take_events(&mut events);
+                for Event::Handoff { conn, to, handoff } in events {
+                    let (new_conn, _) = self.shards[to as usize].adopt(self.now, &handoff);
+                    for c in clients
+                        .iter_mut()
+                        .filter(|c| c.shard == from && c.conn == conn)
+                    {
+                        c.shard = to as usize;
+                        c.conn = new_conn;
+                    }
+                    moved = true;
+                }
+                let mut outbox = Vec::new();
+                self.shards[from].take_outbox(&mut outbox);
+                for (to, msg) in outbox {
+                    self.shards[to as usize].remote(self.now, msg);
+                    moved = true;
+                }
+            }
+            if !moved {
+                break;
+            }
+        }
+        for client in clients.iter_mut() {
+            self.collect(client);
+        }
+    }
+
+    /// Moves a client's output into its inbox, as a socket would, and acknowledges the write.
+    fn collect(&mut self, client: &mut Client) {
+        let shard = &mut self.shards[client.shard];
+        let Some(out) = shard.output(client.conn) else {
+            return;
+        };
+        let mut bytes = Vec::new();
+        let mut slices = [std::io::IoSlice::new(&[]); 64];
+        let n = out.io_slices(&mut slices);
+        for s in &slices[..n] {
+            bytes.extend_from_slice(s);
+        }
+        out.advance(bytes.len());
+        let mut at = 0;
+        while let Some(header) = parse_fixed_header(&bytes[at..], u32::MAX).unwrap() {
+            let frame = Bytes::copy_from_slice(&bytes[at..at + header.frame_len()]);
+            client
+                .inbox
+                .push(Packet::decode(frame, client.version).unwrap());
+            at += header.frame_len();
+        }
+        if shard.is_closing(client.conn) {
+            shard.release(client.conn, self.now);
+            client.closed = true;
+        } else {
+            shard.written(client.conn, self.now);
+        }
+    }
+
+    /// Everything a client received since the last call, after letting the broker settle.
+    fn received(&mut self, client: &mut Client) -> Vec<Packet> {
+        self.settle(&mut [&mut *client]);
+        std::mem::take(&mut client.inbox)
+    }
+
+    fn publishes(&mut self, client: &mut Client) -> Vec<Publish> {
+        self.received(client)
+            .into_iter()
+            .filter_map(|p| match p {
+                Packet::Publish(p) => Some(p),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The socket of `client` closes without DISCONNECT.
+    fn drop_connection(&mut self, client: &mut Client) {
+        self.shards[client.shard].lost(client.conn, self.now);
+        self.shards[client.shard].release(client.conn, self.now);
+        client.closed = true;
+        self.settle(&mut []);
+    }
+
+    fn disconnect(&mut self, client: &mut Client, reason: ReasonCode, expiry: Option<u32>) {
+        let properties = DisconnectProperties {
+            session_expiry_interval_s: expiry,
+            ..Default::default()
+        };
+        self.send(
+            client,
+            Packet::Disconnect(Disconnect {
+                reason_code: reason,
+                properties,
+            }),
+        );
+        self.collect(client);
+    }
+
+    /// Subscribes and returns the SUBACK codes.
+    fn subscribe(
+        &mut self,
+        client: &mut Client,
+        filters: &[(&str, SubscriptionOptions)],
+    ) -> Vec<ReasonCode> {
+        self.send(client, subscribe(1, filters));
+        let packets = std::mem::take(&mut client.inbox);
+        let (acks, rest): (Vec<_>, Vec<_>) = packets
+            .into_iter()
+            .partition(|p| matches!(p, Packet::SubAck(_)));
+        client.inbox = rest;
+        match acks.as_slice() {
+            [Packet::SubAck(SubAck { reason_codes, .. })] => reason_codes.clone(),
+            other => panic!("expected one SUBACK, got {other:?}"),
+        }
+    }
+}
+
+fn payloads(publishes: &[Publish]) -> Vec<&[u8]> {
+    publishes.iter().map(|p| &p.payload[..]).collect()
+}
+
+/// A client id that the `n`-shard broker assigns to shard `shard`.
+fn id_on(broker: &Broker, shard: u16, prefix: &str) -> String {
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|id| broker.shards[0].owner_of(id) == shard)
+        .unwrap()
+}
+
+/// A v5 CONNECT with a QoS 1 will on `will` ("bye"), its delay and the session's expiry.
+fn will_connect(id: &str, delay: Option<u32>, expiry: u32) -> Connect {
+    let mut c = connect(id, V5, expiry == 0);
+    c.properties.session_expiry_interval_s = Some(expiry);
+    c.will = Some(Will {
+        topic: "will".into(),
+        payload: Bytes::from_static(b"bye"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        delay_interval_s: delay,
+        properties: MessageProperties::default(),
+    });
+    c
+}
+
+/// A client subscribed to the wills.
+fn watcher(b: &mut Broker) -> Client {
+    let (mut w, _) = b.connect(connect("watcher", V5, true));
+    b.subscribe(&mut w, &[("will", opts(QoS::AtLeastOnce))]);
+    w
+}
+
+mod bounded;
+mod connection;
+mod exact_answers;
+mod journal;
+mod policy;
+mod publish;
+mod publish_after_subscribe;
+mod queue;
+mod retained;
+mod session;
+mod shared;
+mod subscribe;
+mod v5;
+mod wills;
