@@ -133,9 +133,14 @@ impl SubscriptionOptions {
 impl Subscribe {
     pub fn decode(flags: u8, body: Bytes, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let frame = SubscribeFrame::decode(flags, body, version)?;
+        let mut reading = frame.filters();
+        let mut filters = Vec::new();
+        while let Some(filter) = reading.next_filter()? {
+            filters.push(filter);
+        }
         Ok(Subscribe {
             packet_id: frame.packet_id,
-            filters: frame.filters().collect(),
+            filters,
             properties: frame.properties,
         })
     }
@@ -186,9 +191,9 @@ impl Subscribe {
     }
 }
 
-/// A SUBSCRIBE checked whole but not taken apart: its filters stay in the frame and are read
-/// one by one when iterated. A broker takes SUBSCRIBEs in this form, so that one holding half a
-/// million filters costs one pass over its bytes, not an allocation per filter.
+/// A SUBSCRIBE whose filters stay in the frame, to be read and checked one at a time by whoever
+/// takes it in: a broker takes SUBSCRIBEs in this form, so that one holding half a million
+/// filters is neither decoded nor even scanned in one go, and costs no allocation per filter.
 #[derive(Clone, Debug)]
 pub struct SubscribeFrame {
     pub packet_id: PacketId,
@@ -196,13 +201,11 @@ pub struct SubscribeFrame {
     pub properties: SubscribeProperties,
     /// The body from the first filter on.
     filters: Bytes,
-    count: usize,
     version: ProtocolVersion,
 }
 
 impl SubscribeFrame {
-    /// Decodes the packet id and properties and checks every filter (UTF-8, not empty, valid
-    /// options), keeping them undecoded.
+    /// Decodes the packet id and properties; the filters are read by [`SubscribeFrame::filters`].
     pub fn decode(flags: u8, body: Bytes, version: ProtocolVersion) -> Result<Self, DecodeError> {
         if flags != FLAGS {
             return Err(DecodeError::ReservedFlags);
@@ -214,34 +217,12 @@ impl SubscribeFrame {
         } else {
             SubscribeProperties::default()
         };
-        let filters = body.slice(r.position()..);
-        let mut check = SubscribeFilters {
-            rest: filters.clone(),
-            version,
-        };
-        let mut count = 0;
-        while check.next_checked()?.is_some() {
-            count += 1;
-        }
-        if count == 0 {
-            return Err(DecodeError::SubscribeNoFilters);
-        }
         Ok(SubscribeFrame {
             packet_id,
             properties,
-            filters,
-            count,
+            filters: body.slice(r.position()..),
             version,
         })
-    }
-
-    /// How many filters it holds: at least one ([MQTT-3.8.3-2]).
-    pub fn len(&self) -> usize {
-        self.count
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
     }
 
     /// Its filters, in order, read from the frame.
@@ -249,21 +230,28 @@ impl SubscribeFrame {
         SubscribeFilters {
             rest: self.filters.clone(),
             version: self.version,
+            read: 0,
         }
     }
 }
 
-/// The filters of a [`SubscribeFrame`], read one at a time (each shares the frame's bytes).
+/// The filters of a [`SubscribeFrame`], read one at a time (each shares the frame's bytes). A
+/// frame without any is malformed ([MQTT-3.8.3-2]): its first read says so.
 #[derive(Clone, Debug)]
 pub struct SubscribeFilters {
     rest: Bytes,
     version: ProtocolVersion,
+    read: usize,
 }
 
 impl SubscribeFilters {
-    fn next_checked(&mut self) -> Result<Option<SubscribeFilter>, DecodeError> {
+    /// The next filter, checked (UTF-8, not empty, valid options); `None` after the last one.
+    pub fn next_filter(&mut self) -> Result<Option<SubscribeFilter>, DecodeError> {
         if self.rest.is_empty() {
-            return Ok(None);
+            return match self.read {
+                0 => Err(DecodeError::SubscribeNoFilters),
+                _ => Ok(None),
+            };
         }
         let mut r = Reader::new(&self.rest);
         let filter = r.string()?;
@@ -273,16 +261,8 @@ impl SubscribeFilters {
         let options = SubscriptionOptions::decode(r.u8()?, self.version)?;
         let used = r.position();
         self.rest.advance(used);
+        self.read += 1;
         Ok(Some(SubscribeFilter { filter, options }))
-    }
-}
-
-impl Iterator for SubscribeFilters {
-    type Item = SubscribeFilter;
-
-    fn next(&mut self) -> Option<SubscribeFilter> {
-        self.next_checked()
-            .expect("a SubscribeFrame's filters were checked when it was decoded")
     }
 }
 
@@ -499,11 +479,11 @@ mod tests {
         }
     }
 
-    /// Proves a SubscribeFrame checks every filter when decoded (a bad options byte in the last
-    /// one refuses the frame) and then yields the filters in order, as often as asked.
+    /// Proves a SubscribeFrame reads its filters one by one, in order and as often as asked, and
+    /// that a bad filter or none at all is found when read, not before.
     #[test]
     #[rustfmt::skip]
-    fn a_frame_checks_all_filters_and_reads_them_lazily() {
+    fn a_frame_reads_its_filters_one_by_one() {
         let body = [
             0x00, 0x07, // packet id 7
             0x00,       // v5 properties: none
@@ -512,16 +492,23 @@ mod tests {
         ];
         let frame = SubscribeFrame::decode(FLAGS, Bytes::copy_from_slice(&body), V5).unwrap();
         assert_eq!(frame.packet_id.get(), 7);
-        assert_eq!(frame.len(), 2);
-        let texts = |f: &SubscribeFrame| f.filters().map(|f| f.filter).collect::<Vec<_>>();
+        let texts = |f: &SubscribeFrame| {
+            let mut reading = f.filters();
+            let mut texts = Vec::new();
+            while let Some(f) = reading.next_filter().unwrap() {
+                texts.push(f.filter);
+            }
+            texts
+        };
         assert_eq!(texts(&frame), ["a", "b/+"]);
         assert_eq!(texts(&frame), ["a", "b/+"], "read again from the start");
-        assert_eq!(frame.filters().nth(1).unwrap().options.qos, QoS::ExactlyOnce);
         let mut bad = body;
         bad[body.len() - 1] = 0b1100_0000; // reserved option bits, in the last filter
-        let refused = SubscribeFrame::decode(FLAGS, Bytes::copy_from_slice(&bad), V5);
-        assert!(refused.is_err());
-        let none = SubscribeFrame::decode(FLAGS, Bytes::copy_from_slice(&body[..3]), V5);
-        assert_eq!(none.unwrap_err(), DecodeError::SubscribeNoFilters);
+        let frame = SubscribeFrame::decode(FLAGS, Bytes::copy_from_slice(&bad), V5).unwrap();
+        let mut reading = frame.filters();
+        assert!(reading.next_filter().unwrap().is_some(), "the first is fine");
+        assert!(reading.next_filter().is_err());
+        let none = SubscribeFrame::decode(FLAGS, Bytes::copy_from_slice(&body[..3]), V5).unwrap();
+        assert_eq!(none.filters().next_filter().unwrap_err(), DecodeError::SubscribeNoFilters);
     }
 }

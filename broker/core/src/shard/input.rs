@@ -192,7 +192,13 @@ impl Shard {
     /// A packet that does not decode: the connection ends ([MQTT-4.13.1-1]). Before CONNECT
     /// was accepted, a v5 client is answered with a CONNACK carrying the reason, and a client of
     /// an unknown protocol level with the v3.1.1 CONNACK "unacceptable protocol version".
-    fn decode_failed(&mut self, conn: ConnId, now: Instant, error: DecodeError, frame: &[u8]) {
+    pub(super) fn decode_failed(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        error: DecodeError,
+        frame: &[u8],
+    ) {
         tracing::debug!(conn, %error, "undecodable packet");
         if self.conns[conn as usize].state == ConnState::AwaitingConnect {
             let reply = match error {

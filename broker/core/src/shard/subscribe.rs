@@ -28,15 +28,17 @@ use crate::violation::Violation;
 
 /// Filters of one SUBSCRIBE checked or applied per call, so that a SUBSCRIBE with hundreds of
 /// thousands of filters holds its shard for about a millisecond at a time, not for seconds.
-pub const SUBSCRIBE_SLICE: usize = 1024;
+pub const SUBSCRIBE_SLICE: usize = 4096;
 
 /// A SUBSCRIBE in progress: its filters are checked first (`splits` holds what parsing each
 /// checked one found), then applied one by one (`codes` holds the reason code of each applied).
-/// The filters stay in the frame; `checking` and `applying` read them in turn.
+/// The filters stay in the frame; `checking` and `applying` read them in turn, and `checked` says
+/// that `checking` read the last one.
 #[derive(Debug)]
 pub(super) struct Unfinished {
     subscribe: SubscribeFrame,
     checking: SubscribeFilters,
+    checked: bool,
     applying: SubscribeFilters,
     splits: Vec<Result<FilterSplit, FilterError>>,
     codes: Vec<ReasonCode>,
@@ -80,8 +82,9 @@ impl Shard {
 
     pub(super) fn on_subscribe(&mut self, conn: ConnId, now: Instant, subscribe: SubscribeFrame) {
         let work = Unfinished {
-            splits: Vec::with_capacity(subscribe.len()),
-            codes: Vec::with_capacity(subscribe.len()),
+            checked: false,
+            splits: Vec::new(),
+            codes: Vec::new(),
             checking: subscribe.filters(),
             applying: subscribe.filters(),
             subscribe,
@@ -115,10 +118,16 @@ impl Shard {
     /// is checked before any filter is applied, so a malformed SUBSCRIBE changes nothing; each
     /// filter is parsed once, when checked, and what the parse found is kept for applying it.
     fn subscribe_slice(&mut self, conn: ConnId, now: Instant, mut work: Unfinished) {
-        let filters = work.subscribe.len();
         let mut budget = SUBSCRIBE_SLICE;
-        while work.splits.len() < filters && budget > 0 {
-            let f = work.checking.next().expect("as many filters as counted");
+        while !work.checked && budget > 0 {
+            let f = match work.checking.next_filter() {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    work.checked = true;
+                    break;
+                }
+                Err(error) => return self.decode_failed(conn, now, error, &[]),
+            };
             let split = self.split(&f.filter);
             if let Some(violation) = violation(&f, split) {
                 tracing::debug!(conn, filter = %f.filter, "SUBSCRIBE refused");
@@ -128,8 +137,10 @@ impl Shard {
             budget -= 1;
         }
         let session = self.conns[conn as usize].session.expect("connected");
-        while work.splits.len() == filters && work.codes.len() < filters && budget > 0 {
-            let f = work.applying.next().expect("as many filters as counted");
+        let filters = work.splits.len();
+        while work.checked && work.codes.len() < filters && budget > 0 {
+            let f = work.applying.next_filter().ok().flatten();
+            let f = f.expect("the filters applied were all read and checked before");
             let split = work.splits[work.codes.len()];
             let id = work.subscribe.properties.subscription_identifier;
             let code = match self.add_subscription(session, &f, split, id) {
@@ -153,7 +164,7 @@ impl Shard {
             work.codes.push(code);
             budget -= 1;
         }
-        if work.codes.len() < filters {
+        if !work.checked || work.codes.len() < filters {
             self.conns[conn as usize].paused = true;
             self.unfinished.insert(conn, Box::new(work));
             self.unfinished_order.push_back(conn);
