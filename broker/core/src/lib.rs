@@ -6,6 +6,7 @@
 //! - [`journal`]: where a durable store plugs in: every change to durable state, in order.
 //! - [`message`]: the application message, shared by every queue that holds it.
 //! - [`outbuf`]: bytes waiting for a socket, small packets coalesced, large payloads shared.
+//! - [`auth`]: what the core asks an authenticator between CONNECT and CONNACK, and its answer.
 //! - [`conn`]: one network connection's protocol state.
 //! - [`session`]: what outlives a connection: subscriptions, delivery state, will, expiry.
 //! - [`queue`]: a session's queue, in-flight window and inbound QoS 2 state.
@@ -24,6 +25,7 @@
 //!   ever touched there. Shards share nothing but [`routing::ShardMsg`]s.
 //! - Every buffer a peer can grow has a named bound in [`settings`].
 
+pub mod auth;
 pub mod conn;
 pub mod interest;
 pub mod journal;

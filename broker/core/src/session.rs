@@ -6,11 +6,13 @@
 
 use std::hash::BuildHasher;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Instant;
 
 use hashbrown::HashTable;
 use ironsight_codec::{ByteString, Bytes, MessageProperties, QoS, SubscriptionOptions};
 
+use crate::auth::Principal;
 use crate::conn::ConnId;
 use crate::message::SessionUid;
 use crate::queue::{Delivery, QueueBehavior, ShareId};
@@ -125,6 +127,9 @@ pub struct Will {
 #[derive(Debug)]
 pub struct Session {
     pub client_id: Box<str>,
+    /// Who holds the session: the user its last connection authenticated as (`None`: an
+    /// endpoint without authentication). Another user may not take it over.
+    pub principal: Option<Arc<Principal>>,
     /// Bumped when the slot is reused, for timers that refer to a session by index.
     pub generation: u32,
     pub conn: Option<ConnId>,
@@ -153,6 +158,7 @@ impl Session {
     pub fn new(client_id: Box<str>, generation: u32) -> Session {
         Session {
             client_id,
+            principal: None,
             generation,
             conn: None,
             expiry_s: 0,

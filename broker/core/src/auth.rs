@@ -1,0 +1,110 @@
+//! Authentication as the core sees it: what it asks, and what it is told back.
+//!
+//! The core never verifies a password, a token or a directory entry itself: that takes a slow
+//! hash or a network round trip, and a shard must not wait. Between CONNECT and CONNACK a
+//! connection is *authenticating* (`ConnState::Authenticating`): the shard that owns its client
+//! id emits an [`AuthRequest`], keeps the CONNECT and reads nothing more from the client, and
+//! goes on with its other connections. The answer, an [`AuthVerdict`], comes back through the
+//! server (`Shard::authenticated`), or the connection's deadline passes first. Only then is a
+//! session touched, so that an unauthenticated CONNECT never takes a session over.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ironsight_codec::{ByteString, Bytes, ReasonCode};
+
+use crate::conn::ConnId;
+
+/// Who an authenticated client is: the facts the policies' `UserID` and `GroupID` filters and
+/// their `${UserID}` and `${GroupID}` variables use. Shared: a cached verdict hands every
+/// connection of a user the same one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    pub user_id: Box<str>,
+    /// Every group the user belongs to, nested groups included, each once.
+    pub groups: Box<[Box<str>]>,
+}
+
+impl Principal {
+    pub fn new(user_id: impl Into<Box<str>>, groups: impl IntoIterator<Item = Box<str>>) -> Self {
+        let mut groups: Vec<Box<str>> = groups.into_iter().collect();
+        groups.sort_unstable();
+        groups.dedup();
+        Principal {
+            user_id: user_id.into(),
+            groups: groups.into_boxed_slice(),
+        }
+    }
+
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| &**g == group)
+    }
+}
+
+/// A CONNECT waiting for its verdict. `ticket` tells this request from an earlier one of a
+/// connection slot that has since been reused.
+#[derive(Debug)]
+pub struct AuthRequest {
+    pub shard: u16,
+    pub conn: ConnId,
+    pub ticket: u64,
+    pub endpoint: u16,
+    pub client_id: Box<str>,
+    pub user_name: Option<ByteString>,
+    /// The CONNECT's password (MQTT calls it binary data: a token is one too).
+    pub password: Option<Bytes>,
+    pub peer: IpAddr,
+    /// The common name of the client certificate the transport verified.
+    pub common_name: Option<Box<str>>,
+}
+
+/// Why a CONNECT was not authenticated. Each maps to the one reason code a client is told
+/// ([`Refusal::reason`]); the log says more, the client nothing that helps guessing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Unknown user, wrong password, a token that does not verify, no password where one is
+    /// needed: v5 0x86, v3 return code 4.
+    BadCredentials,
+    /// Authenticated, but not let in (no certificate where one is required, a user taking over
+    /// another user's client id): v5 0x87, v3 return code 5.
+    NotAuthorized,
+    /// The directory or token service did not answer in time, or too many CONNECTs wait for
+    /// one already: v5 0x88, v3 return code 3.
+    Unavailable,
+}
+
+impl Refusal {
+    pub fn reason(self) -> ReasonCode {
+        match self {
+            Refusal::BadCredentials => ReasonCode::BadUserNameOrPassword,
+            Refusal::NotAuthorized => ReasonCode::NotAuthorized,
+            Refusal::Unavailable => ReasonCode::ServerUnavailable,
+        }
+    }
+}
+
+/// The answer to an [`AuthRequest`]: who the client is, or why it may not connect.
+pub type AuthVerdict = Result<Arc<Principal>, Refusal>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_are_sorted_once() {
+        let p = Principal::new("u", ["b".into(), "a".into(), "b".into()]);
+        assert_eq!(&*p.groups, &["a".into(), "b".into()] as &[Box<str>]);
+        assert!(p.in_group("a"));
+        assert!(!p.in_group("c"));
+    }
+
+    #[test]
+    fn refusals_map_to_reason_codes() {
+        assert_eq!(
+            Refusal::BadCredentials.reason(),
+            ReasonCode::BadUserNameOrPassword
+        );
+        assert_eq!(Refusal::NotAuthorized.reason(), ReasonCode::NotAuthorized);
+        assert_eq!(Refusal::Unavailable.reason(), ReasonCode::ServerUnavailable);
+    }
+}
