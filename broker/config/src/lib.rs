@@ -11,6 +11,7 @@
 //! - [`objects`]: the object types and their attributes, with MessageSight's names and defaults.
 //! - `fields`: typed attribute reading; every error names object type, object and attribute.
 //! - [`resolve`]: turns a checked configuration into the core's settings and the listeners.
+//! - [`tokens`]: OAuthProfile and JWTProfile, how a SecurityProfile checks a token password.
 //!
 //! Invariant: a [`Config`] that parsed is consistent (every reference resolves, every value is in
 //! range), so resolving it cannot fail.
@@ -18,6 +19,7 @@
 mod fields;
 pub mod objects;
 pub mod resolve;
+pub mod tokens;
 
 use std::fmt;
 

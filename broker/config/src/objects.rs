@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::fields::{kind, Fields};
+use crate::tokens::{JwtProfile, OAuthProfile};
 use crate::ConfigError;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -193,6 +194,12 @@ pub struct SecurityProfile {
     /// Revocation lists for client certificates; empty for none.
     #[serde(rename = "CRLProfile")]
     pub crl_profile: String,
+    /// The OAuthProfile that checks passwords as access tokens; empty for none.
+    #[serde(rename = "OAuthProfile")]
+    pub oauth_profile: String,
+    /// The JWTProfile that checks passwords as signed JWTs; empty for none.
+    #[serde(rename = "JWTProfile")]
+    pub jwt_profile: String,
 }
 
 /// A certificate authority whose client certificates a security profile trusts (Amlen keeps
@@ -263,6 +270,10 @@ pub struct Config {
     pub trusted_certificates: Vec<TrustedCertificate>,
     #[serde(rename = "CRLProfile")]
     pub crl_profiles: BTreeMap<String, CrlProfile>,
+    #[serde(rename = "OAuthProfile")]
+    pub oauth_profiles: BTreeMap<String, OAuthProfile>,
+    #[serde(rename = "JWTProfile")]
+    pub jwt_profiles: BTreeMap<String, JwtProfile>,
     #[serde(rename = "Broker")]
     pub broker: Broker,
     /// Where files named by a relative path are found: the configuration file's directory.
@@ -285,7 +296,6 @@ const NOT_YET: &[(&str, &str)] = &[
     ("TopicPolicy", "ClientAddress"),
     ("TopicPolicy", "DisconnectedClientNotification"),
     ("SecurityProfile", "LTPAProfile"),
-    ("SecurityProfile", "OAuthProfile"),
     ("CertificateProfile", "CertFilePassword"),
     ("CertificateProfile", "KeyFilePassword"),
 ];
@@ -547,9 +557,17 @@ impl SecurityProfile {
             use_client_cipher: f.boolean("UseClientCipher", false)?,
             certificate_profile: f.string("CertificateProfile", "")?,
             crl_profile: f.string("CRLProfile", "")?,
+            oauth_profile: f.string("OAuthProfile", "")?,
+            jwt_profile: f.string("JWTProfile", "")?,
         };
         if profile.tls_enabled && profile.certificate_profile.trim().is_empty() {
             return Err(f.error("CertificateProfile", "must be set if TLSEnabled is true"));
+        }
+        if !profile.oauth_profile.is_empty() && !profile.jwt_profile.is_empty() {
+            return Err(f.error(
+                "JWTProfile",
+                "cannot be set with OAuthProfile: a password is checked as one kind of token",
+            ));
         }
         if !profile.crl_profile.is_empty() && !profile.use_client_certificate {
             return Err(f.error(
@@ -719,6 +737,8 @@ impl Config {
                 TrustedCertificate::parse,
             )?,
             crl_profiles: named(&mut doc, "CRLProfile", CrlProfile::parse)?,
+            oauth_profiles: named(&mut doc, "OAuthProfile", OAuthProfile::parse)?,
+            jwt_profiles: named(&mut doc, "JWTProfile", JwtProfile::parse)?,
             broker: Broker::parse(
                 &doc.remove("Broker")
                     .unwrap_or(Value::Object(Default::default())),
@@ -779,6 +799,12 @@ impl Config {
             }
             if !p.crl_profile.is_empty() && !self.crl_profiles.contains_key(&p.crl_profile) {
                 return Err(missing("CRLProfile", "CRLProfile", &p.crl_profile));
+            }
+            if !p.oauth_profile.is_empty() && !self.oauth_profiles.contains_key(&p.oauth_profile) {
+                return Err(missing("OAuthProfile", "OAuthProfile", &p.oauth_profile));
+            }
+            if !p.jwt_profile.is_empty() && !self.jwt_profiles.contains_key(&p.jwt_profile) {
+                return Err(missing("JWTProfile", "JWTProfile", &p.jwt_profile));
             }
             let trusted = self
                 .trusted_certificates
@@ -1170,6 +1196,50 @@ mod tests {
         for (edit, expected) in cases {
             assert_eq!(secure(edit).unwrap_err().to_string(), expected);
         }
+    }
+
+    /// Proves a SecurityProfile names its token profile as Amlen names an OAuthProfile, that
+    /// a name that resolves to nothing is refused naming the attribute, and that one profile
+    /// checks passwords as one kind of token only.
+    #[test]
+    fn token_profiles_are_referenced_by_name() {
+        let jwt = serde_json::json!({"Jwt": {"KeyFileName": "jwks.json",
+            "Issuer": "https://id.example.com", "Audience": "mqtt"}});
+        let oauth = serde_json::json!({"OAuth": {"ResourceURL": "https://id.example.com/i",
+            "UserInfoKey": "sub"}});
+        let (j, o) = (jwt.clone(), oauth.clone());
+        let config = secure(move |d| {
+            d["JWTProfile"] = j;
+            d["OAuthProfile"] = o;
+            d["SecurityProfile"]["Tls"]["JWTProfile"] = "Jwt".into();
+        })
+        .unwrap();
+        assert_eq!(config.security_profiles["Tls"].jwt_profile, "Jwt");
+        assert_eq!(config.jwt_profiles["Jwt"].audience, "mqtt");
+        assert_eq!(
+            config.oauth_profiles["OAuth"].resource_url,
+            "https://id.example.com/i"
+        );
+        let e = secure(|d| d["SecurityProfile"]["Tls"]["OAuthProfile"] = "Gone".into());
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "SecurityProfile \"Tls\", attribute OAuthProfile: names OAuthProfile \"Gone\", which does not exist"
+        );
+        let e = secure(|d| d["SecurityProfile"]["Tls"]["JWTProfile"] = "Gone".into());
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "SecurityProfile \"Tls\", attribute JWTProfile: names JWTProfile \"Gone\", which does not exist"
+        );
+        let e = secure(move |d| {
+            d["JWTProfile"] = jwt;
+            d["OAuthProfile"] = oauth;
+            d["SecurityProfile"]["Tls"]["JWTProfile"] = "Jwt".into();
+            d["SecurityProfile"]["Tls"]["OAuthProfile"] = "OAuth".into();
+        });
+        assert_eq!(
+            e.unwrap_err().to_string(),
+            "SecurityProfile \"Tls\", attribute JWTProfile: cannot be set with OAuthProfile: a password is checked as one kind of token"
+        );
     }
 
     /// Proves a client-certificate profile with its CA, CRL and list-shaped TrustedCertificate
