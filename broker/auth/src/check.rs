@@ -7,7 +7,13 @@
 //!   `AllowNullPassword` is set *and* the transport verified a client certificate: then the
 //!   certificate is the credential and the user name is taken as given, with no groups.
 //! - **certificate alone**: the certificate's common name is the user id.
+//! - **token**: with a JWTProfile or OAuthProfile, the password is a token and a
+//!   [`TokenVerifier`] says whose it is; the directory is not asked. The user name may be
+//!   absent (MQTT 5 allows a password without one), MessageSight's marker
+//!   [`TOKEN_USER_NAME`], or the user id the token proves: any other name is refused, so that
+//!   a client cannot present one identity in its CONNECT and hold another.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,8 +31,20 @@ pub trait Directory: Send + Sync {
     fn verify<'a>(&'a self, user: &'a str, password: &'a [u8]) -> BoxFuture<'a, AuthVerdict>;
 }
 
+/// The user name MessageSight's OAuth clients send with a token as password; ironsight accepts
+/// it too, so that those apps connect unchanged.
+pub const TOKEN_USER_NAME: &str = "IMA_OAUTH_ACCESS_TOKEN";
+
+/// Where a password that is a token is checked: a JWTProfile's key set or an OAuthProfile's
+/// authorization server.
+pub trait TokenVerifier: Send + Sync + fmt::Debug {
+    /// Whose `token` is. A token that does not verify is [`Refusal::BadCredentials`]; a token
+    /// service that cannot answer is [`Refusal::Unavailable`].
+    fn verify<'a>(&'a self, token: &'a [u8]) -> BoxFuture<'a, AuthVerdict>;
+}
+
 /// What one endpoint's SecurityProfile asks of its clients.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Demands {
     /// `UsePasswordAuthentication`.
     pub password: bool,
@@ -34,12 +52,15 @@ pub struct Demands {
     pub allow_null_password: bool,
     /// `UseClientCertificate`.
     pub certificate: bool,
+    /// `JWTProfile` or `OAuthProfile`: the password is a token, checked here. Profiles shared
+    /// by several endpoints share one verifier (one key set, one cache).
+    pub token: Option<Arc<dyn TokenVerifier>>,
 }
 
 impl Demands {
     /// Whether a CONNECT on such an endpoint is checked at all (else it is anonymous).
     pub fn any(&self) -> bool {
-        self.password || self.certificate
+        self.password || self.certificate || self.token.is_some()
     }
 }
 
@@ -69,11 +90,14 @@ impl Checker {
     }
 
     pub async fn check(&self, request: &AuthRequest) -> AuthVerdict {
+        let no_demands = Demands::default();
         let demands = self
             .endpoints
             .get(usize::from(request.endpoint))
-            .copied()
-            .unwrap_or_default();
+            .unwrap_or(&no_demands);
+        if let Some(verifier) = &demands.token {
+            return check_token(verifier.as_ref(), request).await;
+        }
         if demands.password {
             return self.check_password(demands, request).await;
         }
@@ -82,11 +106,14 @@ impl Checker {
         }
         // The core asks only for endpoints with demands: an endpoint missing here is a bug,
         // and refusing is the safe answer to it.
-        tracing::error!(endpoint = request.endpoint, "authentication asked for an endpoint without demands");
+        tracing::error!(
+            endpoint = request.endpoint,
+            "authentication asked for an endpoint without demands"
+        );
         Err(Refusal::NotAuthorized)
     }
 
-    async fn check_password(&self, demands: Demands, request: &AuthRequest) -> AuthVerdict {
+    async fn check_password(&self, demands: &Demands, request: &AuthRequest) -> AuthVerdict {
         let Some(user) = request.user_name.as_deref().filter(|u| !u.is_empty()) else {
             tracing::debug!(conn = request.conn, "no user name where one is required");
             return Err(Refusal::BadCredentials);
@@ -96,7 +123,11 @@ impl Checker {
             if demands.allow_null_password && request.common_name.is_some() {
                 return Ok(Arc::new(Principal::new(user, [])));
             }
-            tracing::debug!(conn = request.conn, user, "no password where one is required");
+            tracing::debug!(
+                conn = request.conn,
+                user,
+                "no password where one is required"
+            );
             return Err(Refusal::BadCredentials);
         }
         let Some(directory) = &self.directory else {
@@ -105,9 +136,40 @@ impl Checker {
         };
         let verdict = directory.verify(user, password).await;
         if let Err(refusal) = &verdict {
-            tracing::info!(conn = request.conn, user, ?refusal, "authentication refused");
+            tracing::info!(
+                conn = request.conn,
+                user,
+                ?refusal,
+                "authentication refused"
+            );
         }
         verdict
+    }
+}
+
+/// A password that is a token: the verifier says whose it is, and the user name, if any, must
+/// agree (see the module's note).
+async fn check_token(verifier: &dyn TokenVerifier, request: &AuthRequest) -> AuthVerdict {
+    let token = request.password.as_deref().unwrap_or_default();
+    if token.is_empty() {
+        tracing::debug!(conn = request.conn, "no token where one is required");
+        return Err(Refusal::BadCredentials);
+    }
+    let principal = verifier.verify(token).await.inspect_err(|refusal| {
+        tracing::info!(conn = request.conn, ?refusal, "token refused");
+    })?;
+    match request.user_name.as_deref().filter(|u| !u.is_empty()) {
+        None | Some(TOKEN_USER_NAME) => Ok(principal),
+        Some(name) if name == &*principal.user_id => Ok(principal),
+        Some(name) => {
+            tracing::info!(
+                conn = request.conn,
+                user = %principal.user_id,
+                user_name = name,
+                "token refused: the CONNECT names another user"
+            );
+            Err(Refusal::BadCredentials)
+        }
     }
 }
 
@@ -119,5 +181,77 @@ fn certificate_user(request: &AuthRequest) -> AuthVerdict {
             tracing::debug!(conn = request.conn, "no client certificate common name");
             Err(Refusal::NotAuthorized)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr};
+
+    use ironsight_codec::{ByteString, Bytes};
+    use serde_json::json;
+
+    use super::*;
+    use crate::jwt::tests::{claims, ec, jwks, rules, sign};
+    use crate::jwt::{JwtVerifier, KeySet};
+
+    fn request(user_name: Option<&str>, password: Option<&str>) -> AuthRequest {
+        AuthRequest {
+            shard: 0,
+            conn: 7,
+            ticket: 1,
+            endpoint: 0,
+            client_id: "phone-1".into(),
+            user_name: user_name.map(ByteString::from),
+            password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),
+            peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            common_name: None,
+        }
+    }
+
+    /// Proves an endpoint with a token profile checks the password as a token (a real JWT
+    /// verifier, no directory configured), with the user name absent, MessageSight's marker,
+    /// or the token's own user id; another user name, no password, or a bad token is refused
+    /// as bad credentials.
+    #[tokio::test]
+    async fn a_token_endpoint_checks_the_password_as_a_token() {
+        let key = ec("e1");
+        let keys = KeySet::from_jwks(&jwks(&[&key])).unwrap();
+        let mut rules = rules();
+        rules.leeway_s = 0;
+        let verifier = Arc::new(JwtVerifier::new("Jwt", rules, keys));
+        let demands = Demands {
+            token: Some(verifier),
+            ..Demands::default()
+        };
+        assert!(demands.any());
+        let checker = Checker::new(vec![demands], None, Duration::from_secs(1));
+        let mut good = claims();
+        good["exp"] = json!(crate::jwt::now_s() + 600);
+        good["nbf"] = json!(crate::jwt::now_s() - 10);
+        let token = sign(&good, &key);
+        for user in [None, Some(""), Some(TOKEN_USER_NAME), Some("alice")] {
+            let principal = checker.check(&request(user, Some(&token))).await.unwrap();
+            assert_eq!(&*principal.user_id, "alice", "{user:?}");
+            assert!(principal.in_group("staff"));
+        }
+        let refused = [
+            request(Some("bob"), Some(&token)),
+            request(Some("alice"), None),
+            request(None, Some("")),
+            request(Some("alice"), Some("alice's password")),
+        ];
+        for r in refused {
+            assert_eq!(
+                checker.check(&r).await,
+                Err(Refusal::BadCredentials),
+                "{r:?}"
+            );
+        }
+        let mut old = good.clone();
+        old["exp"] = json!(crate::jwt::now_s() - 1);
+        let expired = sign(&old, &key);
+        let r = request(Some(TOKEN_USER_NAME), Some(&expired));
+        assert_eq!(checker.check(&r).await, Err(Refusal::BadCredentials));
     }
 }

@@ -8,7 +8,9 @@
 //! # Layout
 //! - [`service`]: the side runtime: requests in from any shard, one answer out per request.
 //! - [`check`]: what a request must show on its endpoint (password, certificate), and which
-//!   [`check::Directory`] judges user names and passwords.
+//!   [`check::Directory`] judges user names and passwords, or which [`check::TokenVerifier`]
+//!   judges a password that is a token.
+//! - [`jwt`]: JWTProfile, JWTs verified against a local JWKS key set.
 //!
 //! # Invariants
 //! - Every request gets one [`Answer`], [`Refusal::Unavailable`] when its check overran
@@ -18,7 +20,8 @@
 //! [`Refusal::Unavailable`]: ironsight_core::auth::Refusal::Unavailable
 
 pub mod check;
+pub mod jwt;
 pub mod service;
 
-pub use check::{Checker, Directory};
+pub use check::{Checker, Directory, TokenVerifier};
 pub use service::{Answer, AuthService};
