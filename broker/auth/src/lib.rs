@@ -11,6 +11,8 @@
 //!   [`check::Directory`] judges user names and passwords, or which [`check::TokenVerifier`]
 //!   judges a password that is a token.
 //! - [`jwt`]: JWTProfile, JWTs verified against a local JWKS key set.
+//! - [`oauth`]: OAuthProfile, access tokens checked by an authorization server over HTTP(S).
+//! - [`tokens`]: the token verifiers of a configuration, one per profile, and their reload.
 //!
 //! # Invariants
 //! - Every request gets one [`Answer`], [`Refusal::Unavailable`] when its check overran
@@ -21,7 +23,10 @@
 
 pub mod check;
 pub mod jwt;
+pub mod oauth;
 pub mod service;
+pub mod tokens;
 
 pub use check::{Checker, Directory, TokenVerifier};
 pub use service::{Answer, AuthService};
+pub use tokens::TokenProfiles;
