@@ -945,9 +945,10 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn config_with(dir: &Path, jwt: Value) -> Config {
+    /// The built-in configuration with `objects` of type `object` added, its files in `dir`.
+    pub(crate) fn config_with(dir: &Path, object: &str, objects: Value) -> Config {
         let mut doc: Value = serde_json::from_str(ironsight_config::DEFAULT_CONFIG).unwrap();
-        doc["JWTProfile"] = jwt;
+        doc[object] = objects;
         let mut config = Config::parse(&doc.to_string()).unwrap();
         config.base_dir = dir.to_path_buf();
         config
@@ -962,7 +963,7 @@ pub(crate) mod tests {
         let (old, new) = (ec("k1"), ed("k2"));
         let profile = json!({"Jwt": {"KeyFileName": "jwks.json", "Issuer": "https://id.example.com",
                                      "Audience": "mqtt"}});
-        let config = config_with(&dir.0, profile);
+        let config = config_with(&dir.0, "JWTProfile", profile);
         let e = JwtVerifier::from_config(&config, "Jwt")
             .unwrap_err()
             .to_string();

@@ -450,12 +450,14 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use serde_json::json;
-    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::io::{
+        AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+    };
+    use tokio::net::TcpListener;
     use tokio::task::JoinHandle;
 
     use super::*;
-    use crate::jwt::tests::TempDir;
+    use crate::jwt::tests::{config_with, TempDir};
 
     const BROKER: &str = "broker:s3cret";
 
@@ -476,13 +478,34 @@ mod tests {
 
     impl StandIn {
         async fn start(send: TokenSendMethod, basic: bool) -> StandIn {
+            StandIn::serving(send, basic, None).await
+        }
+
+        /// With `tls`, the stand-in speaks HTTPS with that server configuration.
+        async fn serving(
+            send: TokenSendMethod,
+            basic: bool,
+            tls: Option<Arc<rustls::ServerConfig>>,
+        ) -> StandIn {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let url = format!("http://{}", listener.local_addr().unwrap());
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let url = format!("{scheme}://{}", listener.local_addr().unwrap());
             let requests = Arc::new(AtomicUsize::new(0));
             let count = requests.clone();
             let task = tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    tokio::spawn(serve(stream, send, basic, count.clone()));
+                    let count = count.clone();
+                    let Some(tls) = &tls else {
+                        tokio::spawn(serve(stream, send, basic, count));
+                        continue;
+                    };
+                    let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                    tokio::spawn(async move {
+                        // A client that does not trust the certificate ends the handshake.
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            serve(stream, send, basic, count).await;
+                        }
+                    });
                 }
             });
             StandIn {
@@ -498,7 +521,12 @@ mod tests {
     }
 
     /// Serves the requests of one (kept-alive) connection.
-    async fn serve(stream: TcpStream, send: TokenSendMethod, basic: bool, count: Arc<AtomicUsize>) {
+    async fn serve(
+        stream: impl AsyncRead + AsyncWrite + Unpin,
+        send: TokenSendMethod,
+        basic: bool,
+        count: Arc<AtomicUsize>,
+    ) {
         let mut reader = BufReader::new(stream);
         loop {
             let mut line = String::new();
@@ -809,6 +837,63 @@ mod tests {
         assert_eq!(server.requests(), 7);
     }
 
+    /// A CA, and a certificate it signs for 127.0.0.1, as a TLS server configuration.
+    fn tls_server() -> (String, Arc<rustls::ServerConfig>) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(vec![]).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["127.0.0.1".into()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        (ca.pem(), Arc::new(config))
+    }
+
+    /// Proves an HTTPS authorization server is trusted through the CA in KeyFileName
+    /// (CheckServerCert TrustStore, read from the configuration's directory), and that one
+    /// whose certificate chains to another CA gets no token: the check is "unavailable".
+    #[tokio::test]
+    async fn the_server_certificate_is_checked() {
+        let (ca, tls) = tls_server();
+        let (other_ca, _) = tls_server();
+        let server = StandIn::serving(TokenSendMethod::HttpPost, false, Some(tls)).await;
+        let dir = TempDir::new("oauth-tls");
+        std::fs::write(dir.0.join("ca.pem"), ca).unwrap();
+        std::fs::write(dir.0.join("other.pem"), other_ca).unwrap();
+        let profile = |ca_file: &str| {
+            json!({"Auth": {"ResourceURL": format!("{}/introspect", server.url),
+                "UserInfoKey": "client_id", "GroupInfoKey": "scope", "KeyFileName": ca_file,
+                "TokenSendMethod": "HTTPPost"}})
+        };
+        let config = config_with(&dir.0, "OAuthProfile", profile("ca.pem"));
+        assert_eq!(
+            config.oauth_profiles["Auth"].check_server_cert,
+            CheckServerCert::TrustStore
+        );
+        let trusted = OAuthVerifier::from_config(&config, "Auth").unwrap();
+        assert_eq!(&*trusted.check(b"good").await.unwrap().user_id, "alice");
+        assert_eq!(
+            trusted.check(b"revoked").await,
+            Err(Refusal::BadCredentials)
+        );
+        assert_eq!(server.requests(), 2);
+        let config = config_with(&dir.0, "OAuthProfile", profile("other.pem"));
+        let untrusting = OAuthVerifier::from_config(&config, "Auth").unwrap();
+        assert_eq!(untrusting.check(b"good").await, Err(Refusal::Unavailable));
+        assert_eq!(server.requests(), 2, "the token was never sent");
+    }
+
     /// Proves a cached token is kept CacheTimeout at most, never past its expiry, and that a
     /// full cache makes room from expired entries only.
     #[test]
@@ -848,14 +933,6 @@ mod tests {
         assert_eq!(cache.entries.len(), CACHE_ENTRIES_MAX);
     }
 
-    fn config_with(dir: &std::path::Path, oauth: Value) -> Config {
-        let mut doc: Value = serde_json::from_str(ironsight_config::DEFAULT_CONFIG).unwrap();
-        doc["OAuthProfile"] = oauth;
-        let mut config = Config::parse(&doc.to_string()).unwrap();
-        config.base_dir = dir.to_path_buf();
-        config
-    }
-
     /// Proves the profile's KeyFileName must hold CA certificates, read relative to the
     /// configuration file, and that an error names the profile and the attribute.
     #[test]
@@ -863,7 +940,7 @@ mod tests {
         let dir = TempDir::new("oauth");
         let profile = json!({"Auth": {"ResourceURL": "https://id.example.com/introspect",
                                       "UserInfoKey": "sub", "KeyFileName": "ca.pem"}});
-        let config = config_with(&dir.0, profile);
+        let config = config_with(&dir.0, "OAuthProfile", profile);
         let e = OAuthVerifier::from_config(&config, "Auth")
             .unwrap_err()
             .to_string();
@@ -880,7 +957,8 @@ mod tests {
         let public = json!({"Auth": {"ResourceURL": "https://id.example.com/introspect",
                                      "UserInfoURL": "https://id.example.com/introspect",
                                      "UserInfoKey": "sub"}});
-        let v = OAuthVerifier::from_config(&config_with(&dir.0, public), "Auth").unwrap();
+        let v = OAuthVerifier::from_config(&config_with(&dir.0, "OAuthProfile", public), "Auth")
+            .unwrap();
         assert!(v.settings.user_info_url.is_none(), "one URL answers both");
     }
 }
