@@ -13,6 +13,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ironsight_config::Config;
 use ironsight_core::auth::{AuthRequest, AuthVerdict, Principal, Refusal};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -63,6 +64,31 @@ impl Checker {
         }
     }
 
+    /// The demands of every enabled endpoint of `config`, by endpoint number (the order of
+    /// `Config::enabled`, as the core numbers them).
+    pub fn from_config(config: &Config, directory: Option<Arc<dyn Directory>>) -> Checker {
+        let endpoints = config
+            .enabled()
+            .map(
+                |(_, e)| match config.security_profiles.get(&e.security_profile) {
+                    Some(p) if config.authenticates(e) => Demands {
+                        password: p.use_password_authentication,
+                        allow_null_password: p.allow_null_password,
+                        certificate: p.use_client_certificate,
+                    },
+                    _ => Demands::default(),
+                },
+            )
+            .collect();
+        let timeout = Duration::from_secs(u64::from(config.broker.authentication_timeout));
+        Checker::new(endpoints, directory, timeout)
+    }
+
+    /// Whether any endpoint authenticates (else no service needs to run).
+    pub fn any(&self) -> bool {
+        self.endpoints.iter().any(Demands::any)
+    }
+
     /// The bound on one check, after which the client is told the server is unavailable.
     pub fn timeout(&self) -> Duration {
         self.timeout
@@ -82,7 +108,10 @@ impl Checker {
         }
         // The core asks only for endpoints with demands: an endpoint missing here is a bug,
         // and refusing is the safe answer to it.
-        tracing::error!(endpoint = request.endpoint, "authentication asked for an endpoint without demands");
+        tracing::error!(
+            endpoint = request.endpoint,
+            "authentication asked for an endpoint without demands"
+        );
         Err(Refusal::NotAuthorized)
     }
 
@@ -96,7 +125,11 @@ impl Checker {
             if demands.allow_null_password && request.common_name.is_some() {
                 return Ok(Arc::new(Principal::new(user, [])));
             }
-            tracing::debug!(conn = request.conn, user, "no password where one is required");
+            tracing::debug!(
+                conn = request.conn,
+                user,
+                "no password where one is required"
+            );
             return Err(Refusal::BadCredentials);
         }
         let Some(directory) = &self.directory else {
@@ -105,7 +138,12 @@ impl Checker {
         };
         let verdict = directory.verify(user, password).await;
         if let Err(refusal) = &verdict {
-            tracing::info!(conn = request.conn, user, ?refusal, "authentication refused");
+            tracing::info!(
+                conn = request.conn,
+                user,
+                ?refusal,
+                "authentication refused"
+            );
         }
         verdict
     }

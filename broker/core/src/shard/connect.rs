@@ -2,6 +2,7 @@
 
 use std::hash::BuildHasher;
 use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ironsight_codec::{
@@ -10,10 +11,28 @@ use ironsight_codec::{
 
 use super::lifecycle::CloseKind;
 use super::{Handoff, Shard};
+use crate::auth::{AuthRequest, AuthVerdict, Principal};
 use crate::conn::{ClientLimits, ConnId, ConnState, Identity};
 use crate::queue::QueueBehavior;
 use crate::session::{Session, SessionIdx, Will, EXPIRY_NEVER};
 use crate::topic;
+
+/// A CONNECT on its owner shard, held while it waits for its authentication.
+pub(super) struct PendingConnect {
+    /// Tells the verdict on this CONNECT from one on an earlier connection in the same slot.
+    ticket: u64,
+    connect: Connect,
+    client_id: Box<str>,
+    /// Whether the broker chose the client id.
+    assigned: bool,
+}
+
+/// Whether two holders of a client id are the same user: both anonymous, or both
+/// authenticated with one user id. A session is never handed from one user to another, nor
+/// between an anonymous client and a user, since either may be an impostor of the other.
+fn same_user(a: Option<&Principal>, b: Option<&Principal>) -> bool {
+    a.map(|p| &p.user_id) == b.map(|p| &p.user_id)
+}
 
 /// What the admitting ConnectionPolicy (and the client's TopicPolicy) grant a connection.
 struct Admission {
@@ -87,9 +106,111 @@ impl Shard {
             self.conns[conn as usize].state = ConnState::HandedOff;
             return;
         }
-        if let Err(reason) = self.authenticate(conn, &connect) {
+        if let Err(reason) = self.check_method(conn, &connect) {
             return self.refuse(conn, now, reason);
         }
+        let pending = PendingConnect {
+            ticket: 0,
+            connect,
+            client_id,
+            assigned,
+        };
+        if self.endpoint(conn).authenticate {
+            return self.ask_verdict(conn, now, pending);
+        }
+        self.connect_as(conn, now, pending, None);
+    }
+
+    /// Hands the CONNECT to the auth service (`Event::Authenticate`) and holds it, reading
+    /// nothing more from the client, until [`Shard::authenticated`] or the tick's deadline.
+    /// Beyond `pending_authentications_max` waiting CONNECTs the client is told the server is
+    /// busy at once: a directory that stalls must not make a shard hold every CONNECT of a
+    /// storm.
+    fn ask_verdict(&mut self, conn: ConnId, now: Instant, mut pending: PendingConnect) {
+        if self.authenticating.len() >= self.settings.broker.pending_authentications_max {
+            self.stats.authentications_shed += 1;
+            tracing::debug!(conn, "too many CONNECTs wait for authentication");
+            return self.refuse(conn, now, ReasonCode::ServerBusy);
+        }
+        self.next_ticket += 1;
+        pending.ticket = self.next_ticket;
+        let c = &mut self.conns[conn as usize];
+        c.state = ConnState::Authenticating;
+        c.paused = true;
+        let request = AuthRequest {
+            shard: self.id,
+            conn,
+            ticket: pending.ticket,
+            endpoint: c.endpoint,
+            client_id: pending.client_id.clone(),
+            user_name: pending.connect.username.clone(),
+            password: pending.connect.password.clone(),
+            peer: c.peer.ip,
+            common_name: c.certificate.as_ref().map(|cert| cert.common_name.clone()),
+        };
+        self.authenticating.insert(conn, Box::new(pending));
+        self.events
+            .push(super::Event::Authenticate(Box::new(request)));
+    }
+
+    /// The auth service's verdict on `conn`'s CONNECT (asked with `ticket`). A verdict for a
+    /// connection that closed meanwhile, or whose slot holds a newer connection, is dropped.
+    /// A connection that gets its CONNACK takes input again: it is added to `resumed`, and
+    /// what it sent after its CONNECT is processed now.
+    pub fn authenticated(
+        &mut self,
+        conn: ConnId,
+        ticket: u64,
+        now: Instant,
+        verdict: AuthVerdict,
+        resumed: &mut Vec<ConnId>,
+    ) {
+        if self
+            .authenticating
+            .get(&conn)
+            .is_none_or(|p| p.ticket != ticket)
+        {
+            return;
+        }
+        let pending = *self.authenticating.remove(&conn).expect("checked above");
+        let c = &mut self.conns[conn as usize];
+        assert_eq!(
+            c.state,
+            ConnState::Authenticating,
+            "a pending CONNECT's connection is authenticating"
+        );
+        c.paused = false;
+        match verdict {
+            Err(refusal) => {
+                self.stats.authentications_refused += 1;
+                self.refuse(conn, now, refusal.reason());
+            }
+            Ok(principal) => {
+                self.stats.authentications_accepted += 1;
+                self.connect_as(conn, now, pending, Some(principal));
+                if self.conns[conn as usize].state == ConnState::Connected {
+                    self.drain_inbuf(conn, now);
+                    resumed.push(conn);
+                }
+            }
+        }
+    }
+
+    /// A CONNECT whose client is known (`principal`, or `None` on an endpoint without
+    /// authentication): policies, the session, CONNACK.
+    fn connect_as(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        pending: PendingConnect,
+        principal: Option<Arc<Principal>>,
+    ) {
+        let PendingConnect {
+            connect,
+            client_id,
+            assigned,
+            ..
+        } = pending;
         if let Err(reason) = self.check_will(&connect) {
             return self.refuse(conn, now, reason);
         }
@@ -101,6 +222,18 @@ impl Shard {
             Err(reason) => return self.refuse(conn, now, reason),
         };
         let existing = self.find_session(&client_id);
+        if let Some(session) = existing {
+            let holder = self.sessions[session as usize].principal.as_deref();
+            if !same_user(holder, principal.as_deref()) {
+                tracing::info!(
+                    conn,
+                    client_id = &*client_id,
+                    user = principal.as_ref().map(|p| &*p.user_id),
+                    "another user holds the client id's session"
+                );
+                return self.refuse(conn, now, ReasonCode::NotAuthorized);
+            }
+        }
         if existing.is_none() && self.sessions.len() >= self.settings.broker.sessions_max {
             tracing::warn!(
                 sessions = self.sessions.len(),
@@ -109,15 +242,16 @@ impl Shard {
             return self.refuse(conn, now, ReasonCode::ServerUnavailable);
         }
         let (session, present) = self.attach_session(now, existing, client_id, connect.clean_start);
+        self.sessions[session as usize].principal = principal;
         self.accept(conn, now, session, present, connect, grant);
     }
 
-    /// The one place a CONNECT's credentials are judged. No Authentication Method is supported
-    /// yet, so a client that names one is refused with Bad authentication method, never
-    /// accepted as if it had not asked ([MQTT-4.12.0-1]); a client that names none may not send
-    /// AUTH later ([MQTT-4.12.0-7], `Violation::AuthWithoutMethod`). Supported methods, and
-    /// the AUTH exchange they need, are added here.
-    fn authenticate(&self, conn: ConnId, connect: &Connect) -> Result<(), ReasonCode> {
+    /// Whether a CONNECT names an Authentication Method the broker supports. None is
+    /// supported yet, so a client that names one is refused with Bad authentication method,
+    /// never accepted as if it had not asked ([MQTT-4.12.0-1]); a client that names none may not
+    /// send AUTH later ([MQTT-4.12.0-7], `Violation::AuthWithoutMethod`). Supported methods,
+    /// and the AUTH exchange they need, are added here.
+    fn check_method(&self, conn: ConnId, connect: &Connect) -> Result<(), ReasonCode> {
         match &connect.properties.authentication_method {
             None => Ok(()),
             Some(method) => {
@@ -365,6 +499,7 @@ impl Shard {
             peer = %c.peer,
             secure = c.secure,
             common_name = c.certificate.as_ref().map(|cert| &*cert.common_name),
+            user = self.sessions[session as usize].principal.as_ref().map(|p| &*p.user_id),
             client_id = %self.sessions[session as usize].client_id,
             present,
             "connected"
@@ -382,7 +517,7 @@ impl Shard {
     /// Refuses a CONNECT: CONNACK with the reason, then close ([MQTT-3.2.2-7]).
     /// The CONNACK is left out when even it exceeds the client's Maximum Packet Size
     /// ([MQTT-3.1.4-2] makes it optional).
-    fn refuse(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
+    pub(super) fn refuse(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
         tracing::debug!(conn, ?reason, "CONNECT refused");
         self.try_send(conn, &connack_error(reason));
         self.close(conn, now, CloseKind::ServerInitiated);
