@@ -57,3 +57,13 @@ def test_another_user_cannot_take_over_a_client_id(start_broker, pki, proto):
     connack = again.connect("twin", **persistent)
     assert (connack.reason, connack.session_present) == (0, True)
     again.close()
+
+
+def test_an_unoffered_authentication_method_is_refused(start_broker, pki):
+    """A v5 CONNECT naming an Authentication Method the endpoint does not offer is refused
+    with CONNACK 0x8C (Bad authentication method) by the auth service [MQTT-4.12.0-1]."""
+    b = certificate_broker(start_broker, pki)
+    c = raw_tls(b, client_context(pki, "client"), V5)
+    connack = c.connect("m1", props={"authentication_method": "NOT-A-METHOD"})
+    assert connack.reason == 0x8C
+    assert c.recv_until_closed() == []

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ironsight_config::Config;
-use ironsight_core::auth::{AuthRequest, AuthVerdict, Principal, Refusal};
+use ironsight_core::auth::{AuthAnswer, AuthRequest, AuthVerdict, Principal, Refusal};
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -94,7 +94,17 @@ impl Checker {
         self.timeout
     }
 
-    pub async fn check(&self, request: &AuthRequest) -> AuthVerdict {
+    /// One round of `request`'s authentication.
+    pub async fn check(&self, request: &AuthRequest) -> AuthAnswer {
+        if let Some(method) = &request.method {
+            // No Authentication Method is offered yet ([MQTT-4.12.0-1]).
+            tracing::debug!(conn = request.conn, %method, "authentication method not supported");
+            return Err(Refusal::BadMethod).into();
+        }
+        self.check_credentials(request).await.into()
+    }
+
+    async fn check_credentials(&self, request: &AuthRequest) -> AuthVerdict {
         let demands = self
             .endpoints
             .get(usize::from(request.endpoint))

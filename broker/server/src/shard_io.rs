@@ -690,7 +690,7 @@ impl ShardIo {
                     shard: request.shard,
                     conn: request.conn,
                     ticket: request.ticket,
-                    verdict: Err(Refusal::Unavailable),
+                    answer: Err(Refusal::Unavailable).into(),
                 };
                 self.verdicts(vec![answer]);
             }
@@ -705,13 +705,7 @@ impl ShardIo {
         {
             let mut core = self.core();
             for answer in answers.drain(..) {
-                core.authenticated(
-                    answer.conn,
-                    answer.ticket,
-                    now,
-                    answer.verdict,
-                    &mut resumed,
-                );
+                core.authenticated(answer.conn, answer.ticket, now, answer.answer, &mut resumed);
             }
         }
         let mut conns = self.conns.borrow_mut();

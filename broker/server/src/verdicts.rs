@@ -84,7 +84,7 @@ mod tests {
             shard,
             conn: 1,
             ticket,
-            verdict: Err(Refusal::BadCredentials),
+            answer: Err(Refusal::BadCredentials).into(),
         }
     }
 

@@ -3,7 +3,7 @@
 //! user never takes over another user's client id.
 
 use super::*;
-use crate::auth::{AuthVerdict, Principal, Refusal};
+use crate::auth::{AuthAnswer, AuthVerdict, Principal, Refusal};
 
 fn authenticating_settings(pending_max: usize) -> Settings {
     let mut settings = demo_settings();
@@ -36,7 +36,7 @@ impl Broker {
     }
 
     /// Answers the client's authentication request with `verdict`.
-    fn answer(&mut self, client: &mut Client, verdict: AuthVerdict) {
+    fn answer(&mut self, client: &mut Client, answer: impl Into<AuthAnswer>) {
         let at = self
             .auth_requests
             .iter()
@@ -48,7 +48,7 @@ impl Broker {
             request.conn,
             request.ticket,
             self.now,
-            verdict,
+            answer.into(),
             &mut resumed,
         );
         self.settle(&mut [&mut *client]);
@@ -151,7 +151,13 @@ fn a_verdict_for_a_closed_connection_is_dropped() {
     let mut second = b.connect_pending(with_login("c2", V5, true, "bob"));
     assert_eq!(second.conn, stale.conn, "the slot was reused");
     let mut resumed = Vec::new();
-    b.shards[0].authenticated(stale.conn, stale.ticket, b.now, user("alice"), &mut resumed);
+    b.shards[0].authenticated(
+        stale.conn,
+        stale.ticket,
+        b.now,
+        user("alice").into(),
+        &mut resumed,
+    );
     assert_eq!(b.received(&mut second), [], "the stale verdict did nothing");
     assert_eq!(resumed, []);
     b.answer(&mut second, user("bob"));
@@ -233,4 +239,99 @@ fn authentication_happens_on_the_owner_shard() {
     assert_eq!(b.auth_requests[0].shard, 1);
     b.answer(&mut client, user("alice"));
     assert_eq!(connack_reason(&client.inbox), ReasonCode::Success);
+}
+
+fn with_method(id: &str, data: &'static [u8]) -> Connect {
+    let mut c = connect(id, V5, true);
+    c.properties.authentication_method = Some("SCRAM-SHA-256".into());
+    c.properties.authentication_data = Some(Bytes::from_static(data));
+    c
+}
+
+fn auth(method: &str, data: &'static [u8]) -> Packet {
+    Packet::Auth(ironsight_codec::Auth {
+        reason_code: ReasonCode::ContinueAuthentication,
+        properties: ironsight_codec::AuthProperties {
+            authentication_method: Some(method.into()),
+            authentication_data: Some(Bytes::from_static(data)),
+            ..Default::default()
+        },
+    })
+}
+
+/// Proves enhanced authentication runs in rounds: each round's data reaches the auth service
+/// with its step, a "continue" becomes AUTH 0x18 with the method, and the last data rides on
+/// the CONNACK, which names the method ([MQTT-4.12.0-2], [MQTT-4.12.0-4]).
+#[test]
+fn enhanced_authentication_takes_rounds() {
+    let mut b = Broker::with(1, authenticating_settings(10));
+    let mut client = b.connect_pending(with_method("c1", b"client-first"));
+    let first = &b.auth_requests[0];
+    assert_eq!(first.method.as_deref(), Some("SCRAM-SHA-256"));
+    assert_eq!(first.data.as_deref(), Some(&b"client-first"[..]));
+    assert_eq!(first.step, 0);
+
+    b.answer(
+        &mut client,
+        AuthAnswer::Continue(Bytes::from_static(b"server-first")),
+    );
+    assert_eq!(client.inbox, [auth("SCRAM-SHA-256", b"server-first")]);
+    client.inbox.clear();
+
+    b.send(&mut client, auth("SCRAM-SHA-256", b"client-final"));
+    assert_eq!(client.inbox, []);
+    let second = &b.auth_requests[0];
+    assert_eq!(
+        (second.step, second.data.as_deref()),
+        (1, Some(&b"client-final"[..]))
+    );
+    b.answer(
+        &mut client,
+        AuthAnswer::Done {
+            verdict: user("alice"),
+            data: Some(Bytes::from_static(b"server-final")),
+        },
+    );
+    match client.inbox.as_slice() {
+        [Packet::ConnAck(connack)] => {
+            assert_eq!(connack.reason_code, ReasonCode::Success);
+            let props = &connack.properties;
+            assert_eq!(
+                props.authentication_method.as_deref(),
+                Some("SCRAM-SHA-256")
+            );
+            assert_eq!(
+                props.authentication_data.as_deref(),
+                Some(&b"server-final"[..])
+            );
+        }
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+/// Proves that while the broker waits for the client's AUTH, anything else (another packet,
+/// AUTH with another method) is refused as a protocol error.
+#[test]
+fn only_the_methods_auth_answers_a_round() {
+    for wrong in [Packet::PingReq, auth("PLAIN", b"x")] {
+        let mut b = Broker::with(1, authenticating_settings(10));
+        let mut client = b.connect_pending(with_method("c1", b"client-first"));
+        b.answer(&mut client, AuthAnswer::Continue(Bytes::from_static(b"sf")));
+        client.inbox.clear();
+        b.send(&mut client, wrong);
+        assert_eq!(connack_reason(&client.inbox), ReasonCode::ProtocolError);
+        assert!(client.closed);
+    }
+}
+
+/// Proves a method the auth service does not offer is refused with Bad authentication method.
+#[test]
+fn an_unknown_method_is_a_bad_method() {
+    let mut b = Broker::with(1, authenticating_settings(10));
+    let mut client = b.connect_pending(with_method("c1", b"x"));
+    b.answer(&mut client, Err(Refusal::BadMethod));
+    assert_eq!(
+        connack_reason(&client.inbox),
+        ReasonCode::BadAuthenticationMethod
+    );
 }
