@@ -36,12 +36,15 @@ DEBUG = {"IRONSIGHT_LOG": "debug"}
 MOSQUITTO_VERSIONS = {V311: "mqttv311", V5: "5"}
 
 
-def connected_line(client_id: str, secure: bool, common_name: str | None = None) -> str:
+def connected_line(client_id: str, secure: bool, common_name: str | None = None,
+                   user: str | None = None) -> str:
     """The regular expression of the DEBUG line the core writes when it accepts a CONNECT.
-    The common name is a tracing field of type Option<&str>: Debug-quoted when present, and
-    absent from the line when there is no client certificate."""
+    The common name and the user are tracing fields of type Option<&str>: Debug-quoted when
+    present, and absent from the line when there is no client certificate, or no
+    authenticated user (a profile that requires client certificates makes the CN the user)."""
     cn = "" if common_name is None else f' common_name="{re.escape(common_name)}"'
-    return (rf"connected conn=\d+ peer=127\.0\.0\.1:\d+ secure={str(secure).lower()}{cn} "
+    who = "" if user is None else f' user="{re.escape(user)}"'
+    return (rf"connected conn=\d+ peer=127\.0\.0\.1:\d+ secure={str(secure).lower()}{cn}{who} "
             rf"client_id={re.escape(client_id)} present=false$")
 
 
@@ -61,7 +64,7 @@ def test_mosquitto_over_tls_with_a_client_certificate(start_broker, pki, procs, 
     assert out.finish() == 0
     assert [x for x in out.lines if x.startswith("MSG")] == ["MSG 1 tls/t over TLS"]
     for client_id in (f"tls-sub-{version}", f"tls-pub-{version}"):
-        assert len(b.log_lines(connected_line(client_id, True, "device-1"))) == 1, client_id
+        assert len(b.log_lines(connected_line(client_id, True, "device-1", "device-1"))) == 1, client_id
     assert b.wait_log(r"DEBUG .*transport closed by the client .*close_notify")
     assert not b.log_lines("connection refused")
 
@@ -169,7 +172,7 @@ def test_common_name_reaches_the_connection_verbatim(start_broker, pki, cert, co
         assert c.wait_messages(1)[0].payload == b"me"
     finally:
         c.close()
-    assert len(b.log_lines(connected_line(f"cn-{cert}", True, common_name))) == 1
+    assert len(b.log_lines(connected_line(f"cn-{cert}", True, common_name, common_name))) == 1
 
 
 # First bytes that are not a ClientHello, on an endpoint that takes only TLS (mqtts,wss):

@@ -19,7 +19,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ironsight_core::auth::{AuthRequest, AuthVerdict, Principal, Refusal};
+use ironsight_config::Config;
+use ironsight_core::auth::{AuthAnswer, AuthRequest, AuthVerdict, Principal, Refusal};
+
+use crate::tokens::TokenProfiles;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -84,12 +87,52 @@ impl Checker {
         }
     }
 
+    /// The demands of every enabled endpoint of `config`, by endpoint number (the order of
+    /// `Config::enabled`, as the core numbers them), with the token verifiers of `tokens`.
+    pub fn from_config(
+        config: &Config,
+        directory: Option<Arc<dyn Directory>>,
+        tokens: &TokenProfiles,
+    ) -> Checker {
+        let endpoints = config
+            .enabled()
+            .map(
+                |(_, e)| match config.security_profiles.get(&e.security_profile) {
+                    Some(p) if config.authenticates(e) => Demands {
+                        password: p.use_password_authentication,
+                        allow_null_password: p.allow_null_password,
+                        certificate: p.use_client_certificate,
+                        token: tokens.verifier(config, &e.security_profile),
+                    },
+                    _ => Demands::default(),
+                },
+            )
+            .collect();
+        let timeout = Duration::from_secs(u64::from(config.broker.authentication_timeout));
+        Checker::new(endpoints, directory, timeout)
+    }
+
+    /// Whether any endpoint authenticates (else no service needs to run).
+    pub fn any(&self) -> bool {
+        self.endpoints.iter().any(Demands::any)
+    }
+
     /// The bound on one check, after which the client is told the server is unavailable.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
 
-    pub async fn check(&self, request: &AuthRequest) -> AuthVerdict {
+    /// One round of `request`'s authentication.
+    pub async fn check(&self, request: &AuthRequest) -> AuthAnswer {
+        if let Some(method) = &request.method {
+            // No Authentication Method is offered yet ([MQTT-4.12.0-1]).
+            tracing::debug!(conn = request.conn, %method, "authentication method not supported");
+            return Err(Refusal::BadMethod).into();
+        }
+        self.check_credentials(request).await.into()
+    }
+
+    async fn check_credentials(&self, request: &AuthRequest) -> AuthVerdict {
         let no_demands = Demands::default();
         let demands = self
             .endpoints
@@ -185,7 +228,7 @@ fn certificate_user(request: &AuthRequest) -> AuthVerdict {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     use ironsight_codec::{ByteString, Bytes};
@@ -206,6 +249,20 @@ mod tests {
             password: password.map(|p| Bytes::copy_from_slice(p.as_bytes())),
             peer: IpAddr::V4(Ipv4Addr::LOCALHOST),
             common_name: None,
+            method: None,
+            data: None,
+            step: 0,
+        }
+    }
+
+    /// The verdict of a one-round answer.
+    pub(crate) fn verdict(answer: AuthAnswer) -> AuthVerdict {
+        match answer {
+            AuthAnswer::Done {
+                verdict,
+                data: None,
+            } => verdict,
+            other => panic!("not a one-round verdict: {other:?}"),
         }
     }
 
@@ -231,7 +288,7 @@ mod tests {
         good["nbf"] = json!(crate::jwt::now_s() - 10);
         let token = sign(&good, &key);
         for user in [None, Some(""), Some(TOKEN_USER_NAME), Some("alice")] {
-            let principal = checker.check(&request(user, Some(&token))).await.unwrap();
+            let principal = verdict(checker.check(&request(user, Some(&token))).await).unwrap();
             assert_eq!(&*principal.user_id, "alice", "{user:?}");
             assert!(principal.in_group("staff"));
         }
@@ -243,7 +300,7 @@ mod tests {
         ];
         for r in refused {
             assert_eq!(
-                checker.check(&r).await,
+                verdict(checker.check(&r).await),
                 Err(Refusal::BadCredentials),
                 "{r:?}"
             );
@@ -252,6 +309,9 @@ mod tests {
         old["exp"] = json!(crate::jwt::now_s() - 1);
         let expired = sign(&old, &key);
         let r = request(Some(TOKEN_USER_NAME), Some(&expired));
-        assert_eq!(checker.check(&r).await, Err(Refusal::BadCredentials));
+        assert_eq!(
+            verdict(checker.check(&r).await),
+            Err(Refusal::BadCredentials)
+        );
     }
 }

@@ -800,8 +800,12 @@ mod tests {
             password: Some(Bytes::from_static(b"good")),
             peer: std::net::Ipv4Addr::LOCALHOST.into(),
             common_name: None,
+            method: None,
+            data: None,
+            step: 0,
         };
-        assert_eq!(checker.check(&request).await, Err(Refusal::Unavailable));
+        let answer = crate::check::tests::verdict(checker.check(&request).await);
+        assert_eq!(answer, Err(Refusal::Unavailable));
     }
 
     /// Proves a verified token is asked once and then served from the cache (the stand-in

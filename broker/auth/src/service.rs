@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use ironsight_core::auth::{AuthRequest, AuthVerdict, Refusal};
+use ironsight_core::auth::{AuthAnswer, AuthRequest, Refusal};
 use ironsight_core::conn::ConnId;
 use tokio::sync::mpsc;
 
@@ -17,13 +17,13 @@ use crate::check::Checker;
 /// taking cores from the shards.
 const WORKER_THREADS: usize = 2;
 
-/// The verdict on one request, for the shard that asked.
+/// The answer to one request, for the shard that asked.
 #[derive(Debug)]
 pub struct Answer {
     pub shard: u16,
     pub conn: ConnId,
     pub ticket: u64,
-    pub verdict: AuthVerdict,
+    pub answer: AuthAnswer,
 }
 
 /// Where answers go: the server queues each for its shard and wakes that shard.
@@ -81,8 +81,8 @@ impl Drop for AuthService {
 }
 
 async fn answer(checker: &Checker, request: AuthRequest) -> Answer {
-    let verdict = match tokio::time::timeout(checker.timeout(), checker.check(&request)).await {
-        Ok(verdict) => verdict,
+    let answer = match tokio::time::timeout(checker.timeout(), checker.check(&request)).await {
+        Ok(answer) => answer,
         Err(_) => {
             tracing::warn!(
                 conn = request.conn,
@@ -90,13 +90,13 @@ async fn answer(checker: &Checker, request: AuthRequest) -> Answer {
                 timeout = ?checker.timeout(),
                 "authentication did not finish in time"
             );
-            Err(Refusal::Unavailable)
+            Err(Refusal::Unavailable).into()
         }
     };
     Answer {
         shard: request.shard,
         conn: request.conn,
         ticket: request.ticket,
-        verdict,
+        answer,
     }
 }

@@ -13,8 +13,9 @@ use crate::check::TokenVerifier;
 use crate::jwt::JwtVerifier;
 use crate::oauth::OAuthVerifier;
 
-/// The JWTProfiles and OAuthProfiles that some SecurityProfile names, ready to verify.
-#[derive(Debug, Default)]
+/// The JWTProfiles and OAuthProfiles that some SecurityProfile names, ready to verify. A clone
+/// shares the verifiers: keep one to [`reload`](TokenProfiles::reload) on SIGHUP.
+#[derive(Clone, Debug, Default)]
 pub struct TokenProfiles {
     jwt: BTreeMap<String, Arc<JwtVerifier>>,
     oauth: BTreeMap<String, Arc<OAuthVerifier>>,
@@ -84,6 +85,7 @@ mod tests {
             "B": {"CertificateProfile": "S", "JWTProfile": "Jwt"},
             "C": {"CertificateProfile": "S", "OAuthProfile": "OAuth"},
             "Plain": {"CertificateProfile": "S"}});
+        doc["Endpoint"]["DemoEndpoint"]["SecurityProfile"] = "A".into();
         let mut config = Config::parse(&doc.to_string()).unwrap();
         config.base_dir = dir.0.clone();
         let e = TokenProfiles::load(&config).unwrap_err().to_string();
@@ -101,6 +103,8 @@ mod tests {
         assert!(profiles.verifier(&config, "C").is_some());
         assert!(profiles.verifier(&config, "Plain").is_none());
         assert!(profiles.verifier(&config, "").is_none());
+        let checker = crate::Checker::from_config(&config, None, &profiles);
+        assert!(checker.any(), "the endpoint of profile A checks tokens");
         let jwt = &profiles.jwt["Jwt"];
         assert!(jwt.check(sign(&claims(), &old).as_bytes(), NOW).is_ok());
         std::fs::write(dir.0.join("jwks.json"), jwks(&[&new])).unwrap();

@@ -187,6 +187,12 @@ pub struct SecurityProfile {
     /// With UseClientCertificate, whether a client must present one (ironsight's addition;
     /// `false` lets clients without a certificate in, with no common name).
     pub require_client_certificate: bool,
+    /// Clients give a user name and password, which the users file (MessagingUser) or the
+    /// LDAP directory checks.
+    pub use_password_authentication: bool,
+    /// With UsePasswordAuthentication: a client with a verified client certificate may give a
+    /// user name without a password (the certificate is its credential).
+    pub allow_null_password: bool,
     pub ciphers: Ciphers,
     /// The client's order of cipher preference wins over the server's.
     pub use_client_cipher: bool,
@@ -250,6 +256,12 @@ pub struct Broker {
     pub packet_timeout: u16,
     pub max_retained_messages: u32,
     pub max_sessions_per_core: u32,
+    /// Seconds a CONNECT may wait for its authentication before the client is told the server
+    /// is unavailable (ironsight's addition: MessageSight bounded only the LDAP call).
+    pub authentication_timeout: u16,
+    /// CONNECTs one core lets wait for authentication at once; more are told the server is
+    /// busy (ironsight's addition).
+    pub max_pending_authentications: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -540,19 +552,13 @@ impl SecurityProfile {
             "Medium" => Ciphers::Medium,
             _ => Ciphers::Fast,
         };
-        for attribute in ["UsePasswordAuthentication", "AllowNullPassword"] {
-            if f.boolean(attribute, false)? {
-                return Err(f.error(
-                    attribute,
-                    "is not supported by this version of ironsight (it has no password authentication yet)",
-                ));
-            }
-        }
         let profile = SecurityProfile {
             tls_enabled: f.boolean("TLSEnabled", true)?,
             minimum_protocol_method: minimum,
             use_client_certificate: f.boolean("UseClientCertificate", false)?,
             require_client_certificate: f.boolean("RequireClientCertificate", true)?,
+            use_password_authentication: f.boolean("UsePasswordAuthentication", false)?,
+            allow_null_password: f.boolean("AllowNullPassword", false)?,
             ciphers,
             use_client_cipher: f.boolean("UseClientCipher", false)?,
             certificate_profile: f.string("CertificateProfile", "")?,
@@ -567,6 +573,18 @@ impl SecurityProfile {
             return Err(f.error(
                 "JWTProfile",
                 "cannot be set with OAuthProfile: a password is checked as one kind of token",
+            ));
+        }
+        if profile.allow_null_password && !profile.use_password_authentication {
+            return Err(f.error(
+                "AllowNullPassword",
+                "applies to password authentication: set UsePasswordAuthentication to true, or remove it",
+            ));
+        }
+        if profile.allow_null_password && !profile.use_client_certificate {
+            return Err(f.error(
+                "AllowNullPassword",
+                "lets a client certificate stand in for the password: set UseClientCertificate to true, or remove it",
             ));
         }
         if !profile.crl_profile.is_empty() && !profile.use_client_certificate {
@@ -664,6 +682,12 @@ impl Broker {
                     1,
                     u64::from(u32::MAX),
                 )?
+                .expect("default") as u32,
+            authentication_timeout: f
+                .integer("AuthenticationTimeout", Some(10), 1, 300)?
+                .expect("default") as u16,
+            max_pending_authentications: f
+                .integer("MaxPendingAuthentications", Some(10_000), 1, 1_000_000)?
                 .expect("default") as u32,
         };
         let (forced, max) = (broker.server_keep_alive, broker.max_keep_alive);
@@ -1184,8 +1208,8 @@ mod tests {
              "SecurityProfile \"Tls\", attribute UseClientCertificate: needs a TrustedCertificate for this profile: the CA that signs client certificates"),
             (Box::new(|d: &mut Value| d["SecurityProfile"]["Tls"]["CRLProfile"] = "Revoked".into()),
              "SecurityProfile \"Tls\", attribute CRLProfile: applies to client certificates: set UseClientCertificate to true, or remove it"),
-            (Box::new(|d: &mut Value| d["SecurityProfile"]["Tls"]["UsePasswordAuthentication"] = true.into()),
-             "SecurityProfile \"Tls\", attribute UsePasswordAuthentication: is not supported by this version of ironsight (it has no password authentication yet)"),
+            (Box::new(|d: &mut Value| d["SecurityProfile"]["Tls"]["AllowNullPassword"] = true.into()),
+             "SecurityProfile \"Tls\", attribute AllowNullPassword: applies to password authentication: set UsePasswordAuthentication to true, or remove it"),
             (Box::new(|d: &mut Value| d["TrustedCertificate"] = serde_json::json!([{"SecurityProfileName": "Gone", "TrustedCertificate": "ca.pem"}])),
              "TrustedCertificate \"#1\", attribute SecurityProfileName: names SecurityProfile \"Gone\", which does not exist"),
             (Box::new(|d: &mut Value| d["CRLProfile"] = serde_json::json!({"R": {"CRLSource": "http://ca.example.com/crl.pem"}})),
@@ -1215,6 +1239,12 @@ mod tests {
         })
         .unwrap();
         assert_eq!(config.security_profiles["Tls"].jwt_profile, "Jwt");
+        assert!(
+            config.authenticates(&config.endpoints["DemoEndpoint"]),
+            "a token profile authenticates its endpoints"
+        );
+        let tls_only = secure(|_| {}).unwrap();
+        assert!(!tls_only.authenticates(&tls_only.endpoints["DemoEndpoint"]));
         assert_eq!(config.jwt_profiles["Jwt"].audience, "mqtt");
         assert_eq!(
             config.oauth_profiles["OAuth"].resource_url,

@@ -86,6 +86,8 @@ impl Config {
             packet_timeout_s: b.packet_timeout,
             retained_max: b.max_retained_messages as usize,
             sessions_max: b.max_sessions_per_core as usize,
+            authentication_timeout_s: b.authentication_timeout,
+            pending_authentications_max: b.max_pending_authentications as usize,
             ..BrokerSettings::default()
         };
         let endpoints = self
@@ -132,9 +134,25 @@ impl Config {
             packet_size_max: u32::try_from(e.max_message_size).expect("checked at most 256MB"),
             connect_packet_size_max: u32::try_from(e.max_connect_message_size)
                 .expect("checked at most MaxMessageSize"),
+            authenticate: self.authenticates(e),
             connection_rules,
             topic_rules,
         }
+    }
+
+    /// Whether CONNECTs on `e` are authenticated: its SecurityProfile asks for a password or a
+    /// token (a JWTProfile or OAuthProfile), or for a client certificate that every client must
+    /// present (whose common name is then the user id). A profile that takes a certificate only
+    /// when offered leaves clients without one anonymous.
+    pub fn authenticates(&self, e: &crate::objects::Endpoint) -> bool {
+        self.security_profiles
+            .get(&e.security_profile)
+            .is_some_and(|p| {
+                p.use_password_authentication
+                    || !p.jwt_profile.is_empty()
+                    || !p.oauth_profile.is_empty()
+                    || (p.use_client_certificate && p.require_client_certificate)
+            })
     }
 
     /// The sockets to open: each enabled endpoint's interface and port, unless overridden.

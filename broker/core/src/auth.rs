@@ -4,9 +4,14 @@
 //! hash or a network round trip, and a shard must not wait. Between CONNECT and CONNACK a
 //! connection is *authenticating* (`ConnState::Authenticating`): the shard that owns its client
 //! id emits an [`AuthRequest`], keeps the CONNECT and reads nothing more from the client, and
-//! goes on with its other connections. The answer, an [`AuthVerdict`], comes back through the
-//! server (`Shard::authenticated`), or the connection's deadline passes first. Only then is a
+//! goes on with its other connections. The answer comes back through the server
+//! (`Shard::authenticated`), or the connection's deadline passes first. Only then is a
 //! session touched, so that an unauthenticated CONNECT never takes a session over.
+//!
+//! MQTT 5 enhanced authentication (a CONNECT naming an Authentication Method) may take several
+//! rounds: the answer is then [`AuthAnswer::Continue`], the core sends the client AUTH
+//! "continue authentication" with the method's data, reads the client's AUTH, and asks again
+//! with the next `step`. Each round is bounded by the same timeout.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -56,6 +61,12 @@ pub struct AuthRequest {
     pub peer: IpAddr,
     /// The common name of the client certificate the transport verified.
     pub common_name: Option<Box<str>>,
+    /// The CONNECT's Authentication Method (MQTT 5 enhanced authentication), if it named one.
+    pub method: Option<ByteString>,
+    /// This round's Authentication Data: the CONNECT's, then each AUTH's.
+    pub data: Option<Bytes>,
+    /// 0 for the CONNECT, then 1, 2, ... for each AUTH the client sent in reply.
+    pub step: u16,
 }
 
 /// Why a CONNECT was not authenticated. Each maps to the one reason code a client is told
@@ -71,6 +82,8 @@ pub enum Refusal {
     /// The directory or token service did not answer in time, or too many CONNECTs wait for
     /// one already: v5 0x88, v3 return code 3.
     Unavailable,
+    /// An Authentication Method the endpoint does not offer: v5 0x8C ([MQTT-4.12.0-1]).
+    BadMethod,
 }
 
 impl Refusal {
@@ -79,12 +92,35 @@ impl Refusal {
             Refusal::BadCredentials => ReasonCode::BadUserNameOrPassword,
             Refusal::NotAuthorized => ReasonCode::NotAuthorized,
             Refusal::Unavailable => ReasonCode::ServerUnavailable,
+            Refusal::BadMethod => ReasonCode::BadAuthenticationMethod,
         }
     }
 }
 
-/// The answer to an [`AuthRequest`]: who the client is, or why it may not connect.
+/// Who the client is, or why it may not connect.
 pub type AuthVerdict = Result<Arc<Principal>, Refusal>;
+
+/// The answer to one [`AuthRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuthAnswer {
+    /// Decided. `data` is the method's last word for the client (SCRAM's server-final
+    /// message), sent in the CONNACK as Authentication Data.
+    Done {
+        verdict: AuthVerdict,
+        data: Option<Bytes>,
+    },
+    /// The method needs another round: `data` goes to the client in AUTH 0x18.
+    Continue(Bytes),
+}
+
+impl From<AuthVerdict> for AuthAnswer {
+    fn from(verdict: AuthVerdict) -> Self {
+        AuthAnswer::Done {
+            verdict,
+            data: None,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

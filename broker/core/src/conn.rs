@@ -19,6 +19,9 @@ pub type ConnId = u32;
 pub enum ConnState {
     /// Accepted; the first packet must be CONNECT.
     AwaitingConnect,
+    /// Its CONNECT waits for the auth service's verdict (`crate::auth`); nothing more is read
+    /// from it meanwhile.
+    Authenticating,
     Connected,
     /// Its client id belongs to another shard; the socket moves there (`Event::Handoff`).
     HandedOff,
@@ -246,7 +249,7 @@ impl Connection {
     pub fn is_open(&self) -> bool {
         matches!(
             self.state,
-            ConnState::AwaitingConnect | ConnState::Connected
+            ConnState::AwaitingConnect | ConnState::Authenticating | ConnState::Connected
         )
     }
 

@@ -42,6 +42,13 @@ pub struct BrokerSettings {
     pub retained_max: usize,
     /// Sessions one shard holds (connected or not); CONNECTs beyond it get Server Unavailable.
     pub sessions_max: usize,
+    /// Seconds a CONNECT may wait for its authentication (`AuthenticationTimeout`); then the
+    /// client is told the server is unavailable.
+    pub authentication_timeout_s: u16,
+    /// CONNECTs one shard lets wait for authentication at once (`MaxPendingAuthentications`);
+    /// more are told the server is busy, so that a slow directory and a connection storm
+    /// cannot grow a shard's memory.
+    pub pending_authentications_max: usize,
 }
 
 impl Default for BrokerSettings {
@@ -63,6 +70,8 @@ impl Default for BrokerSettings {
             packet_timeout_s: 120,
             retained_max: 1_000_000,
             sessions_max: 2_000_000,
+            authentication_timeout_s: 10,
+            pending_authentications_max: 10_000,
         }
     }
 }
@@ -76,6 +85,9 @@ pub struct EndpointSettings {
     /// `Endpoint.MaxConnectMessageSize`: the largest packet accepted before CONNECT completes,
     /// the CONNECT itself (a peer not yet admitted deserves little); at most `packet_size_max`.
     pub connect_packet_size_max: u32,
+    /// Whether a CONNECT here is authenticated (its SecurityProfile uses passwords or client
+    /// certificates as identity): it waits for the auth service's verdict before its CONNACK.
+    pub authenticate: bool,
     /// `Endpoint.ConnectionPolicies`: a client must be admitted by one of them.
     pub connection_rules: Vec<ConnectionRule>,
     /// `Endpoint.TopicPolicies`: what admitted clients may publish and subscribe to, and the
@@ -90,6 +102,7 @@ impl Default for EndpointSettings {
             name: "DemoEndpoint".into(),
             packet_size_max: 4096 * 1024,
             connect_packet_size_max: 64 * 1024,
+            authenticate: false,
             connection_rules: vec![ConnectionRule {
                 name: "DemoConnectionPolicy".into(),
                 client_id: IdFilter::Any,

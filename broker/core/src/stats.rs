@@ -23,6 +23,12 @@ pub struct Stats {
     pub messages_dropped_offline: u64,
     /// Connections closed because a packet did not arrive whole within `PacketTimeout`.
     pub packets_timed_out: u64,
+    /// CONNECTs authenticated (the auth service accepted them).
+    pub authentications_accepted: u64,
+    /// CONNECTs the auth service refused, or that it did not answer in time.
+    pub authentications_refused: u64,
+    /// CONNECTs told the server is busy because `MaxPendingAuthentications` already waited.
+    pub authentications_shed: u64,
     pub wills_published: u64,
     pub sessions_expired: u64,
 }

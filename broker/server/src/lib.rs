@@ -11,6 +11,7 @@
 //! - [`overflow`]: messages for other shards that wait for room in a full channel, in order.
 //! - [`flusher`]: one write pass per scheduling round.
 //! - [`connection`]: the task of an active connection.
+//! - [`verdicts`]: the auth service's verdicts, one inbox per shard, and their wake-ups.
 //! - [`log_budget`]: a bound on log lines a second, so that a flood of refusals is counted.
 //! - [`reload`]: certificates and revocation lists read again on SIGHUP and when they change.
 //! - [`transport`]: everything between a socket and MQTT bytes: plain, parking, sending,
@@ -35,3 +36,4 @@ pub mod reload;
 pub mod runtime;
 pub mod shard_io;
 pub mod transport;
+pub mod verdicts;

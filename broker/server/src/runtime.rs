@@ -2,6 +2,7 @@
 //! channels between them, and a clean stop on SIGTERM or SIGINT.
 
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::net::UnixStream as StdUnixStream;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use futures_lite::AsyncReadExt;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
+use ironsight_auth::{AuthService, Checker, TokenProfiles};
 use ironsight_config::{Config, ListenerOverride};
 use ironsight_core::interest::InterestBoard;
 use ironsight_core::settings::Settings;
@@ -21,6 +23,7 @@ use crate::link::Envelope;
 use crate::shard_io::ShardIo;
 use crate::transport::park::{Parking, TokenReader};
 use crate::transport::{tls, EndpointTransport};
+use crate::verdicts::Verdicts;
 use crate::{listen, reload};
 
 /// Messages a channel between two shards holds before the sender's overflow takes over.
@@ -65,6 +68,7 @@ pub fn run(options: Options) -> Result<(), String> {
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
     let published = reload::start(Arc::new(options.config.clone()), stop.clone())?;
+    let (auth, mut wake_ends) = start_auth(&options.config, shards)?;
     tracing::info!(shards, cpus = ?cpus, "starting");
     let mesh = MeshBuilder::full(shards, CHANNEL_CAPACITY);
     let board = InterestBoard::new(shards as u16);
@@ -78,6 +82,8 @@ pub fn run(options: Options) -> Result<(), String> {
             endpoints: endpoints.clone(),
             listeners,
             published: published.clone(),
+            auth: auth.clone(),
+            verdicts_wake: wake_ends.next(),
         };
         let stop = stop.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -119,6 +125,31 @@ struct ShardStart {
     listeners: Vec<(u16, OwnedFd)>,
     /// Endpoint transports reloaded while the broker runs (new certificates).
     published: Arc<reload::Published>,
+    /// The auth service and where its verdicts wait, when an endpoint authenticates.
+    auth: Option<(Arc<AuthService>, Arc<Verdicts>)>,
+    /// This shard's end of its verdicts wake socket.
+    verdicts_wake: Option<StdUnixStream>,
+}
+
+/// The auth service, when any endpoint authenticates its clients, with an inbox for its
+/// verdicts per shard; and each shard's end of its wake socket.
+type AuthStart = (
+    Option<(Arc<AuthService>, Arc<Verdicts>)>,
+    std::vec::IntoIter<StdUnixStream>,
+);
+
+fn start_auth(config: &Config, shards: usize) -> Result<AuthStart, String> {
+    let tokens = TokenProfiles::load(config).map_err(|e| e.to_string())?;
+    let checker = Checker::from_config(config, ironsight_auth::directory(config)?, &tokens);
+    if !checker.any() {
+        return Ok((None, Vec::new().into_iter()));
+    }
+    let (verdicts, ends) =
+        Verdicts::new(shards).map_err(|e| format!("cannot link the auth service: {e}"))?;
+    let inboxes = verdicts.clone();
+    let service = AuthService::start(checker, Arc::new(move |answer| inboxes.post(answer)))
+        .map_err(|e| format!("cannot start the auth service: {e}"))?;
+    Ok((Some((Arc::new(service), verdicts)), ends.into_iter()))
 }
 
 async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), String> {
@@ -130,6 +161,8 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
         endpoints,
         listeners,
         published,
+        auth,
+        verdicts_wake,
     } = start;
     let (senders, mut receivers) = mesh
         .join()
@@ -144,7 +177,13 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
     let core = Shard::new(id, board, settings);
     let (parking, tokens) =
         Parking::start(index).map_err(|e| format!("cannot start parking for shard {id}: {e}"))?;
-    let io = ShardIo::new(core, senders, parking, endpoints);
+    let (service, verdicts) = auth.unzip();
+    let io = ShardIo::new(core, senders, parking, endpoints, service);
+    if let (Some(verdicts), Some(wake)) = (verdicts, verdicts_wake) {
+        // SAFETY: the socket's fd moves into glommio's stream, once.
+        let wake = unsafe { glommio::net::UnixStream::from_raw_fd(wake.into_raw_fd()) };
+        glommio::spawn_local(verdicts_loop(io.clone(), verdicts, wake)).detach();
+    }
     let mut listening = Vec::with_capacity(listeners.len());
     for (endpoint, fd) in listeners {
         listening.push(fd.as_raw_fd());
@@ -207,6 +246,25 @@ async fn accept_loop(io: Rc<ShardIo>, listener: TcpListener, endpoint: u16) {
                     last_warning = Some(Instant::now());
                 }
                 glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Takes the auth service's verdicts for this shard whenever it is woken.
+async fn verdicts_loop(
+    io: Rc<ShardIo>,
+    verdicts: Arc<Verdicts>,
+    mut wake: glommio::net::UnixStream,
+) {
+    let mut bytes = [0u8; 64];
+    let mut answers = Vec::new();
+    loop {
+        match wake.read(&mut bytes).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                verdicts.take(usize::from(io.id), &mut answers);
+                io.verdicts(std::mem::take(&mut answers));
             }
         }
     }

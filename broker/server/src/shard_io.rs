@@ -10,12 +10,15 @@
 use std::cell::{Cell, RefCell};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use glommio::channels::channel_mesh::Senders;
 use glommio::net::TcpStream;
+use ironsight_auth::{Answer, AuthService};
 use ironsight_codec::{BytesMut, ReasonCode};
+use ironsight_core::auth::{AuthRequest, Refusal};
 use ironsight_core::conn::{ClientCertificate, ConnId, Identity};
 use ironsight_core::outbuf::OutBuf;
 use ironsight_core::routing::{ShardId, ShardMsg};
@@ -71,6 +74,9 @@ pub struct ShardIo {
     transport_dirty: RefCell<Vec<ConnId>>,
     outbox: RefCell<Vec<(ShardId, ShardMsg)>>,
     events: RefCell<Vec<Event>>,
+    /// Where CONNECTs of authenticating endpoints are checked; `None` when no endpoint
+    /// authenticates.
+    auth: Option<Arc<AuthService>>,
 }
 
 fn shutdown_socket(fd: RawFd) {
@@ -93,6 +99,7 @@ impl ShardIo {
         senders: Senders<Envelope>,
         parking: Parking,
         endpoints: Vec<EndpointTransport>,
+        auth: Option<Arc<AuthService>>,
     ) -> Rc<ShardIo> {
         Rc::new(ShardIo {
             id: core.id,
@@ -112,6 +119,7 @@ impl ShardIo {
             transport_dirty: RefCell::new(Vec::new()),
             outbox: RefCell::new(Vec::new()),
             events: RefCell::new(Vec::new()),
+            auth,
         })
     }
 
@@ -302,7 +310,10 @@ impl ShardIo {
                 conn: moving,
                 handoff,
                 ..
-            } = event;
+            } = event
+            else {
+                continue;
+            };
             if *moving == conn {
                 let mut all = BytesMut::from(&handoff.rest[..]);
                 all.extend_from_slice(&rest);
@@ -656,10 +667,55 @@ impl ShardIo {
         let mut events = std::mem::take(&mut *self.events.borrow_mut());
         self.core().take_events(&mut events);
         for event in events.drain(..) {
-            let Event::Handoff { conn, to, handoff } = event;
-            self.hand_off(conn, to, handoff);
+            match event {
+                Event::Handoff { conn, to, handoff } => self.hand_off(conn, to, handoff),
+                Event::Authenticate(request) => self.ask_auth(*request),
+            }
         }
         *self.events.borrow_mut() = events;
+    }
+
+    /// Hands a CONNECT to the auth service. Without one (no endpoint was configured to
+    /// authenticate, so the core should not have asked), the client is told the server is
+    /// unavailable rather than left waiting.
+    fn ask_auth(&self, request: AuthRequest) {
+        match &self.auth {
+            Some(auth) => auth.submit(request),
+            None => {
+                tracing::error!(
+                    conn = request.conn,
+                    "authentication asked, but no auth service runs"
+                );
+                let answer = Answer {
+                    shard: request.shard,
+                    conn: request.conn,
+                    ticket: request.ticket,
+                    answer: Err(Refusal::Unavailable).into(),
+                };
+                self.verdicts(vec![answer]);
+            }
+        }
+    }
+
+    /// Verdicts of the auth service: each CONNECT is accepted or refused; an accepted
+    /// connection's task reads again.
+    pub fn verdicts(&self, mut answers: Vec<Answer>) {
+        let now = Instant::now();
+        let mut resumed = Vec::new();
+        {
+            let mut core = self.core();
+            for answer in answers.drain(..) {
+                core.authenticated(answer.conn, answer.ticket, now, answer.answer, &mut resumed);
+            }
+        }
+        let mut conns = self.conns.borrow_mut();
+        for conn in resumed {
+            if let Some(c) = conns.any(conn) {
+                c.wake();
+            }
+        }
+        drop(conns);
+        self.flusher.schedule();
     }
 
     /// Sends a connection, its socket and its transport to the shard that owns its client id.

@@ -2,18 +2,42 @@
 
 use std::hash::BuildHasher;
 use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ironsight_codec::{
-    Bytes, ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, QoS, ReasonCode,
+    Auth, AuthProperties, ByteString, Bytes, ConnAck, ConnAckProperties, Connect, Packet,
+    ProtocolVersion, QoS, ReasonCode,
 };
 
 use super::lifecycle::CloseKind;
 use super::{Handoff, Shard};
+use crate::auth::{AuthAnswer, AuthRequest, Principal};
 use crate::conn::{ClientLimits, ConnId, ConnState, Identity};
 use crate::queue::QueueBehavior;
 use crate::session::{Session, SessionIdx, Will, EXPIRY_NEVER};
 use crate::topic;
+
+/// A CONNECT on its owner shard, held while it waits for its authentication.
+pub(super) struct PendingConnect {
+    /// Tells the verdict on this CONNECT from one on an earlier connection in the same slot.
+    ticket: u64,
+    /// Rounds of enhanced authentication so far (0: the CONNECT's).
+    step: u16,
+    /// An AUTH went to the client; its answer is awaited (input flows meanwhile).
+    awaiting_client: bool,
+    connect: Connect,
+    client_id: Box<str>,
+    /// Whether the broker chose the client id.
+    assigned: bool,
+}
+
+/// Whether two holders of a client id are the same user: both anonymous, or both
+/// authenticated with one user id. A session is never handed from one user to another, nor
+/// between an anonymous client and a user, since either may be an impostor of the other.
+fn same_user(a: Option<&Principal>, b: Option<&Principal>) -> bool {
+    a.map(|p| &p.user_id) == b.map(|p| &p.user_id)
+}
 
 /// What the admitting ConnectionPolicy (and the client's TopicPolicy) grant a connection.
 struct Admission {
@@ -87,20 +111,245 @@ impl Shard {
             self.conns[conn as usize].state = ConnState::HandedOff;
             return;
         }
-        if let Err(reason) = self.authenticate(conn, &connect) {
+        let pending = PendingConnect {
+            ticket: 0,
+            step: 0,
+            awaiting_client: false,
+            connect,
+            client_id,
+            assigned,
+        };
+        if self.endpoint(conn).authenticate {
+            let data = pending.connect.properties.authentication_data.clone();
+            return self.ask_verdict(conn, now, pending, data);
+        }
+        if let Err(reason) = self.check_method(conn, &pending.connect) {
             return self.refuse(conn, now, reason);
         }
+        self.connect_as(conn, now, pending, None, None);
+    }
+
+    /// Hands the CONNECT to the auth service (`Event::Authenticate`) and holds it, reading
+    /// nothing more from the client, until [`Shard::authenticated`] or the tick's deadline.
+    /// Beyond `pending_authentications_max` waiting CONNECTs the client is told the server is
+    /// busy at once: a directory that stalls must not make a shard hold every CONNECT of a
+    /// storm.
+    fn ask_verdict(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        mut pending: PendingConnect,
+        data: Option<Bytes>,
+    ) {
+        if self.authenticating.len() >= self.settings.broker.pending_authentications_max {
+            self.stats.authentications_shed += 1;
+            tracing::debug!(conn, "too many CONNECTs wait for authentication");
+            return self.refuse(conn, now, ReasonCode::ServerBusy);
+        }
+        self.next_ticket += 1;
+        pending.ticket = self.next_ticket;
+        let c = &mut self.conns[conn as usize];
+        c.state = ConnState::Authenticating;
+        c.paused = true;
+        let request = self.auth_request(conn, &pending, data);
+        self.authenticating.insert(conn, Box::new(pending));
+        self.events
+            .push(super::Event::Authenticate(Box::new(request)));
+    }
+
+    /// The request for one round of `pending`'s authentication, with that round's data.
+    fn auth_request(
+        &self,
+        conn: ConnId,
+        pending: &PendingConnect,
+        data: Option<Bytes>,
+    ) -> AuthRequest {
+        let c = &self.conns[conn as usize];
+        let connect = &pending.connect;
+        AuthRequest {
+            shard: self.id,
+            conn,
+            ticket: pending.ticket,
+            endpoint: c.endpoint,
+            client_id: pending.client_id.clone(),
+            user_name: connect.username.clone(),
+            password: connect.password.clone(),
+            peer: c.peer.ip,
+            common_name: c.certificate.as_ref().map(|cert| cert.common_name.clone()),
+            method: connect.properties.authentication_method.clone(),
+            data,
+            step: pending.step,
+        }
+    }
+
+    /// The auth service's answer on `conn`'s CONNECT (asked with `ticket`). An answer for a
+    /// connection that closed meanwhile, or whose slot holds a newer connection, is dropped.
+    /// A connection that may send again (its CONNACK came, or an AUTH asking it for the next
+    /// round) is added to `resumed`; what it sent after its CONNECT is processed now.
+    pub fn authenticated(
+        &mut self,
+        conn: ConnId,
+        ticket: u64,
+        now: Instant,
+        answer: AuthAnswer,
+        resumed: &mut Vec<ConnId>,
+    ) {
+        let Some(pending) = self
+            .authenticating
+            .get_mut(&conn)
+            .filter(|p| p.ticket == ticket && !p.awaiting_client)
+        else {
+            return;
+        };
+        let c = &mut self.conns[conn as usize];
+        assert_eq!(
+            c.state,
+            ConnState::Authenticating,
+            "a pending CONNECT's connection is authenticating"
+        );
+        c.paused = false;
+        let (verdict, data) = match answer {
+            AuthAnswer::Continue(data) => {
+                pending.awaiting_client = true;
+                let method = pending.connect.properties.authentication_method.clone();
+                return self.continue_authentication(conn, now, method, data, resumed);
+            }
+            AuthAnswer::Done { verdict, data } => (verdict, data),
+        };
+        let pending = *self.authenticating.remove(&conn).expect("found above");
+        match verdict {
+            Err(refusal) => {
+                self.stats.authentications_refused += 1;
+                self.refuse(conn, now, refusal.reason());
+            }
+            Ok(principal) => {
+                self.stats.authentications_accepted += 1;
+                self.connect_as(conn, now, pending, Some(principal), data);
+                if self.conns[conn as usize].state == ConnState::Connected {
+                    self.drain_inbuf(conn, now);
+                    resumed.push(conn);
+                }
+            }
+        }
+    }
+
+    /// Sends AUTH "continue authentication" with the method's data and lets the client
+    /// answer. Only a method the client named can continue; the auth service asking
+    /// otherwise is a bug, answered as an implementation error rather than trusted.
+    fn continue_authentication(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        method: Option<ByteString>,
+        data: Bytes,
+        resumed: &mut Vec<ConnId>,
+    ) {
+        let Some(method) = method else {
+            tracing::error!(
+                conn,
+                "the auth service continued a CONNECT without a method"
+            );
+            return self.refuse(conn, now, ReasonCode::ImplementationSpecificError);
+        };
+        let auth = Packet::Auth(Auth {
+            reason_code: ReasonCode::ContinueAuthentication,
+            properties: AuthProperties {
+                authentication_method: Some(method),
+                authentication_data: Some(data),
+                ..AuthProperties::default()
+            },
+        });
+        if !self.try_send(conn, &auth) {
+            return self.refuse(conn, now, ReasonCode::ImplementationSpecificError);
+        }
+        self.drain_inbuf(conn, now);
+        resumed.push(conn);
+    }
+
+    /// A packet from a client in the middle of enhanced authentication: only AUTH "continue
+    /// authentication" with the CONNECT's method goes on ([MQTT-4.12.0-5]); DISCONNECT ends
+    /// the attempt; anything else is a protocol error, refused in the CONNACK.
+    pub(super) fn on_auth_step(&mut self, conn: ConnId, now: Instant, frame: Bytes) {
+        let Some(pending) = self
+            .authenticating
+            .get_mut(&conn)
+            .filter(|p| p.awaiting_client)
+        else {
+            return self.refuse(conn, now, ReasonCode::ProtocolError);
+        };
+        let method = &pending.connect.properties.authentication_method;
+        match Packet::decode(frame, ProtocolVersion::V5) {
+            Ok(Packet::Auth(auth))
+                if auth.reason_code == ReasonCode::ContinueAuthentication
+                    && auth.properties.authentication_method == *method =>
+            {
+                pending.awaiting_client = false;
+                pending.step += 1;
+                let pending = self.authenticating.remove(&conn).expect("found above");
+                self.conns[conn as usize].paused = true;
+                let request =
+                    self.auth_request(conn, &pending, auth.properties.authentication_data);
+                self.authenticating.insert(conn, pending);
+                self.events
+                    .push(super::Event::Authenticate(Box::new(request)));
+            }
+            Ok(Packet::Disconnect(_)) => {
+                self.conns[conn as usize].peer_disconnected = true;
+                self.close(conn, now, CloseKind::Clean);
+            }
+            Ok(other) => {
+                tracing::debug!(
+                    conn,
+                    packet = other.name(),
+                    "not AUTH during enhanced authentication"
+                );
+                self.refuse(conn, now, ReasonCode::ProtocolError);
+            }
+            Err(error) => self.decode_failed(conn, now, error, &[]),
+        }
+    }
+
+    /// A CONNECT whose client is known (`principal`, or `None` on an endpoint without
+    /// authentication): policies, the session, CONNACK.
+    fn connect_as(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        pending: PendingConnect,
+        principal: Option<Arc<Principal>>,
+        auth_data: Option<Bytes>,
+    ) {
+        let PendingConnect {
+            connect,
+            client_id,
+            assigned,
+            ..
+        } = pending;
         if let Err(reason) = self.check_will(&connect) {
             return self.refuse(conn, now, reason);
         }
         let grant = self
             .admit(conn, &connect, &client_id)
-            .and_then(|admission| self.grant(conn, &connect, &client_id, assigned, admission));
+            .and_then(|admission| {
+                self.grant(conn, &connect, &client_id, assigned, admission, auth_data)
+            });
         let grant = match grant {
             Ok(grant) => grant,
             Err(reason) => return self.refuse(conn, now, reason),
         };
         let existing = self.find_session(&client_id);
+        if let Some(session) = existing {
+            let holder = self.sessions[session as usize].principal.as_deref();
+            if !same_user(holder, principal.as_deref()) {
+                tracing::info!(
+                    conn,
+                    client_id = &*client_id,
+                    user = principal.as_ref().map(|p| &*p.user_id),
+                    "another user holds the client id's session"
+                );
+                return self.refuse(conn, now, ReasonCode::NotAuthorized);
+            }
+        }
         if existing.is_none() && self.sessions.len() >= self.settings.broker.sessions_max {
             tracing::warn!(
                 sessions = self.sessions.len(),
@@ -109,15 +358,16 @@ impl Shard {
             return self.refuse(conn, now, ReasonCode::ServerUnavailable);
         }
         let (session, present) = self.attach_session(now, existing, client_id, connect.clean_start);
+        self.sessions[session as usize].principal = principal;
         self.accept(conn, now, session, present, connect, grant);
     }
 
-    /// The one place a CONNECT's credentials are judged. No Authentication Method is supported
-    /// yet, so a client that names one is refused with Bad authentication method, never
-    /// accepted as if it had not asked ([MQTT-4.12.0-1]); a client that names none may not send
-    /// AUTH later ([MQTT-4.12.0-7], `Violation::AuthWithoutMethod`). Supported methods, and
-    /// the AUTH exchange they need, are added here.
-    fn authenticate(&self, conn: ConnId, connect: &Connect) -> Result<(), ReasonCode> {
+    /// Whether a CONNECT names an Authentication Method the broker supports. None is
+    /// supported yet, so a client that names one is refused with Bad authentication method,
+    /// never accepted as if it had not asked ([MQTT-4.12.0-1]); a client that names none may not
+    /// send AUTH later ([MQTT-4.12.0-7], `Violation::AuthWithoutMethod`). Supported methods,
+    /// and the AUTH exchange they need, are added here.
+    fn check_method(&self, conn: ConnId, connect: &Connect) -> Result<(), ReasonCode> {
         match &connect.properties.authentication_method {
             None => Ok(()),
             Some(method) => {
@@ -163,6 +413,7 @@ impl Shard {
         client_id: &str,
         assigned: bool,
         admission: Admission,
+        auth_data: Option<Bytes>,
     ) -> Result<Grant, ReasonCode> {
         let (keepalive_s, server_keepalive) = self.keepalive(conn, connect)?;
         let broker = &self.settings.broker;
@@ -180,6 +431,9 @@ impl Shard {
             assigned_client_identifier: (assigned && v5).then(|| client_id.into()),
             topic_alias_maximum: Some(broker.topic_aliases_max).filter(|&m| m > 0),
             server_keep_alive_s: server_keepalive,
+            // After enhanced authentication the CONNACK names the method, with its last data.
+            authentication_method: connect.properties.authentication_method.clone(),
+            authentication_data: auth_data,
             ..ConnAckProperties::default()
         };
         let connack = ConnAck {
@@ -365,6 +619,7 @@ impl Shard {
             peer = %c.peer,
             secure = c.secure,
             common_name = c.certificate.as_ref().map(|cert| &*cert.common_name),
+            user = self.sessions[session as usize].principal.as_ref().map(|p| &*p.user_id),
             client_id = %self.sessions[session as usize].client_id,
             present,
             "connected"
@@ -382,7 +637,7 @@ impl Shard {
     /// Refuses a CONNECT: CONNACK with the reason, then close ([MQTT-3.2.2-7]).
     /// The CONNACK is left out when even it exceeds the client's Maximum Packet Size
     /// ([MQTT-3.1.4-2] makes it optional).
-    fn refuse(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
+    pub(super) fn refuse(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
         tracing::debug!(conn, ?reason, "CONNECT refused");
         self.try_send(conn, &connack_error(reason));
         self.close(conn, now, CloseKind::ServerInitiated);

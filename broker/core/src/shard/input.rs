@@ -148,6 +148,9 @@ impl Shard {
             }
             return;
         }
+        if c.state == ConnState::Authenticating {
+            return self.on_auth_step(conn, now, frame);
+        }
         if let Some(violation) = Violation::by_packet_type(frame[0], c.is_v5()) {
             return self.violated(conn, now, violation);
         }

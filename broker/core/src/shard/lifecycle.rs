@@ -50,6 +50,7 @@ impl Shard {
         c.inbuf = InBuf::default();
         c.paused = false;
         self.unfinished.remove(&conn);
+        self.authenticating.remove(&conn);
         let session = c.session.take();
         self.mark_dirty(conn);
         self.forget_acks(conn);

@@ -40,6 +40,7 @@ use hashbrown::{HashMap, HashTable};
 use ironsight_codec::{ByteString, Bytes, Disconnect, DisconnectProperties, Packet, ReasonCode};
 use slab::Slab;
 
+use crate::auth::AuthRequest;
 use crate::conn::{ConnId, ConnState, Connection, Identity};
 use crate::interest::{Interest, InterestBoard, InterestChange};
 use crate::journal::{Journal, MemoryOnly, Record};
@@ -56,9 +57,13 @@ use crate::violation::Violation;
 pub use route::Target;
 pub use subscribe::SUBSCRIBE_SLICE;
 
-/// What the server must do that the shard cannot: move a socket to another core.
+/// What the server must do that the shard cannot: move a socket to another core, or ask the
+/// auth service about a CONNECT.
 #[derive(Debug)]
 pub enum Event {
+    /// Hand this CONNECT to the auth service; its verdict comes back to
+    /// [`Shard::authenticated`].
+    Authenticate(Box<AuthRequest>),
     /// `conn` belongs to shard `to` (its client id hashes there). The shard has already forgotten
     /// it; the server moves the socket there, where [`Shard::adopt`] takes `handoff` up.
     Handoff {
@@ -112,6 +117,10 @@ pub struct Shard {
     unfinished: HashMap<ConnId, Box<subscribe::Unfinished>>,
     /// Their turns, round robin (entries of connections that closed meanwhile are skipped).
     unfinished_order: VecDeque<ConnId>,
+    /// CONNECTs waiting for their authentication, by connection.
+    authenticating: HashMap<ConnId, Box<connect::PendingConnect>>,
+    /// The last ticket given to an authentication request.
+    next_ticket: u64,
     /// Acknowledgements waiting for other shards, per connection, and who waits on which token.
     acks: HashMap<ConnId, acks::AckQueue>,
     ack_tokens: HashMap<u64, ConnId>,
@@ -161,6 +170,8 @@ impl Shard {
             retained: retained::RetainedStore::default(),
             unfinished: HashMap::new(),
             unfinished_order: VecDeque::new(),
+            authenticating: HashMap::new(),
+            next_ticket: 0,
             acks: HashMap::new(),
             ack_tokens: HashMap::new(),
             next_ack_token: 0,

@@ -16,6 +16,9 @@ use crate::conn::{ConnId, ConnState, Connection};
 enum Late {
     /// No CONNECT within `connect_timeout_s` of the accept.
     Connect,
+    /// No verdict on the CONNECT within `authentication_timeout_s` (and a tick): the auth
+    /// service answers in time itself, so this only catches a verdict that got lost.
+    Authentication,
     /// [MQTT-3.1.2-22] no packet for one and a half times the keep alive.
     KeepAlive,
     /// A packet began more than `packet_timeout_s` ago and is still not whole.
@@ -24,6 +27,7 @@ enum Late {
 
 struct Deadlines {
     connect: Duration,
+    authentication: Duration,
     packet: Duration,
 }
 
@@ -33,6 +37,9 @@ impl Deadlines {
         match c.state {
             ConnState::AwaitingConnect => {
                 (since(c.last_packet_at) > self.connect).then_some(Late::Connect)
+            }
+            ConnState::Authenticating => {
+                (since(c.last_packet_at) > self.authentication).then_some(Late::Authentication)
             }
             ConnState::Connected => {
                 let grace = Duration::from_millis(u64::from(c.keepalive_s) * 1500);
@@ -65,6 +72,7 @@ impl Shard {
         let broker = &self.settings.broker;
         let limits = Deadlines {
             connect: Duration::from_secs(u64::from(broker.connect_timeout_s)),
+            authentication: Duration::from_secs(u64::from(broker.authentication_timeout_s) + 1),
             packet: Duration::from_secs(u64::from(broker.packet_timeout_s)),
         };
         let late: Vec<(ConnId, Late)> = self
@@ -77,6 +85,11 @@ impl Shard {
                 Late::Connect => {
                     tracing::debug!(conn, "no CONNECT in time");
                     self.close(conn, now, CloseKind::ServerInitiated);
+                }
+                Late::Authentication => {
+                    tracing::warn!(conn, "no authentication verdict in time");
+                    self.stats.authentications_refused += 1;
+                    self.refuse(conn, now, ReasonCode::ServerUnavailable);
                 }
                 Late::KeepAlive => {
                     tracing::debug!(conn, "keep alive expired");

@@ -5,7 +5,7 @@
 //! This file is the harness (`Broker`, `Client` and the packets tests build); the tests are
 //! in one file per subject: `connection`, `session`, `wills`, `publish` (QoS flows and their
 //! acknowledgements), `queue` (session queue limits), `subscribe`, `shared`, `retained`, `v5`,
-//! `policy`, `journal`, `publish_after_subscribe` (across shards), `bounded` (work and memory
+//! `authentication` (CONNECTs waiting for a verdict), `policy`, `journal`, `publish_after_subscribe` (across shards), `bounded` (work and memory
 //! per packet) and `exact_answers` (where the specification gives one).
 
 use std::net::SocketAddr;
@@ -21,6 +21,7 @@ use ironsight_codec::{
 };
 
 use super::{Event, Shard};
+use crate::auth::AuthRequest;
 use crate::conn::ConnId;
 use crate::interest::InterestBoard;
 use crate::policy::{IdFilter, TopicPattern};
@@ -43,6 +44,8 @@ fn demo_settings() -> Settings {
 struct Broker {
     shards: Vec<Shard>,
     now: Instant,
+    /// Authentication requests the shards made, for the test to answer (`Broker::answer`).
+    auth_requests: Vec<AuthRequest>,
 }
 
 /// A client: where its connection lives now, and what it received but the test did not read.
@@ -131,6 +134,7 @@ impl Broker {
                 .map(|id| Shard::new(id, board.clone(), settings.clone()))
                 .collect(),
             now: Instant::now(),
+            auth_requests: Vec::new(),
         }
     }
 
@@ -193,7 +197,14 @@ impl Broker {
             for from in 0..self.shards.len() {
                 let mut events = Vec::new();
                 self.shards[from].take_events(&mut events);
-                for Event::Handoff { conn, to, handoff } in events {
+                for event in events {
+                    let (conn, to, handoff) = match event {
+                        Event::Handoff { conn, to, handoff } => (conn, to, handoff),
+                        Event::Authenticate(request) => {
+                            self.auth_requests.push(*request);
+                            continue;
+                        }
+                    };
                     let (new_conn, _) = self.shards[to as usize].adopt(self.now, &handoff);
                     for c in clients
                         .iter_mut()
@@ -341,6 +352,7 @@ fn watcher(b: &mut Broker) -> Client {
     w
 }
 
+mod authentication;
 mod bounded;
 mod connection;
 mod exact_answers;
