@@ -988,3 +988,34 @@ pub(crate) mod tests {
         assert!(v.check(by_new.as_bytes(), NOW).is_ok(), "the old set stays");
     }
 }
+
+/// What one verification costs, per key type: a measurement, not a test (it asserts nothing
+/// about speed). `cargo test --release -p ironsight-auth -- --ignored --nocapture verify_cost`
+#[cfg(test)]
+mod cost {
+    use std::time::Instant;
+
+    use super::tests::{claims, ec, ed, jwks, rsa, rules, sign, NOW};
+    use super::*;
+
+    #[test]
+    #[ignore = "a measurement; run it with --release --ignored --nocapture"]
+    fn verify_cost() {
+        const ROUNDS: u32 = 20_000;
+        for signer in [rsa("r1"), ec("e1"), ed("d1")] {
+            let keys = KeySet::from_jwks(&jwks(&[&signer])).unwrap();
+            let v = JwtVerifier::new("Jwt", rules(), keys);
+            let token = sign(&claims(), &signer);
+            let started = Instant::now();
+            for _ in 0..ROUNDS {
+                assert!(v.check(token.as_bytes(), NOW).is_ok());
+            }
+            let each = started.elapsed() / ROUNDS;
+            println!(
+                "{}: {each:?} per verification ({} bytes)",
+                signer.alg,
+                token.len()
+            );
+        }
+    }
+}
