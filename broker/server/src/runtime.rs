@@ -79,6 +79,8 @@ pub fn run(options: Options) -> Result<(), String> {
     tracing::info!(shards, cpus = ?cpus, "starting");
     let mesh = MeshBuilder::full(shards, CHANNEL_CAPACITY);
     let board = InterestBoard::new(shards as u16);
+    let started_at = Instant::now();
+    let (started, ready) = std::sync::mpsc::channel::<()>();
     let mut handles = Vec::with_capacity(shards);
     for (index, (cpu, listeners)) in cpus.into_iter().zip(per_shard).enumerate() {
         let start = ShardStart {
@@ -91,6 +93,7 @@ pub fn run(options: Options) -> Result<(), String> {
             published: published.clone(),
             auth: auth.clone(),
             verdicts_wake: wake_ends.next(),
+            started: started.clone(),
         };
         let stop = stop.clone();
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
@@ -109,6 +112,15 @@ pub fn run(options: Options) -> Result<(), String> {
             .map_err(|e| format!("cannot start the executor for CPU {cpu}: {e}"))?;
         handles.push(handle);
     }
+    drop(started);
+    // The kernel completes TCP handshakes into the listening sockets' backlogs from the moment
+    // they are bound, long before every shard runs: an open port is not a broker that answers.
+    // "ready" is: every shard accepts. (A shard that fails first drops its sender, and stops
+    // the others, which drop theirs.)
+    if ready.iter().take(shards).count() == shards {
+        tracing::info!(shards, start_ms = started_at.elapsed().as_millis() as u64, "ready");
+    }
+    drop(ready);
     let mut failed = None;
     for handle in handles {
         match handle.join() {
@@ -137,6 +149,8 @@ struct ShardStart {
     auth: Option<(Arc<AuthService>, Arc<Verdicts>)>,
     /// This shard's end of its verdicts wake socket.
     verdicts_wake: Option<StdUnixStream>,
+    /// Told once the shard accepts connections.
+    started: std::sync::mpsc::Sender<()>,
 }
 
 /// The auth service, when any endpoint authenticates its clients, with an inbox for its
@@ -170,6 +184,7 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
         published,
         auth,
         verdicts_wake,
+        started,
     } = start;
     let (senders, mut receivers) = mesh
         .join()
@@ -215,6 +230,8 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
     .detach();
     glommio::spawn_local(unpark_loop(io.clone(), tokens)).detach();
     glommio::spawn_local(io.clone().slices()).detach();
+    let _ = started.send(());
+    drop(started);
 
     let mut next_tick = Instant::now() + TICK;
     let mut generation = published.generation();
