@@ -206,6 +206,9 @@ class Broker:
                 raise RuntimeError(f"{self.kind} did not listen on {self.port} within "
                                    f"{START_TIMEOUT_S}s:\n" + self.log_text())
             time.sleep(0.02)
+        if self.kind == "ironsight":
+            # The port opens when it is bound; the broker answers once every shard runs.
+            self.wait_log(r"\bready\b", timeout=max(0.1, deadline - time.monotonic()))
 
     def stop(self) -> None:
         """SIGTERM, wait, then SIGKILL after STOP_TIMEOUT_S."""

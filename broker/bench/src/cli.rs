@@ -118,6 +118,11 @@ pub struct ClientOpts {
     pub username: Option<String>,
     #[arg(long)]
     pub password: Option<String>,
+    /// Spread connections over N users: connection i logs in as --username followed by i mod N,
+    /// with --password followed by the same number (a directory of N users, as
+    /// tests/bench/auth_storm.py writes one). 0: every connection uses them as given.
+    #[arg(long, default_value_t = 0)]
+    pub login_users: u32,
     /// Client id prefix.
     #[arg(long, default_value = "isb")]
     pub client_prefix: String,

@@ -176,6 +176,8 @@ pub struct ClientSpec {
     pub username: Option<String>,
     /// Never printed: [`crate::report`] shows only whether one was given.
     pub password: Option<String>,
+    /// Connections spread over this many numbered users (0: the name and password as given).
+    pub users: u32,
     pub client_prefix: String,
     /// Connections/s in total during setup (0: unpaced).
     pub connect_rate: f64,
@@ -185,6 +187,18 @@ pub struct ClientSpec {
     pub tls: Option<TlsSpec>,
     /// --ws: MQTT over WebSocket, upgrading at this path.
     pub ws_path: Option<String>,
+}
+
+impl ClientSpec {
+    /// `value` (the user name or the password) for connection `index`: with `users` set, the
+    /// number of its user follows it.
+    pub fn numbered(&self, value: &Option<String>, index: u32) -> Option<String> {
+        let value = value.as_ref()?;
+        Some(match self.users {
+            0 => value.clone(),
+            n => format!("{value}{}", index % n),
+        })
+    }
 }
 
 /// How messages are sent.
@@ -439,6 +453,7 @@ fn check_client(c: &ClientOpts, machine: Machine) -> Result<ClientSpec, SpecErro
         session_expiry_s: c.session_expiry,
         username: c.username.clone(),
         password: c.password.clone(),
+        users: c.login_users,
         client_prefix: c.client_prefix.clone(),
         connect_rate: c.connect_rate,
         source_addrs: c.source_addrs,
@@ -711,6 +726,29 @@ mod tests {
         assert_eq!(spec.load.payload, 64);
         assert_eq!(spec.client.ports, [1883]);
         assert_eq!(spec.scenario.publishers(), 1);
+    }
+
+    /// Proves --login-users numbers the user name and password of each connection alike,
+    /// and that without it every connection logs in as given.
+    #[test]
+    fn logins_spread_over_numbered_users() {
+        let spec = build_args(&[
+            "conn",
+            "--username",
+            "user",
+            "--password",
+            "pw",
+            "--login-users",
+            "3",
+        ])
+        .unwrap();
+        let c = &spec.client;
+        assert_eq!(c.numbered(&c.username, 7).as_deref(), Some("user1"));
+        assert_eq!(c.numbered(&c.password, 7).as_deref(), Some("pw1"));
+        let plain = build_args(&["conn", "--username", "user"]).unwrap();
+        let c = &plain.client;
+        assert_eq!(c.numbered(&c.username, 7).as_deref(), Some("user"));
+        assert_eq!(c.numbered(&c.password, 7), None);
     }
 
     /// Proves the refusals the brief names: request-response over 3.1.1, a payload smaller

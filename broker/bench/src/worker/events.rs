@@ -80,8 +80,10 @@ impl Engine {
             keep_alive_s: c.keepalive_s,
             client_id: p.client_id.into(),
             will: None,
-            username: c.username.clone().map(Into::into),
-            password: c.password.clone().map(|p| p.into_bytes().into()),
+            username: c.numbered(&c.username, self.conns[i].index).map(Into::into),
+            password: c
+                .numbered(&c.password, self.conns[i].index)
+                .map(|p| p.into_bytes().into()),
             properties,
         }
     }
