@@ -13,6 +13,7 @@
 //! "continue authentication" with the method's data, reads the client's AUTH, and asks again
 //! with the next `step`. Each round is bounded by the same timeout.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -47,8 +48,8 @@ impl Principal {
 }
 
 /// A CONNECT waiting for its verdict. `ticket` tells this request from an earlier one of a
-/// connection slot that has since been reused.
-#[derive(Debug)]
+/// connection slot that has since been reused. Its `Debug` shows neither the password nor the
+/// authentication data: logs never hold credentials.
 pub struct AuthRequest {
     pub shard: u16,
     pub conn: ConnId,
@@ -67,6 +68,28 @@ pub struct AuthRequest {
     pub data: Option<Bytes>,
     /// 0 for the CONNECT, then 1, 2, ... for each AUTH the client sent in reply.
     pub step: u16,
+}
+
+impl fmt::Debug for AuthRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthRequest")
+            .field("shard", &self.shard)
+            .field("conn", &self.conn)
+            .field("ticket", &self.ticket)
+            .field("endpoint", &self.endpoint)
+            .field("client_id", &self.client_id)
+            .field("user_name", &self.user_name)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("peer", &self.peer)
+            .field("common_name", &self.common_name)
+            .field("method", &self.method)
+            .field(
+                "data",
+                &self.data.as_ref().map(|d| format!("<{} bytes>", d.len())),
+            )
+            .field("step", &self.step)
+            .finish()
+    }
 }
 
 /// Why a CONNECT was not authenticated. Each maps to the one reason code a client is told
@@ -132,6 +155,32 @@ mod tests {
         assert_eq!(&*p.groups, &["a".into(), "b".into()] as &[Box<str>]);
         assert!(p.in_group("a"));
         assert!(!p.in_group("c"));
+    }
+
+    /// Proves a request's `Debug` (what a stray `{:?}` would log) holds no credentials.
+    #[test]
+    fn debug_hides_the_password_and_the_authentication_data() {
+        let request = AuthRequest {
+            shard: 0,
+            conn: 1,
+            ticket: 2,
+            endpoint: 0,
+            client_id: "c".into(),
+            user_name: Some("alice".into()),
+            password: Some(Bytes::from_static(b"hunter2")),
+            peer: IpAddr::from([127, 0, 0, 1]),
+            common_name: None,
+            method: Some("SCRAM-SHA-256".into()),
+            data: Some(Bytes::from_static(b"n,,n=alice,r=secretnonce")),
+            step: 0,
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(!shown.contains("secretnonce"), "{shown}");
+        assert!(
+            shown.contains("alice") && shown.contains("<redacted>"),
+            "{shown}"
+        );
     }
 
     #[test]
