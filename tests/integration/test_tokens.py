@@ -234,3 +234,24 @@ def test_oauth_tokens(oauth_broker, proto):
     slow = c.connect("tab-y", username=TOKEN_USER, password=b"slow-token")
     assert slow.reason == UNAVAILABLE[proto]
     assert time.monotonic() - started < 2.5
+
+
+def test_sighup_reads_the_key_set_again(jwt_broker, tmp_path, proto):
+    """SIGHUP reads the JWKS file again: after the file holds only a new key k2, a token of
+    k2 connects and one of the old key is refused. A file that no longer parses keeps the key
+    set in force (k2 still connects), and the log says why."""
+    broker, old = jwt_broker
+    new = Key("k2")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [new.jwk]}))
+    broker.hangup()
+    assert raw(broker, proto).connect("a", username=TOKEN_USER,
+                                      password=new.sign(claims()).encode()).reason == 0
+    assert raw(broker, proto).connect("b", username=TOKEN_USER,
+                                      password=old.sign(claims()).encode()).reason \
+        == BAD_CREDENTIALS[proto]
+
+    (tmp_path / "jwks.json").write_text("{not json")
+    broker.hangup()
+    broker.wait_log("key set not reloaded; the old one stays")
+    assert raw(broker, proto).connect("c", username=TOKEN_USER,
+                                      password=new.sign(claims()).encode()).reason == 0

@@ -1,6 +1,8 @@
 //! Certificates, keys, trusted CAs and revocation lists change while the broker runs: on
 //! SIGHUP, and when a CRLProfile's file changes (looked at every UpdateInterval minutes), the
-//! TLS contexts are built again from the files and handed to the shards. New handshakes use
+//! TLS contexts are built again from the files and handed to the shards. SIGHUP also reads the
+//! JWTProfiles' key sets again (`ironsight_auth::TokenProfiles::reload`): a key set that fails
+//! to load keeps the old one. New handshakes use
 //! them; established connections keep their keys and stay, except those whose client
 //! certificate a new revocation list names, where the CRLProfile asks for RevalidateConnection.
 //!
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
+use ironsight_auth::TokenProfiles;
 use ironsight_config::Config;
 
 use crate::transport::tls::context;
@@ -48,7 +51,11 @@ impl Published {
 }
 
 /// Starts the reloader thread; it ends when `stop` is set.
-pub fn start(config: Arc<Config>, stop: Arc<AtomicBool>) -> Result<Arc<Published>, String> {
+pub fn start(
+    config: Arc<Config>,
+    tokens: TokenProfiles,
+    stop: Arc<AtomicBool>,
+) -> Result<Arc<Published>, String> {
     let hangup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
@@ -56,18 +63,29 @@ pub fn start(config: Arc<Config>, stop: Arc<AtomicBool>) -> Result<Arc<Published
     let theirs = published.clone();
     std::thread::Builder::new()
         .name("ironsight-reload".into())
-        .spawn(move || run(&config, &theirs, &hangup, &stop))
+        .spawn(move || run(&config, &tokens, &theirs, &hangup, &stop))
         .map_err(|e| format!("cannot start the reloader: {e}"))?;
     Ok(published)
 }
 
-fn run(config: &Config, published: &Published, hangup: &AtomicBool, stop: &AtomicBool) {
+fn run(
+    config: &Config,
+    tokens: &TokenProfiles,
+    published: &Published,
+    hangup: &AtomicBool,
+    stop: &AtomicBool,
+) {
     let mut crls = CrlWatch::new(config);
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(POLL);
         let signalled = hangup.swap(false, Ordering::Relaxed);
         if signalled {
-            tracing::info!("SIGHUP: reading certificate, key, CA and revocation list files again");
+            tracing::info!(
+                "SIGHUP: reading certificate, key, CA, revocation list and key set files again"
+            );
+            for error in tokens.reload() {
+                tracing::error!(%error, "key set not reloaded; the old one stays");
+            }
         }
         if !signalled && !crls.changed(config, Instant::now()) {
             continue;

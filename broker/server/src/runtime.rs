@@ -74,8 +74,13 @@ pub fn run(options: Options) -> Result<(), String> {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
-    let published = reload::start(Arc::new(options.config.clone()), stop.clone())?;
-    let (auth, mut wake_ends) = start_auth(&options.config, shards)?;
+    let tokens = TokenProfiles::load(&options.config).map_err(|e| e.to_string())?;
+    let published = reload::start(
+        Arc::new(options.config.clone()),
+        tokens.clone(),
+        stop.clone(),
+    )?;
+    let (auth, mut wake_ends) = start_auth(&options.config, &tokens, shards)?;
     tracing::info!(shards, cpus = ?cpus, "starting");
     let mesh = MeshBuilder::full(shards, CHANNEL_CAPACITY);
     let board = InterestBoard::new(shards as u16);
@@ -118,7 +123,11 @@ pub fn run(options: Options) -> Result<(), String> {
     // "ready" is: every shard accepts. (A shard that fails first drops its sender, and stops
     // the others, which drop theirs.)
     if ready.iter().take(shards).count() == shards {
-        tracing::info!(shards, start_ms = started_at.elapsed().as_millis() as u64, "ready");
+        tracing::info!(
+            shards,
+            start_ms = started_at.elapsed().as_millis() as u64,
+            "ready"
+        );
     }
     drop(ready);
     let mut failed = None;
@@ -160,9 +169,8 @@ type AuthStart = (
     std::vec::IntoIter<StdUnixStream>,
 );
 
-fn start_auth(config: &Config, shards: usize) -> Result<AuthStart, String> {
-    let tokens = TokenProfiles::load(config).map_err(|e| e.to_string())?;
-    let checker = Checker::from_config(config, ironsight_auth::directory(config)?, &tokens);
+fn start_auth(config: &Config, tokens: &TokenProfiles, shards: usize) -> Result<AuthStart, String> {
+    let checker = Checker::from_config(config, ironsight_auth::directory(config)?, tokens);
     if !checker.any() {
         return Ok((None, Vec::new().into_iter()));
     }
