@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`objects`]: the object types and their attributes, with MessageSight's names and defaults.
 //! - `fields`: typed attribute reading; every error names object type, object and attribute.
+//! - [`users`]: the users file (`MessagingUser`, `MessagingGroup`) and its SCRAM verifiers.
 //! - [`resolve`]: turns a checked configuration into the core's settings and the listeners.
 //!
 //! Invariant: a [`Config`] that parsed is consistent (every reference resolves, every value is in
@@ -18,6 +19,7 @@
 mod fields;
 pub mod objects;
 pub mod resolve;
+pub mod users;
 
 use std::fmt;
 

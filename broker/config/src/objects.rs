@@ -265,6 +265,9 @@ pub struct Config {
     pub crl_profiles: BTreeMap<String, CrlProfile>,
     #[serde(rename = "Broker")]
     pub broker: Broker,
+    /// `MessagingUser` and `MessagingGroup`: the users file.
+    #[serde(flatten)]
+    pub users: crate::users::Users,
     /// Where files named by a relative path are found: the configuration file's directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -311,7 +314,7 @@ fn refuse_not_yet(object: &'static str, name: &str, value: &Value) -> Result<(),
     Ok(())
 }
 
-fn names(list: &str) -> Vec<String> {
+pub(crate) fn names(list: &str) -> Vec<String> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -660,7 +663,7 @@ impl Broker {
     }
 }
 
-fn named<T>(
+pub(crate) fn named<T>(
     doc: &mut serde_json::Map<String, Value>,
     object: &'static str,
     parse: impl Fn(&str, &Value) -> Result<T, ConfigError>,
@@ -723,6 +726,7 @@ impl Config {
                 &doc.remove("Broker")
                     .unwrap_or(Value::Object(Default::default())),
             )?,
+            users: crate::users::Users::parse(&mut doc)?,
             base_dir: PathBuf::from("."),
         };
         if let Some(unknown) = doc.keys().next() {
@@ -876,7 +880,7 @@ impl Config {
     }
 }
 
-fn comma_list<S: serde::Serializer>(list: &[String], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn comma_list<S: serde::Serializer>(list: &[String], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&list.join(","))
 }
 
