@@ -9,6 +9,8 @@
 //! - [`service`]: the side runtime: requests in from any shard, one answer out per request.
 //! - [`check`]: what a request must show on its endpoint (password, certificate), and which
 //!   [`check::Directory`] judges user names and passwords.
+//! - [`scram`]: SCRAM-SHA-256: the users file's password hash, and the server side of MQTT 5
+//!   enhanced authentication with it.
 //!
 //! # Invariants
 //! - Every request gets one [`Answer`], [`Refusal::Unavailable`] when its check overran
@@ -18,6 +20,7 @@
 //! [`Refusal::Unavailable`]: ironsight_core::auth::Refusal::Unavailable
 
 pub mod check;
+pub mod scram;
 pub mod service;
 
 pub use check::{Checker, Directory};
