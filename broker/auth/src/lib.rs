@@ -9,6 +9,8 @@
 //! - [`service`]: the side runtime: requests in from any shard, one answer out per request.
 //! - [`check`]: what a request must show on its endpoint (password, certificate), and which
 //!   [`check::Directory`] judges user names and passwords.
+//! - [`users`]: the users file (`MessagingUser`, `MessagingGroup`) as a [`Directory`], with
+//!   its cache of verified credentials.
 //! - [`scram`]: SCRAM-SHA-256: the users file's password hash, and the server side of MQTT 5
 //!   enhanced authentication with it.
 //!
@@ -22,6 +24,8 @@
 pub mod check;
 pub mod scram;
 pub mod service;
+pub mod users;
 
 pub use check::{Checker, Directory};
 pub use service::{Answer, AuthService};
+pub use users::UserRegistry;
