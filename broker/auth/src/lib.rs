@@ -12,7 +12,7 @@
 //! - [`users`]: the users file (`MessagingUser`, `MessagingGroup`) as a [`Directory`], with
 //!   its cache of verified credentials.
 //! - [`scram`]: SCRAM-SHA-256: the users file's password hash, and the server side of MQTT 5
-//!   enhanced authentication with it.
+//!   enhanced authentication with it. `ironsight-passwd` (src/bin) makes the hashes.
 //!
 //! # Invariants
 //! - Every request gets one [`Answer`], [`Refusal::Unavailable`] when its check overran
