@@ -29,7 +29,7 @@ use zeroize::Zeroizing;
 use crate::check::{BoxFuture, Directory};
 use crate::scram;
 
-/// Password hashes that run at once. Each takes a core for its PBKDF2 (about 0.7 ms at the
+/// Password hashes that run at once. Each takes a core for its PBKDF2 (0.6 to 0.7 ms at the
 /// default cost); two match the side runtime's two threads, so that a storm of first logins
 /// takes at most two cores' worth of time from the shards. More logins wait their turn, within
 /// the authentication timeout.

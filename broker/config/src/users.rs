@@ -42,7 +42,7 @@ pub const ITERATIONS_MIN: u32 = 4096;
 
 /// The most PBKDF2 iterations a verifier may have. A CONNECT with a password runs them once
 /// (unless its credentials are cached), on the authentication side's two hashing threads: at
-/// 1,000,000 a check takes some 170 ms of CPU on a 2026 x86 core (0.7 ms at 4096), so that a
+/// 1,000,000 a check takes some 150 ms of CPU on a 2026 x86 core (0.6 ms at 4096), so that a
 /// handful of logins fill the authentication timeout. A count beyond this is a typing mistake.
 pub const ITERATIONS_MAX: u32 = 1_000_000;
 
