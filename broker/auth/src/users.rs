@@ -76,6 +76,8 @@ impl UserRegistry {
         UserRegistry::new(&config.users)
     }
 
+    /// The registry of these users and groups (a parsed [`Users`] has no unknown group and no
+    /// cycle).
     pub fn new(users: &Users) -> UserRegistry {
         let mut ids = HashMap::with_capacity(users.users.len());
         let mut accounts = Vec::with_capacity(users.users.len());
@@ -115,13 +117,15 @@ impl UserRegistry {
         Some((*self.accounts[index].verifier).clone())
     }
 
-    /// Who a user is, once a SCRAM exchange has proven it.
+    /// Who a user is, once a SCRAM exchange has proven it. `None` when the user is gone
+    /// (the configuration changed during the exchange): refuse the client.
     pub fn principal(&self, user: &str) -> Option<Arc<Principal>> {
         let index = *self.ids.get(user)?;
         Some(self.accounts[index].principal.clone())
     }
 
-    /// Password hashes run since the registry was built: cache misses, for statistics.
+    /// Password hashes run since the registry was built (cache misses, unknown users and
+    /// wrong passwords), for statistics.
     pub fn hashes_run(&self) -> u64 {
         self.hashes.load(Ordering::Relaxed)
     }
