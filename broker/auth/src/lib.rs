@@ -10,6 +10,10 @@
 //! - [`check`]: what a request must show on its endpoint (password, certificate), and which
 //!   [`check::Directory`] judges user names and passwords, or which [`check::TokenVerifier`]
 //!   judges a password that is a token.
+//! - [`users`]: the users file (`MessagingUser`, `MessagingGroup`) as a [`Directory`], with
+//!   its cache of verified credentials.
+//! - [`scram`]: SCRAM-SHA-256: the users file's password hash, and the server side of MQTT 5
+//!   enhanced authentication with it. `ironsight-passwd` (src/bin) makes the hashes.
 //! - [`jwt`]: JWTProfile, JWTs verified against a local JWKS key set.
 //! - [`oauth`]: OAuthProfile, access tokens checked by an authorization server over HTTP(S).
 //! - [`tokens`]: the token verifiers of a configuration, one per profile, and their reload.
@@ -24,8 +28,10 @@
 pub mod check;
 pub mod jwt;
 pub mod oauth;
+pub mod scram;
 pub mod service;
 pub mod tokens;
+pub mod users;
 
 pub use check::{Checker, Directory, TokenVerifier};
 
@@ -42,3 +48,4 @@ pub fn directory(config: &Config) -> Result<Option<Arc<dyn Directory>>, String> 
 }
 pub use service::{Answer, AuthService};
 pub use tokens::TokenProfiles;
+pub use users::UserRegistry;

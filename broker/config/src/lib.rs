@@ -10,6 +10,7 @@
 //! # Layout
 //! - [`objects`]: the object types and their attributes, with MessageSight's names and defaults.
 //! - `fields`: typed attribute reading; every error names object type, object and attribute.
+//! - [`users`]: the users file (`MessagingUser`, `MessagingGroup`) and its SCRAM verifiers.
 //! - [`resolve`]: turns a checked configuration into the core's settings and the listeners.
 //! - [`tokens`]: OAuthProfile and JWTProfile, how a SecurityProfile checks a token password.
 //!
@@ -20,6 +21,7 @@ mod fields;
 pub mod objects;
 pub mod resolve;
 pub mod tokens;
+pub mod users;
 
 use std::fmt;
 

@@ -288,6 +288,9 @@ pub struct Config {
     pub jwt_profiles: BTreeMap<String, JwtProfile>,
     #[serde(rename = "Broker")]
     pub broker: Broker,
+    /// `MessagingUser` and `MessagingGroup`: the users file.
+    #[serde(flatten)]
+    pub users: crate::users::Users,
     /// Where files named by a relative path are found: the configuration file's directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -333,7 +336,7 @@ fn refuse_not_yet(object: &'static str, name: &str, value: &Value) -> Result<(),
     Ok(())
 }
 
-fn names(list: &str) -> Vec<String> {
+pub(crate) fn names(list: &str) -> Vec<String> {
     list.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -702,7 +705,7 @@ impl Broker {
     }
 }
 
-fn named<T>(
+pub(crate) fn named<T>(
     doc: &mut serde_json::Map<String, Value>,
     object: &'static str,
     parse: impl Fn(&str, &Value) -> Result<T, ConfigError>,
@@ -767,6 +770,7 @@ impl Config {
                 &doc.remove("Broker")
                     .unwrap_or(Value::Object(Default::default())),
             )?,
+            users: crate::users::Users::parse(&mut doc)?,
             base_dir: PathBuf::from("."),
         };
         if let Some(unknown) = doc.keys().next() {
@@ -926,7 +930,7 @@ impl Config {
     }
 }
 
-fn comma_list<S: serde::Serializer>(list: &[String], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn comma_list<S: serde::Serializer>(list: &[String], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&list.join(","))
 }
 
