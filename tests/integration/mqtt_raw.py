@@ -359,7 +359,7 @@ def decode(first: int, body: bytes, version: int, raw: bytes = b"") -> Packet:
         if v5:
             p.props = r.properties()
         p.reasons = list(r.take(r.left()))
-    elif p.type == DISCONNECT and r.left():
+    elif p.type in (DISCONNECT, AUTH) and r.left():
         p.reason = r.byte()
         if r.left():
             p.props = r.properties()

@@ -17,11 +17,12 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ironsight_config::Config;
 use ironsight_core::auth::{AuthAnswer, AuthRequest, AuthVerdict, Principal, Refusal};
 
+use crate::enhanced::Enhanced;
 use crate::tokens::TokenProfiles;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -71,6 +72,8 @@ impl Demands {
 pub struct Checker {
     endpoints: Vec<Demands>,
     directory: Option<Arc<dyn Directory>>,
+    /// SCRAM-SHA-256 over MQTT 5 AUTH, where the directory is the users file.
+    enhanced: Option<Enhanced>,
     timeout: Duration,
 }
 
@@ -83,8 +86,15 @@ impl Checker {
         Checker {
             endpoints,
             directory,
+            enhanced: None,
             timeout,
         }
+    }
+
+    /// Offers MQTT 5 enhanced authentication on the endpoints that check passwords.
+    pub fn with_enhanced(mut self, enhanced: Enhanced) -> Checker {
+        self.enhanced = Some(enhanced);
+        self
     }
 
     /// The demands of every enabled endpoint of `config`, by endpoint number (the order of
@@ -124,12 +134,21 @@ impl Checker {
 
     /// One round of `request`'s authentication.
     pub async fn check(&self, request: &AuthRequest) -> AuthAnswer {
-        if let Some(method) = &request.method {
-            // No Authentication Method is offered yet ([MQTT-4.12.0-1]).
-            tracing::debug!(conn = request.conn, %method, "authentication method not supported");
-            return Err(Refusal::BadMethod).into();
+        let Some(method) = &request.method else {
+            return self.check_credentials(request).await.into();
+        };
+        let passwords = self
+            .endpoints
+            .get(usize::from(request.endpoint))
+            .is_some_and(|d| d.password && d.token.is_none());
+        match &self.enhanced {
+            Some(enhanced) if passwords => enhanced.step(request, Instant::now()),
+            _ => {
+                // [MQTT-4.12.0-1] a method the endpoint does not offer.
+                tracing::debug!(conn = request.conn, %method, "authentication method not offered");
+                Err(Refusal::BadMethod).into()
+            }
         }
-        self.check_credentials(request).await.into()
     }
 
     async fn check_credentials(&self, request: &AuthRequest) -> AuthVerdict {

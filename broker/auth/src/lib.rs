@@ -14,6 +14,8 @@
 //!   its cache of verified credentials.
 //! - [`scram`]: SCRAM-SHA-256: the users file's password hash, and the server side of MQTT 5
 //!   enhanced authentication with it. `ironsight-passwd` (src/bin) makes the hashes.
+//! - [`enhanced`]: MQTT 5 enhanced authentication: SCRAM-SHA-256 in AUTH rounds, its open
+//!   exchanges kept in [`conversations`] between rounds.
 //! - [`jwt`]: JWTProfile, JWTs verified against a local JWKS key set.
 //! - [`oauth`]: OAuthProfile, access tokens checked by an authorization server over HTTP(S).
 //! - [`tokens`]: the token verifiers of a configuration, one per profile, and their reload.
@@ -26,6 +28,8 @@
 //! [`Refusal::Unavailable`]: ironsight_core::auth::Refusal::Unavailable
 
 pub mod check;
+pub mod conversations;
+pub mod enhanced;
 pub mod jwt;
 pub mod oauth;
 pub mod scram;
@@ -39,12 +43,14 @@ use std::sync::Arc;
 
 use ironsight_config::Config;
 
-/// The directory that checks user names and passwords for `config`. None exists yet (the
-/// users file and LDAP are being added): an endpoint that asks for passwords refuses every
-/// CONNECT as "server unavailable" until then.
-pub fn directory(config: &Config) -> Result<Option<Arc<dyn Directory>>, String> {
-    let _ = config;
-    Ok(None)
+/// The checks of `config`'s endpoints: passwords against the users file (with SCRAM-SHA-256
+/// over MQTT 5 AUTH), tokens with `tokens`, certificates by their common name.
+pub fn checker(config: &Config, tokens: &TokenProfiles) -> Checker {
+    let users = Arc::new(UserRegistry::from_config(config));
+    let directory: Arc<dyn Directory> = users.clone();
+    let timeout = std::time::Duration::from_secs(u64::from(config.broker.authentication_timeout));
+    Checker::from_config(config, Some(directory), tokens)
+        .with_enhanced(enhanced::Enhanced::new(users, timeout))
 }
 pub use service::{Answer, AuthService};
 pub use tokens::TokenProfiles;

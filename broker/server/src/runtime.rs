@@ -12,7 +12,7 @@ use futures_lite::AsyncReadExt;
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
-use ironsight_auth::{AuthService, Checker, TokenProfiles};
+use ironsight_auth::{AuthService, TokenProfiles};
 use ironsight_config::{Config, ListenerOverride};
 use ironsight_core::interest::InterestBoard;
 use ironsight_core::settings::Settings;
@@ -170,7 +170,7 @@ type AuthStart = (
 );
 
 fn start_auth(config: &Config, tokens: &TokenProfiles, shards: usize) -> Result<AuthStart, String> {
-    let checker = Checker::from_config(config, ironsight_auth::directory(config)?, tokens);
+    let checker = ironsight_auth::checker(config, tokens);
     if !checker.any() {
         return Ok((None, Vec::new().into_iter()));
     }

@@ -1,0 +1,157 @@
+"""User names and passwords against the users file (MessagingUser), end to end: real clients
+(mosquitto_pub, paho-mqtt) with the right password, a wrong one, none; a user who may not take
+over another user's client id; and MQTT 5 enhanced authentication with SCRAM-SHA-256, whose
+client side is `scramp` (a SCRAM implementation from PyPI), so that no password crosses the
+wire.
+
+Each refusal has its exact CONNACK: v5 0x86 / v3.1.1 4 (bad user name or password), v5 0x87 /
+v3.1.1 5 (not authorized).
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import scramp
+
+import mqtt_raw as m
+from helpers import V5, V311, Client, mosquitto_pub
+from test_users_file import PASSWD_BIN
+
+pytestmark = pytest.mark.ironsight_only(reason="ironsight's users file")
+
+DEBUG = {"IRONSIGHT_LOG": "ironsight_core=debug,info"}
+BAD_CREDENTIALS = {V5: 0x86, V311: 4}
+NOT_AUTHORIZED = {V5: 0x87, V311: 5}
+
+
+def hashed(password: str) -> str:
+    """The verifier `ironsight-passwd` makes for `password` (read from a pipe)."""
+    done = subprocess.run([PASSWD_BIN, "--stdin"], input=password + "\n", capture_output=True,
+                          text=True, timeout=30, check=True)
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def verifiers() -> dict[str, str]:
+    return {"alice": hashed("alice-secret"), "bob": hashed("bob-secret")}
+
+
+@pytest.fixture
+def users_broker(start_broker, verifiers):
+    objects = {
+        "SecurityProfile": {"Passwords": {"TLSEnabled": False,
+                                          "UsePasswordAuthentication": True}},
+        "MessagingUser": {"alice": {"Password": verifiers["alice"], "GroupMembership": "staff"},
+                          "bob": {"Password": verifiers["bob"]}},
+        "MessagingGroup": {"staff": {}},
+    }
+    return start_broker(endpoint={"SecurityProfile": "Passwords"}, objects=objects, env=DEBUG)
+
+
+def raw(broker, proto) -> m.RawClient:
+    return m.RawClient(broker.host, broker.port, version=proto)
+
+
+def test_the_right_password_connects_as_the_user(users_broker, proto):
+    """alice with her password is connected as user alice (the broker's "connected" line),
+    and a real client (paho-mqtt) gets its own message back."""
+    c = raw(users_broker, proto)
+    assert c.connect("alice-1", username="alice", password=b"alice-secret").reason == 0
+    c.close()
+    users_broker.wait_log(r'user="alice" client_id=alice-1 ')
+    paho = Client(users_broker, proto, "alice-2")
+    paho.mqtt.username_pw_set("alice", "alice-secret")
+    try:
+        paho.connect()
+        paho.subscribe("t/alice", 1)
+        assert paho.publish("t/alice", b"mine", 1) == 0
+        assert paho.wait_messages(1)[0].payload == b"mine"
+    finally:
+        paho.close()
+
+
+@pytest.mark.parametrize("case", ["wrong password", "unknown user", "empty password",
+                                  "no password", "no user name", "another user's password"])
+def test_bad_credentials_are_refused(users_broker, proto, case):
+    """Each CONNECT without the right credentials gets CONNACK bad user name or password and
+    is closed: MQTT lets a user name come without a password, which is refused where
+    authentication is required."""
+    username, password = {
+        "wrong password": ("alice", b"guess"),
+        "unknown user": ("mallory", b"alice-secret"),
+        "empty password": ("alice", b""),
+        "no password": ("alice", None),
+        "no user name": (None, None),
+        "another user's password": ("alice", b"bob-secret"),
+    }[case]
+    c = raw(users_broker, proto)
+    assert c.connect("x", username=username, password=password).reason == BAD_CREDENTIALS[proto]
+    assert c.recv_until_closed() == []
+
+
+def test_mosquitto_pub_with_and_without_the_password(users_broker):
+    """mosquitto_pub (libmosquitto) publishes with -u/-P and is refused without the password."""
+    good = mosquitto_pub(users_broker, "t/m", "x", "m-good", extra=["-u", "bob", "-P", "bob-secret"])
+    assert good.returncode == 0, good.stderr
+    bad = mosquitto_pub(users_broker, "t/m", "x", "m-bad", extra=["-u", "bob", "-P", "nope"])
+    assert bad.returncode != 0
+    assert "bad user name or password" in bad.stderr.lower(), bad.stderr
+
+
+def test_another_user_cannot_take_over_a_client_id(users_broker, proto):
+    """alice holds client id "phone"; bob, with his own right password, asking for "phone" is
+    refused with not authorized, and alice's connection stays (PINGREQ answered)."""
+    alice = raw(users_broker, proto)
+    assert alice.connect("phone", username="alice", password=b"alice-secret").reason == 0
+    bob = raw(users_broker, proto)
+    assert bob.connect("phone", username="bob", password=b"bob-secret").reason \
+        == NOT_AUTHORIZED[proto]
+    alice.send(m.pingreq())
+    alice.expect(m.PINGRESP)
+
+
+def scram_connect(broker, user: str, password: str, client_id: str):
+    """MQTT 5 enhanced authentication with SCRAM-SHA-256: the client-first message in CONNECT,
+    the server-first in AUTH 0x18, the client-final in AUTH, the server-final in CONNACK, which
+    the client checks. Returns the CONNACK and the raw client."""
+    client = scramp.ScramClient(["SCRAM-SHA-256"], user, password)
+    c = raw(broker, V5)
+    c.send(m.connect(client_id, version=5, props={
+        "authentication_method": "SCRAM-SHA-256",
+        "authentication_data": client.get_client_first().encode()}))
+    challenge = c.recv(5)
+    if challenge.type == m.CONNACK:
+        return challenge, c
+    assert (challenge.type, challenge.reason) == (m.AUTH, 0x18), challenge
+    assert challenge.props["authentication_method"] == "SCRAM-SHA-256"
+    client.set_server_first(challenge.props["authentication_data"].decode())
+    c.send(m.auth(0x18, {"authentication_method": "SCRAM-SHA-256",
+                         "authentication_data": client.get_client_final().encode()}))
+    connack = c.expect(m.CONNACK)
+    if connack.reason == 0:
+        assert connack.props["authentication_method"] == "SCRAM-SHA-256"
+        # Raises unless the server proved it knows alice's verifier.
+        client.set_server_final(connack.props["authentication_data"].decode())
+    return connack, c
+
+
+def test_scram_authenticates_without_sending_the_password(users_broker):
+    """SCRAM-SHA-256 with alice's password connects as alice, and the server proves it knows
+    her verifier (scramp checks the server-final message)."""
+    connack, c = scram_connect(users_broker, "alice", "alice-secret", "scram-1")
+    assert connack.reason == 0
+    c.send(m.pingreq())
+    c.expect(m.PINGRESP)
+    users_broker.wait_log(r'user="alice" client_id=scram-1 ')
+
+
+@pytest.mark.parametrize("user, password", [("alice", "wrong"), ("mallory", "alice-secret")],
+                         ids=["wrong password", "unknown user"])
+def test_scram_with_a_wrong_password_is_refused(users_broker, user, password):
+    """A wrong password, or a user the file does not hold, fails at the proof: CONNACK 0x86
+    after the same two rounds, so the answer does not tell which."""
+    connack, c = scram_connect(users_broker, user, password, "scram-2")
+    assert connack.reason == 0x86
+    assert c.recv_until_closed() == []
