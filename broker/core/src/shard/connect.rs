@@ -2,15 +2,19 @@
 
 use std::hash::BuildHasher;
 use std::num::{NonZeroU16, NonZeroU32};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ironsight_codec::{
     Bytes, ConnAck, ConnAckProperties, Connect, Packet, ProtocolVersion, QoS, ReasonCode,
 };
 
+use super::authorize::subject_of;
 use super::lifecycle::CloseKind;
 use super::{Handoff, Shard};
+use crate::auth::Principal;
 use crate::conn::{ClientLimits, ConnId, ConnState, Identity};
+use crate::policy::{self, Subject};
 use crate::queue::QueueBehavior;
 use crate::session::{Session, SessionIdx, Will, EXPIRY_NEVER};
 use crate::topic;
@@ -21,6 +25,8 @@ struct Admission {
     allow_persistent: bool,
     queue_max: u32,
     queue_behavior: QueueBehavior,
+    /// The will's time-to-live cap, from the TopicPolicy that allows it.
+    will_ttl_max_s: Option<u32>,
 }
 
 /// Everything the broker grants a connection it accepts, decided before a session is touched, so
@@ -87,14 +93,15 @@ impl Shard {
             self.conns[conn as usize].state = ConnState::HandedOff;
             return;
         }
-        if let Err(reason) = self.authenticate(conn, &connect) {
-            return self.refuse(conn, now, reason);
-        }
+        let principal = match self.authenticate(conn, &connect) {
+            Ok(principal) => principal,
+            Err(reason) => return self.refuse(conn, now, reason),
+        };
         if let Err(reason) = self.check_will(&connect) {
             return self.refuse(conn, now, reason);
         }
         let grant = self
-            .admit(conn, &connect, &client_id)
+            .admit(conn, &connect, &client_id, principal.as_deref())
             .and_then(|admission| self.grant(conn, &connect, &client_id, assigned, admission));
         let grant = match grant {
             Ok(grant) => grant,
@@ -109,6 +116,7 @@ impl Shard {
             return self.refuse(conn, now, ReasonCode::ServerUnavailable);
         }
         let (session, present) = self.attach_session(now, existing, client_id, connect.clean_start);
+        self.sessions[session as usize].principal = principal;
         self.accept(conn, now, session, present, connect, grant);
     }
 
@@ -116,10 +124,15 @@ impl Shard {
     /// yet, so a client that names one is refused with Bad authentication method, never
     /// accepted as if it had not asked ([MQTT-4.12.0-1]); a client that names none may not send
     /// AUTH later ([MQTT-4.12.0-7], `Violation::AuthWithoutMethod`). Supported methods, and
-    /// the AUTH exchange they need, are added here.
-    fn authenticate(&self, conn: ConnId, connect: &Connect) -> Result<(), ReasonCode> {
+    /// the AUTH exchange they need, are added here. Who the client is (`None`: nobody known)
+    /// is what the policies' `UserID`, `GroupID` and their variables use.
+    fn authenticate(
+        &self,
+        conn: ConnId,
+        connect: &Connect,
+    ) -> Result<Option<Arc<Principal>>, ReasonCode> {
         match &connect.properties.authentication_method {
-            None => Ok(()),
+            None => Ok(self.test_user(connect)),
             Some(method) => {
                 tracing::debug!(conn, %method, "authentication method not supported");
                 Err(ReasonCode::BadAuthenticationMethod)
@@ -149,6 +162,21 @@ impl Shard {
             }
             _ => Ok((asked, None)),
         }
+    }
+
+    /// The user a test's CONNECT names, as if authenticated (see `Shard::test_users`).
+    #[cfg(test)]
+    fn test_user(&self, connect: &Connect) -> Option<Arc<Principal>> {
+        let name = connect.username.as_deref()?;
+        self.test_users
+            .iter()
+            .find(|p| &*p.user_id == name)
+            .cloned()
+    }
+
+    #[cfg(not(test))]
+    fn test_user(&self, _connect: &Connect) -> Option<Arc<Principal>> {
+        None
     }
 
     /// Decides what an admitted client gets, and refuses a v5 client whose Maximum Packet Size
@@ -208,21 +236,21 @@ impl Shard {
         })
     }
 
-    /// The endpoint's first ConnectionPolicy that admits the client decides; none is Not
-    /// Authorized, as is asking for what the policy forbids (a durable session, QoS > 0 will).
+    /// The endpoint's first ConnectionPolicy whose filters all match the client decides; none
+    /// is Not Authorized, as is asking for what the policy forbids (a durable session, QoS > 0
+    /// will) or a will on a topic no TopicPolicy lets the client publish to.
     fn admit(
         &self,
         conn: ConnId,
         connect: &Connect,
         client_id: &str,
+        principal: Option<&Principal>,
     ) -> Result<Admission, ReasonCode> {
         let endpoint = self.endpoint(conn);
-        let Some(rule) = endpoint
-            .connection_rules
-            .iter()
-            .find(|r| r.client_id.admits(client_id))
-        else {
-            tracing::debug!(conn, client_id, "no connection policy admits the client");
+        let s = subject_of(&self.conns[conn as usize], client_id, principal);
+        let Some(rule) = policy::connection_rule(&endpoint.connection_rules, &s) else {
+            let why = policy::explain_connection(&endpoint.connection_rules, &s);
+            tracing::debug!(conn, client_id, %why, "no connection policy admits the client");
             return Err(ReasonCode::NotAuthorized);
         };
         let durable = match connect.protocol {
@@ -237,15 +265,14 @@ impl Shard {
             tracing::debug!(conn, client_id, policy = %rule.name, "connection policy forbids a durable session or a QoS > 0 will");
             return Err(ReasonCode::NotAuthorized);
         }
-        let queue = endpoint
-            .topic_rules
-            .iter()
-            .find(|r| r.client_id.admits(client_id));
+        let will_ttl_max_s = self.authorize_will(conn, connect, &s)?;
+        let queue = policy::session_rule(&endpoint.topic_rules, &s);
         Ok(Admission {
             session_expiry_max_s: rule.session_expiry_max_s,
             allow_persistent: rule.allow_persistent,
             queue_max: queue.map_or(5000, |r| r.queue_messages_max),
             queue_behavior: queue.map_or(QueueBehavior::RejectNewMessages, |r| r.queue_behavior),
+            will_ttl_max_s,
         })
     }
 
@@ -300,6 +327,23 @@ impl Shard {
         Ok(())
     }
 
+    /// A will is authorised like any publish, retained or not, by who connects now: a will on
+    /// a topic the client may not publish to (`$SYS` included) refuses the CONNECT, Not
+    /// Authorized (v5 0x87, v3 return code 5), rather than be published later where it must not.
+    /// Returns the time-to-live cap of the policy that allows it.
+    fn authorize_will(
+        &self,
+        conn: ConnId,
+        connect: &Connect,
+        s: &Subject,
+    ) -> Result<Option<u32>, ReasonCode> {
+        let Some(will) = &connect.will else {
+            return Ok(None);
+        };
+        self.authorize_publish(conn, s, &will.topic)
+            .map_err(|()| ReasonCode::NotAuthorized)
+    }
+
     /// Takes the session of `client_id` over or starts a new one. Returns it and Session Present.
     fn attach_session(
         &mut self,
@@ -340,15 +384,24 @@ impl Shard {
         s.conn = Some(conn);
         s.expiry_s = expiry_s;
         s.expires_at = None;
+        let retained_will = connect.will.as_ref().is_some_and(|w| w.retain);
+        let publisher = retained_will.then(|| self.publisher(conn, session));
+        let s = &mut self.sessions[session as usize];
         s.will = connect.will.map(|w| {
+            let mut properties = w.properties;
+            if let Some(ttl) = admission.will_ttl_max_s {
+                let asked = properties.message_expiry_interval_s.unwrap_or(u32::MAX);
+                properties.message_expiry_interval_s = Some(asked.min(ttl));
+            }
             Box::new(Will {
                 topic: w.topic,
                 payload: w.payload,
                 qos: w.qos,
                 retain: w.retain,
                 delay_s: w.delay_interval_s.unwrap_or(0),
-                properties: w.properties,
+                properties,
                 publish_at: None,
+                publisher,
             })
         });
         s.queue_max = admission.queue_max;
@@ -370,6 +423,9 @@ impl Shard {
             "connected"
         );
 
+        if present {
+            self.recheck_session(conn, session, now);
+        }
         self.journal_session(session);
         connack.session_present = present;
         self.send(conn, &Packet::ConnAck(connack));

@@ -11,9 +11,10 @@
 //! queue), `encode` (PUBLISH bytes, one encoding per fan-out), `retained` (the retained store),
 //! `subscribe` (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills,
 //! session end), `timers` (keep alive, will delay, session expiry), `remote` (messages from
-//! other shards).
+//! other shards), `authorize` (the policies' decisions and what follows from them).
 
 mod acks;
+mod authorize;
 mod connect;
 mod deliver;
 mod encode;
@@ -129,6 +130,10 @@ pub struct Shard {
     next_message_id: u64,
     journal: Box<dyn Journal>,
     pub stats: Stats,
+    /// Users that the tests' CONNECTs authenticate as, by user name, until the authenticating
+    /// state between CONNECT and CONNACK gives sessions their principal.
+    #[cfg(test)]
+    test_users: Vec<Arc<crate::auth::Principal>>,
 }
 
 /// Client ids are spread over shards by this hash; every shard computes the same owner.
@@ -175,6 +180,8 @@ impl Shard {
             next_message_id: 0,
             journal: Box::new(MemoryOnly),
             stats: Stats::default(),
+            #[cfg(test)]
+            test_users: Vec::new(),
         }
     }
 

@@ -23,7 +23,6 @@ use ironsight_codec::{
 use super::{Event, Shard};
 use crate::conn::ConnId;
 use crate::interest::InterestBoard;
-use crate::policy::{IdFilter, TopicPattern};
 use crate::queue::QueueBehavior;
 use crate::routing::ShardMsg;
 use crate::settings::{EndpointSettings, Settings};
