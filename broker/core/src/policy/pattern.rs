@@ -36,6 +36,10 @@ pub enum Var {
 impl Var {
     const ALL: [Var; 4] = [Var::UserId, Var::GroupId, Var::ClientId, Var::CommonName];
 
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Var::UserId => "UserID",
@@ -97,10 +101,13 @@ pub struct Pattern {
     /// As written, for logs and errors.
     text: Box<str>,
     pieces: Box<[Piece]>,
-    /// A Topic: variables stand for whole topic levels, and `$` topics need a `$` pattern.
+    /// A Topic: variables stand for whole topic levels, and `$SYS` topics need a `$SYS` pattern.
     levels: bool,
-    /// It names `${GroupID}`, so it is tried with each of the user's groups.
-    has_group: bool,
+    /// The variables it names, one bit each (`1 << var as u8`), so that a decision need not
+    /// look for them among the pieces.
+    named: u8,
+    /// How many `*` it holds.
+    stars: usize,
 }
 
 /// The values of a pattern's variables for one match.
@@ -188,11 +195,16 @@ impl Pattern {
         if levels {
             check_whole_levels(text, &pieces)?;
         }
+        let named = pieces.iter().fold(0, |bits, p| match p {
+            Piece::Var(var) => bits | var.bit(),
+            _ => bits,
+        });
         Ok(Pattern {
             text: text.into(),
-            has_group: pieces.contains(&Piece::Var(Var::GroupId)),
+            stars: pieces.iter().filter(|p| matches!(p, Piece::Star)).count(),
             pieces: pieces.into_boxed_slice(),
             levels,
+            named,
         })
     }
 
@@ -228,9 +240,16 @@ impl Pattern {
         if self.is_any() {
             return true;
         }
+        // Most patterns a client does not match differ in their literal start: say so before
+        // looking at any value.
+        if let Some(Piece::Literal(start)) = self.pieces.first() {
+            if !text.starts_with(&**start) {
+                return false;
+            }
+        }
         // Every value the pattern names must be one whole level; a missing one matches nothing.
         let fits = |var: Var, value: Option<&str>| {
-            !self.pieces.contains(&Piece::Var(var)) || value.is_some_and(substitutable)
+            self.named & var.bit() == 0 || value.is_some_and(substitutable)
         };
         if !(fits(Var::UserId, s.user_id())
             && fits(Var::ClientId, Some(s.client_id))
@@ -244,7 +263,7 @@ impl Pattern {
             client: s.client_id,
             common_name: s.common_name.unwrap_or(""),
         };
-        if !self.has_group {
+        if self.named & Var::GroupId.bit() == 0 {
             return self.glob(text.as_bytes(), &values);
         }
         s.groups().iter().filter(|g| substitutable(g)).any(|g| {
@@ -264,7 +283,7 @@ impl Pattern {
         let Some(mut at) = self.run_at(first, text, 0, v) else {
             return false;
         };
-        let stars = self.pieces.iter().filter(|&p| is_star(p)).count();
+        let stars = self.stars;
         if stars == 0 {
             return at == text.len();
         }
