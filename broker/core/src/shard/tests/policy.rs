@@ -82,6 +82,15 @@ fn policies_decide_who_connects_publishes_and_subscribes() {
     assert_eq!(puback_reason(&mut b, &mut d), [ReasonCode::NotAuthorized]);
     b.send(
         &mut d,
+        Packet::Publish(publish("devices/dev-2/x", b"x", QoS::ExactlyOnce, Some(3))),
+    );
+    assert_eq!(
+        puback_reason(&mut b, &mut d),
+        [ReasonCode::NotAuthorized],
+        "PUBREC 0x87 ends a QoS 2 flow"
+    );
+    b.send(
+        &mut d,
         Packet::Publish(publish("devices/dev-1/x", b"x", QoS::AtLeastOnce, Some(2))),
     );
     assert_eq!(
