@@ -136,14 +136,16 @@ class Client:
     a dropped connection stays dropped and tests see exactly what the broker did.
 
     `transport` is paho's: "tcp" or "websockets"; `tls` an ssl.SSLContext to wrap the
-    connection in (MQTT over TLS, or WebSocket over TLS)."""
+    connection in (MQTT over TLS, or WebSocket over TLS); `bind_address` the local address to
+    connect from (another loopback address, such as 127.0.0.2, for address policies)."""
 
     def __init__(self, broker, proto: int, client_id: str = "", clean: bool = True,
                  keepalive: int = 60, session_expiry: int | None = None,
                  connect_props: dict | None = None, will: dict | None = None,
                  userdata: Any = None, transport: str = "tcp",
-                 tls: ssl.SSLContext | None = None):
+                 tls: ssl.SSLContext | None = None, bind_address: str = ""):
         self.transport, self.tls = transport, tls
+        self.bind_address = bind_address
         self.broker, self.proto, self.client_id = broker, proto, client_id
         self.clean, self.keepalive = clean, keepalive
         self.session_expiry, self.connect_props = session_expiry, connect_props or {}
@@ -206,7 +208,7 @@ class Client:
         self.disconnected.clear()
         kwargs = {"clean_start": self.clean} if self.proto == V5 else {}
         self.mqtt.connect(self.broker.host, self.broker.port, self.keepalive,
-                          properties=properties, **kwargs)
+                          bind_address=self.bind_address, properties=properties, **kwargs)
         self.mqtt.loop_start()
         wait_for(lambda: self.connack or self.disconnected.is_set(), timeout,
                  message=f"CONNACK for {self.client_id!r}")

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use ironsight_core::policy::{AddressFilter, Pattern, PatternKind};
+
 use crate::fields::{kind, Fields};
 use crate::tokens::{JwtProfile, OAuthProfile};
 use crate::ConfigError;
@@ -33,6 +35,9 @@ pub struct Endpoint {
     pub connection_policies: Vec<String>,
     #[serde(serialize_with = "comma_list")]
     pub topic_policies: Vec<String>,
+    /// Who may join and create shared subscriptions; none: the TopicPolicies alone decide.
+    #[serde(serialize_with = "comma_list")]
+    pub subscription_policies: Vec<String>,
     /// Bytes (shown as MessageSight writes it, e.g. "4096KB").
     #[serde(serialize_with = "size_text")]
     pub max_message_size: u64,
@@ -104,14 +109,96 @@ impl Transports {
     }
 }
 
+/// The filters every policy type has: which clients it applies to. An empty one is not given
+/// (every client passes it); every one given must match.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct PolicyFilters {
+    /// Exact, or a prefix ending in `*`; a ConnectionPolicy's may name `${UserID}` and
+    /// `${CommonName}`.
+    #[serde(rename = "ClientID", skip_serializing_if = "String::is_empty")]
+    pub client_id: String,
+    /// `*`, or up to 20 addresses, `low-high` ranges and CIDR blocks (IPv6 in brackets).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub client_address: String,
+    #[serde(rename = "UserID", skip_serializing_if = "String::is_empty")]
+    pub user_id: String,
+    /// Matches when any of the user's groups does.
+    #[serde(rename = "GroupID", skip_serializing_if = "String::is_empty")]
+    pub group_id: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub common_names: String,
+    /// MQTT (or `All`): ironsight speaks nothing else, so every client passes it.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub protocol: String,
+}
+
+/// How a policy type reads its filters.
+struct FilterRules {
+    /// What its ClientID may hold.
+    client_id: PatternKind,
+    /// The ClientID when the attribute is absent ("" for none).
+    client_id_default: &'static str,
+    /// A trailing `*` in Protocol (Amlen checks ConnectionPolicy attributes with its
+    /// `ism_config_validate_Asterisk`, and Protocol with the others).
+    protocol_glob: bool,
+}
+
+impl PolicyFilters {
+    fn parse(f: &mut Fields, rules: FilterRules) -> Result<Self, ConfigError> {
+        let filters = PolicyFilters {
+            client_id: f.string("ClientID", rules.client_id_default)?,
+            client_address: f.string("ClientAddress", "")?,
+            user_id: f.string("UserID", "")?,
+            group_id: f.string("GroupID", "")?,
+            common_names: f.string("CommonNames", "")?,
+            protocol: f.string("Protocol", "")?,
+        };
+        let pattern = |attribute: &str, text: &str, kind| match text.trim() {
+            "" => Ok(()),
+            text => Pattern::parse(text, kind)
+                .map(drop)
+                .map_err(|e| f.error(attribute, e.0)),
+        };
+        pattern("ClientID", &filters.client_id, rules.client_id)?;
+        pattern("UserID", &filters.user_id, PatternKind::Name)?;
+        pattern("GroupID", &filters.group_id, PatternKind::Name)?;
+        pattern("CommonNames", &filters.common_names, PatternKind::Name)?;
+        if !filters.client_address.trim().is_empty() {
+            AddressFilter::parse(&filters.client_address)
+                .map_err(|m| f.error("ClientAddress", m))?;
+        }
+        check_protocol(f, "Protocol", &filters.protocol, rules.protocol_glob)?;
+        Ok(filters)
+    }
+
+    /// Amlen: "Specify at least one of the following filters".
+    fn require_one(&self, object: &str, name: &str) -> Result<(), ConfigError> {
+        let given = [
+            &self.client_id,
+            &self.client_address,
+            &self.user_id,
+            &self.group_id,
+            &self.common_names,
+            &self.protocol,
+        ];
+        if given.iter().all(|v| v.trim().is_empty()) {
+            return Err(ConfigError::object(
+                object,
+                name,
+                "needs at least one filter: ClientID, ClientAddress, UserID, GroupID, CommonNames or Protocol",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ConnectionPolicy {
     pub description: String,
-    /// Client ids this policy admits: exact, or a prefix ending in `*`; `*` admits all.
-    #[serde(rename = "ClientID")]
-    pub client_id: String,
-    pub protocol: String,
+    #[serde(flatten)]
+    pub filters: PolicyFilters,
     /// Whether clients may keep sessions (clean session 0, or a session expiry interval).
     pub allow_durable: bool,
     /// Whether clients may publish at QoS 1 and 2.
@@ -130,17 +217,38 @@ pub enum MaxMessagesBehavior {
 #[serde(rename_all = "PascalCase")]
 pub struct TopicPolicy {
     pub description: String,
-    /// Topic pattern: `*` matches any characters, `/` included.
+    /// Topic pattern: `*` matches any characters, `/` included; `${UserID}`, `${GroupID}`,
+    /// `${ClientID}`, `${CommonName}` each a whole level.
     pub topic: String,
-    #[serde(rename = "ClientID")]
-    pub client_id: String,
-    pub protocol: String,
+    /// ClientID defaults to `*` (ironsight's default since its first version), so a TopicPolicy
+    /// always has a filter.
+    #[serde(flatten)]
+    pub filters: PolicyFilters,
     pub action_list: String,
     pub max_messages: u32,
     pub max_messages_behavior: MaxMessagesBehavior,
     /// Seconds, or `None` for MessageSight's "unlimited".
     #[serde(serialize_with = "ttl_text")]
     pub max_message_time_to_live: Option<u32>,
+    /// Kept for a later version, which publishes the notifications on
+    /// `$SYS/DisconnectedClientNotification`.
+    pub disconnected_client_notification: bool,
+}
+
+/// Who may join (Receive) and create (Control) shared subscriptions whose group names its
+/// `Subscription` pattern matches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SubscriptionPolicy {
+    pub description: String,
+    /// A group name pattern: `*` matches any characters; `${UserID}`, `${GroupID}`,
+    /// `${CommonName}`.
+    pub subscription: String,
+    #[serde(flatten)]
+    pub filters: PolicyFilters,
+    pub action_list: String,
+    pub max_messages: u32,
+    pub max_messages_behavior: MaxMessagesBehavior,
 }
 
 /// A server certificate and its private key, PEM files. A path that is not absolute is taken
@@ -274,6 +382,8 @@ pub struct Config {
     pub connection_policies: BTreeMap<String, ConnectionPolicy>,
     #[serde(rename = "TopicPolicy")]
     pub topic_policies: BTreeMap<String, TopicPolicy>,
+    #[serde(rename = "SubscriptionPolicy")]
+    pub subscription_policies: BTreeMap<String, SubscriptionPolicy>,
     #[serde(rename = "CertificateProfile")]
     pub certificate_profiles: BTreeMap<String, CertificateProfile>,
     #[serde(rename = "SecurityProfile")]
@@ -299,17 +409,7 @@ pub struct Config {
 /// Attributes MessageSight defines that ironsight does not implement yet; naming them is refused
 /// rather than silently ignored.
 const NOT_YET: &[(&str, &str)] = &[
-    ("Endpoint", "SubscriptionPolicies"),
     ("Endpoint", "QueuePolicies"),
-    ("ConnectionPolicy", "UserID"),
-    ("ConnectionPolicy", "GroupID"),
-    ("ConnectionPolicy", "CommonNames"),
-    ("ConnectionPolicy", "ClientAddress"),
-    ("TopicPolicy", "UserID"),
-    ("TopicPolicy", "GroupID"),
-    ("TopicPolicy", "CommonNames"),
-    ("TopicPolicy", "ClientAddress"),
-    ("TopicPolicy", "DisconnectedClientNotification"),
     ("SecurityProfile", "LTPAProfile"),
     ("CertificateProfile", "CertFilePassword"),
     ("CertificateProfile", "KeyFilePassword"),
@@ -344,14 +444,26 @@ pub(crate) fn names(list: &str) -> Vec<String> {
         .collect()
 }
 
-fn check_protocol(fields: &Fields, protocol: &str) -> Result<(), ConfigError> {
-    let ok = names(protocol)
-        .iter()
-        .all(|p| p.eq_ignore_ascii_case("MQTT") || p.eq_ignore_ascii_case("All"));
-    if !ok {
+/// A list of protocol names: MQTT or All, or with `glob`, a prefix ending in `*` that names
+/// MQTT (`MQ*`). ironsight speaks MQTT only: a name it does not speak is refused rather than
+/// left to match nobody.
+fn check_protocol(
+    fields: &Fields,
+    attribute: &str,
+    protocol: &str,
+    glob: bool,
+) -> Result<(), ConfigError> {
+    let speaks = |p: &str| {
+        let p = p.to_ascii_uppercase();
+        match p.strip_suffix('*') {
+            Some(prefix) if glob => !prefix.contains('*') && "MQTT".starts_with(prefix),
+            _ => p == "MQTT" || p == "ALL",
+        }
+    };
+    if let Some(other) = names(protocol).iter().find(|p| !speaks(p)) {
         return Err(fields.error(
-            "Protocol",
-            format!("ironsight speaks MQTT only; \"{protocol}\" names another protocol"),
+            attribute,
+            format!("ironsight speaks MQTT only; \"{other}\" names another protocol"),
         ));
     }
     Ok(())
@@ -403,6 +515,7 @@ impl Endpoint {
             message_hub: f.required_string("MessageHub")?,
             connection_policies: names(&f.required_string("ConnectionPolicies")?),
             topic_policies: names(&f.required_string("TopicPolicies")?),
+            subscription_policies: names(&f.string("SubscriptionPolicies", "")?),
             max_message_size,
             max_connect_message_size,
             security_profile: f.string("SecurityProfile", "")?,
@@ -413,24 +526,15 @@ impl Endpoint {
             },
             proxy_protocol: f.boolean("ProxyProtocol", false)?,
         };
-        check_protocol(&f, &endpoint.protocol)?;
+        check_protocol(&f, "Protocol", &endpoint.protocol, false)?;
         crate::resolve::interface_addr(&endpoint.interface).map_err(|m| f.error("Interface", m))?;
         f.finish()?;
         Ok(endpoint)
     }
 }
 
-fn check_id_filter(f: &Fields, attribute: &str, filter: &str) -> Result<(), ConfigError> {
-    let stars = filter.matches('*').count();
-    if stars > 1 || (stars == 1 && !filter.ends_with('*')) {
-        return Err(f.error(attribute, "may hold one '*', as its last character"));
-    }
-    Ok(())
-}
-
 impl ConnectionPolicy {
     fn parse(name: &str, value: &Value) -> Result<Self, ConfigError> {
-        refuse_not_yet("ConnectionPolicy", name, value)?;
         let mut f = Fields::new("ConnectionPolicy", name, value)?;
         let max = u64::from(u32::MAX - 1);
         // Amlen's schema spells it MaxSessionExpiryInterval, its documentation MaximumSessionExpiryInterval.
@@ -438,33 +542,70 @@ impl ConnectionPolicy {
             Some(v) => Some(v),
             None => f.integer("MaximumSessionExpiryInterval", None, 0, max)?,
         };
+        let filters = PolicyFilters::parse(
+            &mut f,
+            FilterRules {
+                client_id: PatternKind::ConnectionClientId,
+                client_id_default: "",
+                protocol_glob: true,
+            },
+        )?;
+        filters.require_one("ConnectionPolicy", name)?;
         let policy = ConnectionPolicy {
             description: f.string("Description", "")?,
-            client_id: f.required_string("ClientID")?,
-            protocol: f.string("Protocol", "")?,
+            filters,
             allow_durable: f.boolean("AllowDurable", true)?,
             allow_persistent_messages: f.boolean("AllowPersistentMessages", true)?,
             max_session_expiry_interval: expiry.map(|v| v as u32),
         };
-        check_id_filter(&f, "ClientID", &policy.client_id)?;
-        check_protocol(&f, &policy.protocol)?;
         f.finish()?;
         Ok(policy)
     }
 }
 
+/// The filters of a TopicPolicy or SubscriptionPolicy: no variables in them (Amlen's rule).
+const MESSAGING_FILTERS: FilterRules = FilterRules {
+    client_id: PatternKind::Name,
+    client_id_default: "",
+    protocol_glob: false,
+};
+
+fn max_messages(f: &mut Fields) -> Result<(u32, MaxMessagesBehavior), ConfigError> {
+    let max = f
+        .integer("MaxMessages", Some(5000), 1, 20_000_000)?
+        .expect("has a default") as u32;
+    let behavior = match f.choice(
+        "MaxMessagesBehavior",
+        "RejectNewMessages",
+        &["RejectNewMessages", "DiscardOldMessages"],
+    )? {
+        "DiscardOldMessages" => MaxMessagesBehavior::DiscardOldMessages,
+        _ => MaxMessagesBehavior::RejectNewMessages,
+    };
+    Ok((max, behavior))
+}
+
+/// An ActionList: each entry one of `actions`, at least one.
+fn check_actions(f: &Fields, list: &str, actions: &[&str]) -> Result<(), ConfigError> {
+    for action in names(list) {
+        if !actions.iter().any(|a| a.eq_ignore_ascii_case(&action)) {
+            return Err(f.error(
+                "ActionList",
+                format!("must list {}, got \"{action}\"", actions.join(" and/or ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn lists(list: &str, action: &str) -> bool {
+    names(list).iter().any(|a| a.eq_ignore_ascii_case(action))
+}
+
 impl TopicPolicy {
     fn parse(name: &str, value: &Value) -> Result<Self, ConfigError> {
-        refuse_not_yet("TopicPolicy", name, value)?;
         let mut f = Fields::new("TopicPolicy", name, value)?;
-        let behavior = match f.choice(
-            "MaxMessagesBehavior",
-            "RejectNewMessages",
-            &["RejectNewMessages", "DiscardOldMessages"],
-        )? {
-            "DiscardOldMessages" => MaxMessagesBehavior::DiscardOldMessages,
-            _ => MaxMessagesBehavior::RejectNewMessages,
-        };
+        let (max_messages, behavior) = max_messages(&mut f)?;
         let ttl = f.string("MaxMessageTimeToLive", "unlimited")?;
         let max_message_time_to_live = if ttl.trim().eq_ignore_ascii_case("unlimited") {
             None
@@ -479,41 +620,69 @@ impl TopicPolicy {
                 }
             }
         };
+        let filters = PolicyFilters::parse(
+            &mut f,
+            FilterRules {
+                client_id_default: "*",
+                ..MESSAGING_FILTERS
+            },
+        )?;
         let policy = TopicPolicy {
             description: f.string("Description", "")?,
             topic: f.required_string("Topic")?,
-            client_id: f.string("ClientID", "*")?,
-            protocol: f.string("Protocol", "")?,
+            filters,
             action_list: f.required_string("ActionList")?,
-            max_messages: f
-                .integer("MaxMessages", Some(5000), 1, 20_000_000)?
-                .expect("has a default") as u32,
+            max_messages,
             max_messages_behavior: behavior,
             max_message_time_to_live,
+            disconnected_client_notification: f.boolean("DisconnectedClientNotification", false)?,
         };
-        for action in names(&policy.action_list) {
-            if !["Publish", "Subscribe"]
-                .iter()
-                .any(|a| a.eq_ignore_ascii_case(&action))
-            {
-                return Err(f.error(
-                    "ActionList",
-                    format!("must list Publish and/or Subscribe, got \"{action}\""),
-                ));
-            }
+        check_actions(&f, &policy.action_list, &["Publish", "Subscribe"])?;
+        Pattern::parse(&policy.topic, PatternKind::Topic).map_err(|e| f.error("Topic", e.0))?;
+        if policy.disconnected_client_notification && !policy.allows("Subscribe") {
+            return Err(f.error(
+                "DisconnectedClientNotification",
+                "needs Subscribe in the ActionList (the notifications go to subscribers)",
+            ));
         }
-        check_id_filter(&f, "ClientID", &policy.client_id)?;
-        check_protocol(&f, &policy.protocol)?;
-        ironsight_core::policy::TopicPattern::parse(&policy.topic)
-            .map_err(|e| f.error("Topic", e.0))?;
         f.finish()?;
         Ok(policy)
     }
 
     pub fn allows(&self, action: &str) -> bool {
-        names(&self.action_list)
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(action))
+        lists(&self.action_list, action)
+    }
+}
+
+impl SubscriptionPolicy {
+    fn parse(name: &str, value: &Value) -> Result<Self, ConfigError> {
+        let mut f = Fields::new("SubscriptionPolicy", name, value)?;
+        let (max_messages, behavior) = max_messages(&mut f)?;
+        let filters = PolicyFilters::parse(&mut f, MESSAGING_FILTERS)?;
+        filters.require_one("SubscriptionPolicy", name)?;
+        let policy = SubscriptionPolicy {
+            description: f.string("Description", "")?,
+            subscription: f.required_string("Subscription")?,
+            filters,
+            action_list: f.required_string("ActionList")?,
+            max_messages,
+            max_messages_behavior: behavior,
+        };
+        check_actions(&f, &policy.action_list, &["Receive", "Control"])?;
+        if policy.allows("Control") && !policy.allows("Receive") {
+            return Err(f.error(
+                "ActionList",
+                "lists Control without Receive: a client that creates a shared subscription must be allowed to receive from it",
+            ));
+        }
+        Pattern::parse(&policy.subscription, PatternKind::ShareName)
+            .map_err(|e| f.error("Subscription", e.0))?;
+        f.finish()?;
+        Ok(policy)
+    }
+
+    pub fn allows(&self, action: &str) -> bool {
+        lists(&self.action_list, action)
     }
 }
 
@@ -756,6 +925,11 @@ impl Config {
             endpoints: named(&mut doc, "Endpoint", Endpoint::parse)?,
             connection_policies: named(&mut doc, "ConnectionPolicy", ConnectionPolicy::parse)?,
             topic_policies: named(&mut doc, "TopicPolicy", TopicPolicy::parse)?,
+            subscription_policies: named(
+                &mut doc,
+                "SubscriptionPolicy",
+                SubscriptionPolicy::parse,
+            )?,
             certificate_profiles: named(&mut doc, "CertificateProfile", CertificateProfile::parse)?,
             security_profiles: named(&mut doc, "SecurityProfile", SecurityProfile::parse)?,
             trusted_certificates: listed(
@@ -923,6 +1097,11 @@ impl Config {
             for p in &e.topic_policies {
                 if !self.topic_policies.contains_key(p) {
                     return Err(missing("TopicPolicies", "TopicPolicy", p));
+                }
+            }
+            for p in &e.subscription_policies {
+                if !self.subscription_policies.contains_key(p) {
+                    return Err(missing("SubscriptionPolicies", "SubscriptionPolicy", p));
                 }
             }
         }
@@ -1112,11 +1291,121 @@ mod tests {
     #[test]
     fn unimplemented_attributes_are_refused_by_name() {
         let e = error(
-            "ConnectionPolicy",
-            "DemoConnectionPolicy",
-            serde_json::json!({"UserID": "bob"}),
+            "Endpoint",
+            "DemoEndpoint",
+            serde_json::json!({"QueuePolicies": "Q"}),
         );
-        assert_eq!(e, "ConnectionPolicy \"DemoConnectionPolicy\", attribute UserID: is not supported by this version of ironsight");
+        assert_eq!(e, "Endpoint \"DemoEndpoint\", attribute QueuePolicies: is not supported by this version of ironsight");
+    }
+
+    /// The demo configuration with `edit` applied.
+    fn edited(edit: impl FnOnce(&mut Value)) -> Result<Config, ConfigError> {
+        let mut doc: Value = serde_json::from_str(crate::DEFAULT_CONFIG).unwrap();
+        edit(&mut doc);
+        Config::parse(&doc.to_string())
+    }
+
+    /// Proves every policy attribute of issue 9 is read, shown back as written, and reaches the
+    /// core's settings in the endpoint's order.
+    #[test]
+    fn policy_filters_and_subscription_policies_reach_the_settings() {
+        let config = edited(|d| {
+            d["ConnectionPolicy"]["Staff"] = serde_json::json!({
+                "ClientID": "app-${UserID}", "ClientAddress": "10.0.0.0/8, [2001:db8::1]-[2001:db8::ff]",
+                "GroupID": "staff*", "Protocol": "MQ*"});
+            d["TopicPolicy"]["Mine"] = serde_json::json!({
+                "Topic": "APP/${UserID}/*", "UserID": "*", "CommonNames": "device*",
+                "ActionList": "Publish,Subscribe", "DisconnectedClientNotification": true});
+            d["SubscriptionPolicy"] = serde_json::json!({"Workers": {
+                "Subscription": "billing-*", "UserID": "worker*", "ActionList": "Receive,Control",
+                "MaxMessages": 100, "MaxMessagesBehavior": "DiscardOldMessages"}});
+            let e = &mut d["Endpoint"]["DemoEndpoint"];
+            e["ConnectionPolicies"] = "Staff,DemoConnectionPolicy".into();
+            e["TopicPolicies"] = "Mine,DemoTopicPolicy".into();
+            e["SubscriptionPolicies"] = "Workers".into();
+        })
+        .unwrap();
+        let json = serde_json::to_value(&config).unwrap();
+        assert_eq!(json["ConnectionPolicy"]["Staff"]["GroupID"], "staff*");
+        assert_eq!(
+            json["TopicPolicy"]["Mine"]["DisconnectedClientNotification"],
+            true
+        );
+        assert_eq!(
+            json["SubscriptionPolicy"]["Workers"]["ActionList"],
+            "Receive,Control"
+        );
+        assert_eq!(
+            json["Endpoint"]["DemoEndpoint"]["SubscriptionPolicies"],
+            "Workers"
+        );
+        assert!(json["ConnectionPolicy"]["Staff"].get("UserID").is_none());
+        let settings = config.settings();
+        let endpoint = &settings.endpoints[0];
+        let names: Vec<&str> = endpoint.connection_rules.iter().map(|r| &*r.name).collect();
+        assert_eq!(names, ["Staff", "DemoConnectionPolicy"]);
+        let share = &endpoint.subscription_rules[0];
+        assert!(share.receive && share.control);
+        assert_eq!(share.queue_messages_max, 100);
+        assert!(endpoint.topic_rules[0].disconnected_client_notification);
+        assert!(endpoint.connection_rules[0].filters.address.is_some());
+    }
+
+    /// Proves invalid policies are refused, each naming the object and the attribute.
+    #[test]
+    fn invalid_policies_name_object_and_attribute() {
+        type Edit = Box<dyn FnOnce(&mut Value)>;
+        let topic = |attrs: Value| -> Edit {
+            Box::new(move |d: &mut Value| {
+                let mut p = serde_json::json!({"Topic": "a/*", "ActionList": "Publish"});
+                for (k, v) in attrs.as_object().unwrap() {
+                    p[k] = v.clone();
+                }
+                d["TopicPolicy"]["T"] = p;
+            })
+        };
+        let cases: Vec<(Edit, &str)> = vec![
+            (topic(serde_json::json!({"ClientAddress": "10.0.0.1/8"})),
+             "TopicPolicy \"T\", attribute ClientAddress: \"10.0.0.1/8\" has bits set after its prefix; write the network's first address"),
+            (topic(serde_json::json!({"ClientAddress": "10.0.0.9-10.0.0.1"})),
+             "TopicPolicy \"T\", attribute ClientAddress: \"10.0.0.9-10.0.0.1\" must go from low to high"),
+            (topic(serde_json::json!({"Topic": "a/${UserId}"})),
+             "TopicPolicy \"T\", attribute Topic: \"a/${UserId}\" names ${UserId}; the variables are ${UserID}, ${GroupID}, ${ClientID}, ${CommonName}, ${*} and ${$}"),
+            (topic(serde_json::json!({"Topic": "a/+"})),
+             "TopicPolicy \"T\", attribute Topic: \"a/+\" holds '+': a policy Topic is not an MQTT filter; '*' matches any characters"),
+            (topic(serde_json::json!({"Topic": "a/u${UserID}"})),
+             "TopicPolicy \"T\", attribute Topic: \"a/u${UserID}\": ${UserID} must be a whole topic level (as in a/${UserID}/b), so that its value stands for exactly one level"),
+            (topic(serde_json::json!({"UserID": "${ClientID}"})),
+             "TopicPolicy \"T\", attribute UserID: \"${ClientID}\": ${ClientID} cannot be used here"),
+            (topic(serde_json::json!({"ClientID": "a*b"})),
+             "TopicPolicy \"T\", attribute ClientID: \"a*b\" may hold '*' only as its last character (write ${*} for a literal asterisk)"),
+            (topic(serde_json::json!({"Protocol": "MQ*"})),
+             "TopicPolicy \"T\", attribute Protocol: ironsight speaks MQTT only; \"MQ*\" names another protocol"),
+            (topic(serde_json::json!({"DisconnectedClientNotification": true})),
+             "TopicPolicy \"T\", attribute DisconnectedClientNotification: needs Subscribe in the ActionList (the notifications go to subscribers)"),
+            (Box::new(|d: &mut Value| d["ConnectionPolicy"]["C"] = serde_json::json!({"Description": "no filter"})),
+             "ConnectionPolicy \"C\": needs at least one filter: ClientID, ClientAddress, UserID, GroupID, CommonNames or Protocol"),
+            (Box::new(|d: &mut Value| d["ConnectionPolicy"]["C"] = serde_json::json!({"ClientID": "${GroupID}"})),
+             "ConnectionPolicy \"C\", attribute ClientID: \"${GroupID}\": ${GroupID} cannot be used here"),
+            (Box::new(|d: &mut Value| d["ConnectionPolicy"]["C"] = serde_json::json!({"Protocol": "JMS"})),
+             "ConnectionPolicy \"C\", attribute Protocol: ironsight speaks MQTT only; \"JMS\" names another protocol"),
+            (Box::new(|d: &mut Value| d["SubscriptionPolicy"] = serde_json::json!({"S": {"Subscription": "g", "ActionList": "Receive"}})),
+             "SubscriptionPolicy \"S\": needs at least one filter: ClientID, ClientAddress, UserID, GroupID, CommonNames or Protocol"),
+            (Box::new(|d: &mut Value| d["SubscriptionPolicy"] = serde_json::json!({"S": {"Subscription": "g", "ClientID": "*", "ActionList": "Control"}})),
+             "SubscriptionPolicy \"S\", attribute ActionList: lists Control without Receive: a client that creates a shared subscription must be allowed to receive from it"),
+            (Box::new(|d: &mut Value| d["SubscriptionPolicy"] = serde_json::json!({"S": {"Subscription": "g-${ClientID}", "ClientID": "*", "ActionList": "Receive"}})),
+             "SubscriptionPolicy \"S\", attribute Subscription: \"g-${ClientID}\": ${ClientID} cannot be used here"),
+            (Box::new(|d: &mut Value| d["SubscriptionPolicy"] = serde_json::json!({"S": {"Subscription": "g", "ClientID": "*", "ActionList": "Publish"}})),
+             "SubscriptionPolicy \"S\", attribute ActionList: must list Receive and/or Control, got \"Publish\""),
+            (Box::new(|d: &mut Value| d["Endpoint"]["DemoEndpoint"]["SubscriptionPolicies"] = "Nope".into()),
+             "Endpoint \"DemoEndpoint\", attribute SubscriptionPolicies: names SubscriptionPolicy \"Nope\", which does not exist"),
+        ];
+        for (edit, expected) in cases {
+            assert_eq!(edited(edit).unwrap_err().to_string(), expected);
+        }
+        let many = vec!["10.0.0.1"; 21].join(",");
+        let e = edited(topic(serde_json::json!({"ClientAddress": many}))).unwrap_err();
+        assert_eq!(e.attribute.as_deref(), Some("ClientAddress"));
     }
 
     #[test]

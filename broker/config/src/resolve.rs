@@ -3,11 +3,13 @@
 
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-use ironsight_core::policy::{ConnectionRule, IdFilter, TopicPattern, TopicRule};
+use ironsight_core::policy::{
+    AddressFilter, ClientFilters, ConnectionRule, Pattern, PatternKind, SubscriptionRule, TopicRule,
+};
 use ironsight_core::queue::QueueBehavior;
 use ironsight_core::settings::{BrokerSettings, EndpointSettings, Settings};
 
-use crate::objects::{Config, MaxMessagesBehavior};
+use crate::objects::{Config, MaxMessagesBehavior, PolicyFilters};
 use crate::ConfigError;
 
 /// One socket to listen on, for the endpoint at index `endpoint` of [`Config::settings`].
@@ -63,6 +65,27 @@ fn behavior(b: MaxMessagesBehavior) -> QueueBehavior {
     }
 }
 
+/// A policy's filters compiled; `client_id` is what its ClientID may hold. They were checked
+/// when the configuration was read.
+fn filters(f: &PolicyFilters, client_id: PatternKind) -> ClientFilters {
+    let pattern = |text: &str, kind| {
+        let text = text.trim();
+        (!text.is_empty()).then(|| Pattern::parse(text, kind).expect("checked when parsed"))
+    };
+    let address = f.client_address.trim();
+    ClientFilters {
+        client_id: pattern(&f.client_id, client_id),
+        address: if address.is_empty() {
+            None
+        } else {
+            AddressFilter::parse(address).expect("checked when parsed")
+        },
+        user_id: pattern(&f.user_id, PatternKind::Name),
+        group_id: pattern(&f.group_id, PatternKind::Name),
+        common_name: pattern(&f.common_names, PatternKind::Name),
+    }
+}
+
 impl Config {
     /// Enabled endpoints in name order; their position is the endpoint number.
     pub fn enabled(&self) -> impl Iterator<Item = (&String, &crate::objects::Endpoint)> {
@@ -105,7 +128,7 @@ impl Config {
                 let policy = &self.connection_policies[p];
                 ConnectionRule {
                     name: p.clone(),
-                    client_id: IdFilter::parse(&policy.client_id),
+                    filters: filters(&policy.filters, PatternKind::ConnectionClientId),
                     allow_durable: policy.allow_durable,
                     allow_persistent: policy.allow_persistent_messages,
                     session_expiry_max_s: policy.max_session_expiry_interval.unwrap_or(u32::MAX),
@@ -119,13 +142,32 @@ impl Config {
                 let policy = &self.topic_policies[p];
                 TopicRule {
                     name: p.clone(),
-                    topic: TopicPattern::parse(&policy.topic).expect("checked when parsed"),
-                    client_id: IdFilter::parse(&policy.client_id),
+                    filters: filters(&policy.filters, PatternKind::Name),
+                    topic: Pattern::parse(&policy.topic, PatternKind::Topic)
+                        .expect("checked when parsed"),
                     publish: policy.allows("Publish"),
                     subscribe: policy.allows("Subscribe"),
                     queue_messages_max: policy.max_messages,
                     queue_behavior: behavior(policy.max_messages_behavior),
                     message_ttl_max_s: policy.max_message_time_to_live,
+                    disconnected_client_notification: policy.disconnected_client_notification,
+                }
+            })
+            .collect();
+        let subscription_rules = e
+            .subscription_policies
+            .iter()
+            .map(|p| {
+                let policy = &self.subscription_policies[p];
+                SubscriptionRule {
+                    name: p.clone(),
+                    filters: filters(&policy.filters, PatternKind::Name),
+                    subscription: Pattern::parse(&policy.subscription, PatternKind::ShareName)
+                        .expect("checked when parsed"),
+                    receive: policy.allows("Receive"),
+                    control: policy.allows("Control"),
+                    queue_messages_max: policy.max_messages,
+                    queue_behavior: behavior(policy.max_messages_behavior),
                 }
             })
             .collect();
@@ -137,6 +179,7 @@ impl Config {
             authenticate: self.authenticates(e),
             connection_rules,
             topic_rules,
+            subscription_rules,
         }
     }
 
@@ -237,7 +280,14 @@ mod tests {
         let settings = Config::builtin().settings();
         let endpoint = &settings.endpoints[0];
         assert_eq!(endpoint.connection_rules.len(), 1);
-        assert!(endpoint.connection_rules[0].client_id.admits("anyone"));
+        let anyone = ironsight_core::policy::Subject {
+            client_id: "anyone",
+            principal: None,
+            common_name: None,
+            addr: "192.0.2.1".parse().unwrap(),
+        };
+        assert_eq!(endpoint.connection_rules[0].filters.refuses(&anyone), None);
+        assert!(endpoint.subscription_rules.is_empty());
         let rule = &endpoint.topic_rules[0];
         assert!(rule.publish && rule.subscribe);
         assert_eq!(rule.queue_messages_max, 5000);

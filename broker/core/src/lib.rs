@@ -10,7 +10,8 @@
 //! - [`conn`]: one network connection's protocol state.
 //! - [`session`]: what outlives a connection: subscriptions, delivery state, will, expiry.
 //! - [`queue`]: a session's queue, in-flight window and inbound QoS 2 state.
-//! - [`policy`]: connection and topic policies: who may connect, publish, subscribe.
+//! - [`policy`]: connection, topic and subscription policies: who may connect, publish,
+//!   subscribe, share; safe substitution of `${UserID}`, `${ClientID}` and the others.
 //! - [`interest`]: what the other shards subscribe to, posted before a SUBSCRIBE returns.
 //! - [`routing`]: shard sets, local subscriptions, shared groups, messages between shards.
 //! - [`settings`]: the limits the core enforces, from the configuration objects.

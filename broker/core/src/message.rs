@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use ironsight_codec::{ByteString, Bytes, MessageProperties, QoS};
 
+use crate::policy::Publisher;
+
 /// Identifies the session that published a message, for No Local ([MQTT-3.8.3-3]). Unique across
 /// shards: the shard number is in the high bits, so a message also tells which shard it came from.
 pub type SessionUid = u64;
@@ -38,6 +40,9 @@ pub struct Message {
     pub origin: SessionUid,
     /// Unique in the broker (the publishing shard in the high bits), for the journal.
     pub id: u64,
+    /// Who published it, for a retained message only: its right to publish there is checked
+    /// again whenever it is delivered from the retained store.
+    pub publisher: Option<Arc<Publisher>>,
 }
 
 pub type SharedMessage = Arc<Message>;
@@ -69,6 +74,7 @@ impl Message {
             published_at: now,
             origin,
             id: 0,
+            publisher: None,
         }
     }
 

@@ -15,6 +15,7 @@ use ironsight_codec::{ByteString, Bytes, MessageProperties, QoS, SubscriptionOpt
 use crate::auth::Principal;
 use crate::conn::ConnId;
 use crate::message::SessionUid;
+use crate::policy::Publisher;
 use crate::queue::{Delivery, QueueBehavior, ShareId};
 
 pub type SessionIdx = u32;
@@ -122,6 +123,8 @@ pub struct Will {
     pub properties: MessageProperties,
     /// While the session is disconnected: when the will is published.
     pub publish_at: Option<Instant>,
+    /// For a retained will: who publishes it, kept with the retained message.
+    pub publisher: Option<Arc<Publisher>>,
 }
 
 #[derive(Debug)]

@@ -2,7 +2,9 @@
 //! MessageSight's JSON objects into these; the core never sees JSON. Every bound on memory that a
 //! peer could otherwise grow is a named field here, units last.
 
-use crate::policy::{ConnectionRule, IdFilter, TopicPattern, TopicRule};
+use crate::policy::{
+    ClientFilters, ConnectionRule, Pattern, PatternKind, SubscriptionRule, TopicRule,
+};
 use crate::queue::QueueBehavior;
 
 /// The most shards a broker runs: shard sets are one machine word.
@@ -93,6 +95,9 @@ pub struct EndpointSettings {
     /// `Endpoint.TopicPolicies`: what admitted clients may publish and subscribe to, and the
     /// queue limits of their sessions.
     pub topic_rules: Vec<TopicRule>,
+    /// `Endpoint.SubscriptionPolicies`: who may join and create shared subscriptions. Empty:
+    /// the TopicPolicies alone decide (Amlen's rule for non-durable shared subscriptions).
+    pub subscription_rules: Vec<SubscriptionRule>,
 }
 
 impl Default for EndpointSettings {
@@ -105,21 +110,23 @@ impl Default for EndpointSettings {
             authenticate: false,
             connection_rules: vec![ConnectionRule {
                 name: "DemoConnectionPolicy".into(),
-                client_id: IdFilter::Any,
+                filters: ClientFilters::default(),
                 allow_durable: true,
                 allow_persistent: true,
                 session_expiry_max_s: u32::MAX,
             }],
             topic_rules: vec![TopicRule {
                 name: "DemoTopicPolicy".into(),
-                topic: TopicPattern::parse("*").expect("valid pattern"),
-                client_id: IdFilter::Any,
+                filters: ClientFilters::default(),
+                topic: Pattern::parse("*", PatternKind::Topic).expect("valid pattern"),
                 publish: true,
                 subscribe: true,
                 queue_messages_max: 5000,
                 queue_behavior: QueueBehavior::RejectNewMessages,
                 message_ttl_max_s: None,
+                disconnected_client_notification: false,
             }],
+            subscription_rules: Vec::new(),
         }
     }
 }

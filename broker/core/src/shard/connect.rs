@@ -10,10 +10,12 @@ use ironsight_codec::{
     ProtocolVersion, QoS, ReasonCode,
 };
 
+use super::authorize::subject_of;
 use super::lifecycle::CloseKind;
 use super::{Handoff, Shard};
 use crate::auth::{AuthAnswer, AuthRequest, Principal};
 use crate::conn::{ClientLimits, ConnId, ConnState, Identity};
+use crate::policy::{self, Subject};
 use crate::queue::QueueBehavior;
 use crate::session::{Session, SessionIdx, Will, EXPIRY_NEVER};
 use crate::topic;
@@ -45,6 +47,8 @@ struct Admission {
     allow_persistent: bool,
     queue_max: u32,
     queue_behavior: QueueBehavior,
+    /// The will's time-to-live cap, from the TopicPolicy that allows it.
+    will_ttl_max_s: Option<u32>,
 }
 
 /// Everything the broker grants a connection it accepts, decided before a session is touched, so
@@ -329,7 +333,7 @@ impl Shard {
             return self.refuse(conn, now, reason);
         }
         let grant = self
-            .admit(conn, &connect, &client_id)
+            .admit(conn, &connect, &client_id, principal.as_deref())
             .and_then(|admission| {
                 self.grant(conn, &connect, &client_id, assigned, admission, auth_data)
             });
@@ -462,21 +466,21 @@ impl Shard {
         })
     }
 
-    /// The endpoint's first ConnectionPolicy that admits the client decides; none is Not
-    /// Authorized, as is asking for what the policy forbids (a durable session, QoS > 0 will).
+    /// The endpoint's first ConnectionPolicy whose filters all match the client decides; none
+    /// is Not Authorized, as is asking for what the policy forbids (a durable session, QoS > 0
+    /// will) or a will on a topic no TopicPolicy lets the client publish to.
     fn admit(
         &self,
         conn: ConnId,
         connect: &Connect,
         client_id: &str,
+        principal: Option<&Principal>,
     ) -> Result<Admission, ReasonCode> {
         let endpoint = self.endpoint(conn);
-        let Some(rule) = endpoint
-            .connection_rules
-            .iter()
-            .find(|r| r.client_id.admits(client_id))
-        else {
-            tracing::debug!(conn, client_id, "no connection policy admits the client");
+        let s = subject_of(&self.conns[conn as usize], client_id, principal);
+        let Some(rule) = policy::connection_rule(&endpoint.connection_rules, &s) else {
+            let why = policy::explain_connection(&endpoint.connection_rules, &s);
+            tracing::debug!(conn, client_id, %why, "no connection policy admits the client");
             return Err(ReasonCode::NotAuthorized);
         };
         let durable = match connect.protocol {
@@ -491,15 +495,14 @@ impl Shard {
             tracing::debug!(conn, client_id, policy = %rule.name, "connection policy forbids a durable session or a QoS > 0 will");
             return Err(ReasonCode::NotAuthorized);
         }
-        let queue = endpoint
-            .topic_rules
-            .iter()
-            .find(|r| r.client_id.admits(client_id));
+        let will_ttl_max_s = self.authorize_will(conn, connect, &s)?;
+        let queue = policy::session_rule(&endpoint.topic_rules, &s);
         Ok(Admission {
             session_expiry_max_s: rule.session_expiry_max_s,
             allow_persistent: rule.allow_persistent,
             queue_max: queue.map_or(5000, |r| r.queue_messages_max),
             queue_behavior: queue.map_or(QueueBehavior::RejectNewMessages, |r| r.queue_behavior),
+            will_ttl_max_s,
         })
     }
 
@@ -554,6 +557,23 @@ impl Shard {
         Ok(())
     }
 
+    /// A will is authorised like any publish, retained or not, by who connects now: a will on
+    /// a topic the client may not publish to (`$SYS` included) refuses the CONNECT, Not
+    /// Authorized (v5 0x87, v3 return code 5), rather than be published later where it must not.
+    /// Returns the time-to-live cap of the policy that allows it.
+    fn authorize_will(
+        &self,
+        conn: ConnId,
+        connect: &Connect,
+        s: &Subject,
+    ) -> Result<Option<u32>, ReasonCode> {
+        let Some(will) = &connect.will else {
+            return Ok(None);
+        };
+        self.authorize_publish(conn, s, &will.topic)
+            .map_err(|()| ReasonCode::NotAuthorized)
+    }
+
     /// Takes the session of `client_id` over or starts a new one. Returns it and Session Present.
     fn attach_session(
         &mut self,
@@ -594,15 +614,24 @@ impl Shard {
         s.conn = Some(conn);
         s.expiry_s = expiry_s;
         s.expires_at = None;
+        let retained_will = connect.will.as_ref().is_some_and(|w| w.retain);
+        let publisher = retained_will.then(|| self.publisher(conn, session));
+        let s = &mut self.sessions[session as usize];
         s.will = connect.will.map(|w| {
+            let mut properties = w.properties;
+            if let Some(ttl) = admission.will_ttl_max_s {
+                let asked = properties.message_expiry_interval_s.unwrap_or(u32::MAX);
+                properties.message_expiry_interval_s = Some(asked.min(ttl));
+            }
             Box::new(Will {
                 topic: w.topic,
                 payload: w.payload,
                 qos: w.qos,
                 retain: w.retain,
                 delay_s: w.delay_interval_s.unwrap_or(0),
-                properties: w.properties,
+                properties,
                 publish_at: None,
+                publisher,
             })
         });
         s.queue_max = admission.queue_max;
@@ -625,6 +654,9 @@ impl Shard {
             "connected"
         );
 
+        if present {
+            self.recheck_session(conn, session, now);
+        }
         self.journal_session(session);
         connack.session_present = present;
         self.send(conn, &Packet::ConnAck(connack));

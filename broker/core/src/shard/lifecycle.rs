@@ -136,6 +136,7 @@ impl Shard {
             origin,
         );
         msg.id = self.next_message_id();
+        msg.publisher = will.publisher;
         self.stats.wills_published += 1;
         self.route(now, std::sync::Arc::new(msg), None);
     }

@@ -11,9 +11,10 @@
 //! queue), `encode` (PUBLISH bytes, one encoding per fan-out), `retained` (the retained store),
 //! `subscribe` (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills,
 //! session end), `timers` (keep alive, will delay, session expiry), `remote` (messages from
-//! other shards).
+//! other shards), `authorize` (the policies' decisions and what follows from them).
 
 mod acks;
+mod authorize;
 mod connect;
 mod deliver;
 mod encode;

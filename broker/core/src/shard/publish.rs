@@ -11,7 +11,6 @@ use super::acks::PendingAck;
 use super::Shard;
 use crate::conn::ConnId;
 use crate::message::Message;
-use crate::policy::Action;
 use crate::queue::AckError;
 use crate::session::SessionIdx;
 use crate::topic;
@@ -50,7 +49,7 @@ impl Shard {
             // The ConnectionPolicy says AllowPersistentMessages false: QoS 1/2 is not for this client.
             return self.fail(conn, now, ReasonCode::QoSNotSupported);
         }
-        let Some(ttl_max) = self.publish_rule(conn, session, &topic) else {
+        let Ok(ttl_max) = self.authorize_publish(conn, &self.subject(conn), &topic) else {
             return self.not_authorized(conn, now, &publish);
         };
         if let (QoS::ExactlyOnce, Some(pid)) = (publish.qos, publish.packet_id) {
@@ -90,6 +89,9 @@ impl Shard {
             origin,
         );
         msg.id = self.next_message_id();
+        if publish.retain {
+            msg.publisher = Some(self.publisher(conn, session));
+        }
         // Only a v5 publisher can be told about other shards' subscribers: only it waits for them.
         let token =
             (publish.qos != QoS::AtMostOnce && self.conns[conn as usize].is_v5()).then(|| {
@@ -116,21 +118,13 @@ impl Shard {
         self.acknowledge(conn, pending);
     }
 
-    /// The first TopicPolicy that lets this client publish to `topic`: its message time-to-live
-    /// cap (`Some(None)` when unlimited); `None` when no policy allows it.
-    fn publish_rule(&self, conn: ConnId, session: SessionIdx, topic: &str) -> Option<Option<u32>> {
-        let client_id = &self.sessions[session as usize].client_id;
-        let rules = &self.endpoint(conn).topic_rules;
-        let rule = rules
-            .iter()
-            .find(|r| r.allows(Action::Publish, topic, client_id))?;
-        Some(rule.message_ttl_max_s)
-    }
-
-    /// A PUBLISH no policy allows: a v5 client is told (0x87) and the message dropped; a v3
-    /// client cannot be told, so its connection is closed ([MQTT-3.3.5-2]).
+    /// A PUBLISH no policy allows (why was logged by `authorize_publish`): a v5 client is
+    /// told (0x87 on its PUBACK or PUBREC; nothing at QoS 0) and the message dropped. A v3
+    /// client has no code to be told with: MQTT 3.1.1 lets the server either acknowledge and
+    /// drop or close the connection ([MQTT-3.3.5-2]); ironsight closes, so that a device
+    /// publishing where it must not sees it at once instead of losing messages silently.
+    /// (Amlen's documentation does not say which it does; its policies refuse the publish.)
     fn not_authorized(&mut self, conn: ConnId, now: Instant, publish: &Publish) {
-        tracing::debug!(conn, topic = %publish.topic, "publish not authorized");
         if !self.conns[conn as usize].is_v5() {
             return self.fail(conn, now, ReasonCode::NotAuthorized);
         }

@@ -126,7 +126,8 @@ impl Shard {
     }
 
     /// Delivers the retained messages `request` asked for. `request.filter` is a plain filter (a
-    /// shared subscription gets no retained messages), checked when it was subscribed.
+    /// shared subscription gets no retained messages), checked when it was subscribed; a
+    /// message whose publisher may no longer publish there is withheld.
     pub(super) fn send_retained(
         &mut self,
         session: SessionIdx,
@@ -136,6 +137,9 @@ impl Shard {
         let uid = self.sessions[session as usize].uid(self.id);
         let excluded = request.options.no_local.then_some(uid);
         for msg in self.retained.matching(&request.filter, now, excluded) {
+            if !self.publisher_may_still(&msg) {
+                continue;
+            }
             let qos = delivery_qos(msg.qos, request.options.qos);
             let sub_ids = request.id.map_or(SubIds::None, SubIds::One);
             let offer = Offer {

@@ -19,7 +19,6 @@ use super::Shard;
 use crate::conn::ConnId;
 use crate::interest::{Interest, InterestChange};
 use crate::journal::Record;
-use crate::policy::Action;
 use crate::queue::ShareId;
 use crate::routing::{share_key, LocalSub, Member, ShardId, ShareGroup, ShareKey};
 use crate::session::{SessionIdx, Subscription};
@@ -75,7 +74,7 @@ impl Shard {
         self.split(text).map(|split| split.parts(text))
     }
 
-    fn split(&self, text: &str) -> Result<FilterSplit, FilterError> {
+    pub(super) fn split(&self, text: &str) -> Result<FilterSplit, FilterError> {
         let broker = &self.settings.broker;
         topic::split_filter(text, broker.topic_len_max, broker.topic_levels_max)
     }
@@ -203,17 +202,11 @@ impl Shard {
                 ReasonCode::TopicFilterInvalid
             })?
             .parts(&f.filter);
+        let conn = self.sessions[session as usize]
+            .conn
+            .expect("subscribing sessions are connected");
+        self.authorize_subscription(conn, parsed)?;
         let s = &self.sessions[session as usize];
-        let conn = s.conn.expect("subscribing sessions are connected");
-        if !self
-            .endpoint(conn)
-            .topic_rules
-            .iter()
-            .any(|r| r.allows(Action::Subscribe, parsed.filter, &s.client_id))
-        {
-            tracing::debug!(filter = %f.filter, "subscribe not authorized");
-            return Err(ReasonCode::NotAuthorized);
-        }
         let text = topic::subscription_text(&f.filter);
         let is_new = !s.subscriptions.contains(&text);
         if is_new && s.subscriptions.len() >= self.settings.broker.subscriptions_max {

@@ -21,10 +21,9 @@ use ironsight_codec::{
 };
 
 use super::{Event, Shard};
-use crate::auth::AuthRequest;
+use crate::auth::{AuthRequest, Principal, Refusal};
 use crate::conn::ConnId;
 use crate::interest::InterestBoard;
-use crate::policy::{IdFilter, TopicPattern};
 use crate::queue::QueueBehavior;
 use crate::routing::ShardMsg;
 use crate::settings::{EndpointSettings, Settings};
@@ -46,6 +45,9 @@ struct Broker {
     now: Instant,
     /// Authentication requests the shards made, for the test to answer (`Broker::answer`).
     auth_requests: Vec<AuthRequest>,
+    /// When set, requests are answered at once: the user the CONNECT names, if listed here,
+    /// else bad credentials.
+    users: Vec<Arc<Principal>>,
 }
 
 /// A client: where its connection lives now, and what it received but the test did not read.
@@ -135,6 +137,7 @@ impl Broker {
                 .collect(),
             now: Instant::now(),
             auth_requests: Vec::new(),
+            users: Vec::new(),
         }
     }
 
@@ -200,8 +203,26 @@ impl Broker {
                 for event in events {
                     let (conn, to, handoff) = match event {
                         Event::Handoff { conn, to, handoff } => (conn, to, handoff),
-                        Event::Authenticate(request) => {
+                        Event::Authenticate(request) if self.users.is_empty() => {
                             self.auth_requests.push(*request);
+                            continue;
+                        }
+                        Event::Authenticate(request) => {
+                            let named = request.user_name.as_deref();
+                            let verdict = self
+                                .users
+                                .iter()
+                                .find(|p| Some(&*p.user_id) == named)
+                                .cloned()
+                                .ok_or(Refusal::BadCredentials);
+                            self.shards[from].authenticated(
+                                request.conn,
+                                request.ticket,
+                                self.now,
+                                verdict.into(),
+                                &mut Vec::new(),
+                            );
+                            moved = true;
                             continue;
                         }
                     };
