@@ -10,12 +10,14 @@
 //! # Layout
 //! - [`objects`]: the object types and their attributes, with MessageSight's names and defaults.
 //! - `fields`: typed attribute reading; every error names object type, object and attribute.
+//! - [`ldap`]: the `LDAP` object (the directory for password authentication and groups).
 //! - [`resolve`]: turns a checked configuration into the core's settings and the listeners.
 //!
 //! Invariant: a [`Config`] that parsed is consistent (every reference resolves, every value is in
 //! range), so resolving it cannot fail.
 
 mod fields;
+pub mod ldap;
 pub mod objects;
 pub mod resolve;
 

@@ -265,6 +265,8 @@ pub struct Config {
     pub crl_profiles: BTreeMap<String, CrlProfile>,
     #[serde(rename = "Broker")]
     pub broker: Broker,
+    #[serde(rename = "LDAP", skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<crate::ldap::Ldap>,
     /// Where files named by a relative path are found: the configuration file's directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -723,6 +725,10 @@ impl Config {
                 &doc.remove("Broker")
                     .unwrap_or(Value::Object(Default::default())),
             )?,
+            ldap: doc
+                .remove("LDAP")
+                .map(|v| crate::ldap::Ldap::parse(&v))
+                .transpose()?,
             base_dir: PathBuf::from("."),
         };
         if let Some(unknown) = doc.keys().next() {
