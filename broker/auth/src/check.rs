@@ -82,7 +82,10 @@ impl Checker {
         }
         // The core asks only for endpoints with demands: an endpoint missing here is a bug,
         // and refusing is the safe answer to it.
-        tracing::error!(endpoint = request.endpoint, "authentication asked for an endpoint without demands");
+        tracing::error!(
+            endpoint = request.endpoint,
+            "authentication asked for an endpoint without demands"
+        );
         Err(Refusal::NotAuthorized)
     }
 
@@ -96,7 +99,11 @@ impl Checker {
             if demands.allow_null_password && request.common_name.is_some() {
                 return Ok(Arc::new(Principal::new(user, [])));
             }
-            tracing::debug!(conn = request.conn, user, "no password where one is required");
+            tracing::debug!(
+                conn = request.conn,
+                user,
+                "no password where one is required"
+            );
             return Err(Refusal::BadCredentials);
         }
         let Some(directory) = &self.directory else {
@@ -105,7 +112,12 @@ impl Checker {
         };
         let verdict = directory.verify(user, password).await;
         if let Err(refusal) = &verdict {
-            tracing::info!(conn = request.conn, user, ?refusal, "authentication refused");
+            tracing::info!(
+                conn = request.conn,
+                user,
+                ?refusal,
+                "authentication refused"
+            );
         }
         verdict
     }
