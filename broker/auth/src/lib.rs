@@ -9,6 +9,7 @@
 //! - [`service`]: the side runtime: requests in from any shard, one answer out per request.
 //! - [`check`]: what a request must show on its endpoint (password, certificate), and which
 //!   [`check::Directory`] judges user names and passwords.
+//! - [`ldap`]: an LDAP directory as a `Directory` (Amlen's LDAP object).
 //!
 //! # Invariants
 //! - Every request gets one [`Answer`], [`Refusal::Unavailable`] when its check overran
@@ -18,6 +19,7 @@
 //! [`Refusal::Unavailable`]: ironsight_core::auth::Refusal::Unavailable
 
 pub mod check;
+pub mod ldap;
 pub mod service;
 
 pub use check::{Checker, Directory};
