@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 pub struct Slapd {
+    /// slapd's process id.
+    pub pid: u32,
     pub port: u16,
     /// ldaps://, with a certificate for 127.0.0.1 signed by `ca`.
     pub ldaps_port: u16,
@@ -66,6 +68,7 @@ fn start() -> Slapd {
     });
     let text = |key: &str| info[key].as_str().expect("a string").to_string();
     Slapd {
+        pid: info["pid"].as_u64().expect("a pid") as u32,
         port: info["port"].as_u64().expect("a port") as u16,
         ldaps_port: info["ldaps_port"].as_u64().expect("a port") as u16,
         ca: PathBuf::from(text("ca")),
