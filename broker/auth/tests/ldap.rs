@@ -14,9 +14,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ironsight_auth::check::Demands;
 use ironsight_auth::ldap::LdapDirectory;
-use ironsight_auth::Directory;
-use ironsight_core::auth::{AuthVerdict, Refusal};
+use ironsight_auth::{Answer, AuthService, Checker, Directory};
+use ironsight_codec::{ByteString, Bytes};
+use ironsight_core::auth::{AuthRequest, AuthVerdict, Refusal};
 use serde_json::Value;
 use slapd::slapd;
 
@@ -365,5 +367,65 @@ async fn ldaps_checks_the_directory_certificate_as_asked() {
     assert_eq!(
         user_id(&unchecked.verify("alice", b"alice-pw").await),
         "alice"
+    );
+}
+
+/// Proves the directory on the auth service's runtime never holds up other clients: while a
+/// verification waits on a slow directory, a cached user's CONNECT is answered at once, and
+/// the slow one is answered later, authenticated.
+#[test]
+fn a_slow_directory_does_not_hold_up_cached_users() {
+    let slow = slapd().proxy(Duration::from_millis(300));
+    let d = directory(|l| l["URL"] = format!("ldap://127.0.0.1:{slow}").into());
+    let endpoints = vec![Demands {
+        password: true,
+        ..Demands::default()
+    }];
+    let checker = Checker::new(endpoints, Some(Arc::new(d)), Duration::from_secs(10));
+    let (answers, answered) = std::sync::mpsc::channel::<(Answer, Instant)>();
+    let answers = std::sync::Mutex::new(answers);
+    let reply = Arc::new(move |answer: Answer| {
+        let _ = answers.lock().unwrap().send((answer, Instant::now()));
+    });
+    let service = AuthService::start(checker, reply).unwrap();
+    let request = |ticket: u64, user: &str, password: &'static [u8]| AuthRequest {
+        shard: 0,
+        conn: ticket as u32,
+        ticket,
+        endpoint: 0,
+        client_id: format!("client-{ticket}").into(),
+        user_name: Some(ByteString::from(user)),
+        password: Some(Bytes::from_static(password)),
+        peer: "127.0.0.1".parse().unwrap(),
+        common_name: None,
+    };
+    let wait = || {
+        answered
+            .recv_timeout(Duration::from_secs(20))
+            .expect("an answer")
+    };
+
+    service.submit(request(1, "alice", b"alice-pw")); // slow: caches alice
+    let (first, _) = wait();
+    assert_eq!(user_id(&first.verdict), "alice");
+
+    let started = Instant::now();
+    service.submit(request(2, "bob", b"bob-pw")); // slow: four round trips of 300 ms
+    service.submit(request(3, "alice", b"alice-pw")); // cached
+    let (cached, cached_at) = wait();
+    assert_eq!(cached.ticket, 3, "the cached user is answered first");
+    assert_eq!(user_id(&cached.verdict), "alice");
+    assert!(
+        cached_at - started < Duration::from_millis(250),
+        "{:?}",
+        cached_at - started
+    );
+    let (slow, slow_at) = wait();
+    assert_eq!(slow.ticket, 2);
+    assert_eq!(user_id(&slow.verdict), "bob");
+    assert!(
+        slow_at - started >= Duration::from_millis(600),
+        "{:?}",
+        slow_at - started
     );
 }
