@@ -160,7 +160,7 @@ impl LdapDirectory {
         let filter = format!("({}={})", self.user_attribute, ldap_escape(user));
         let mut lease = self.pool.lease(Role::Service).await?;
         // Two entries are enough to know the id is ambiguous; the directory sends no more.
-        let options = SearchOptions::new().sizelimit(2);
+        let options = self.search_options().sizelimit(2);
         let found = lease
             .ldap()
             .with_search_options(options)
@@ -214,7 +214,7 @@ impl LdapDirectory {
         let mut lease = self.pool.lease(Role::Service).await?;
         let levels = if self.nested { NESTING_LEVELS_MAX } else { 1 };
         let attributes = [self.group_attribute.as_str()];
-        let options = SearchOptions::new().sizelimit(GROUPS_MAX as i32);
+        let options = self.search_options().sizelimit(GROUPS_MAX as i32);
         let mut names = Vec::new();
         let mut seen = HashSet::new();
         let mut members = vec![user_dn.to_string()];
@@ -262,6 +262,12 @@ impl LdapDirectory {
         }
         lease.release();
         Ok(names)
+    }
+
+    /// Searches carry Timeout as their time limit, so that the directory too stops working
+    /// on a search the broker no longer waits for.
+    fn search_options(&self) -> SearchOptions {
+        SearchOptions::new().timelimit(self.timeout.as_secs() as i32)
     }
 
     /// `(member=<dn>)`, or `(|(member=<dn1>)(member=<dn2>)...)` for several.
