@@ -2,9 +2,10 @@
 //!
 //! One verification ([`LdapDirectory::verify`]), all of it within `Timeout`:
 //! 1. What no directory should see is refused first: an empty password (a bind with a name and
-//!    an empty password is an *unauthenticated bind*, which a directory answers with success,
-//!    RFC 4513 5.1.2), a password that is not UTF-8 (ldap3 sends passwords as text), and ids
-//!    or passwords over their bounds.
+//!    an empty password is an *unauthenticated bind*, RFC 4513 5.1.2, which many directories
+//!    answer with success and anonymous rights; slapd refuses it unless told otherwise), a
+//!    password that is not UTF-8 (ldap3 sends passwords as text), and ids or passwords over
+//!    their bounds.
 //! 2. The cache ([`cache`]): credentials this user proved within `CacheTimeout` answer at once,
 //!    compared as keyed hashes.
 //! 3. The user's DN: `<UserIdMap>=<user id>,<UserSuffix>` when there is a UserSuffix (a direct

@@ -247,8 +247,8 @@ impl Ldap {
             }
         }
         // A bind with a name and no password is an "unauthenticated bind" (RFC 4513 5.1.2),
-        // which a directory answers with success and anonymous rights: the broker would search
-        // as nobody without saying so.
+        // which many directories answer with success and anonymous rights: the broker would
+        // search as nobody without saying so.
         if !self.bind_dn.is_empty() && self.bind_password.is_empty() {
             return Err(f.error(
                 "BindPassword",
