@@ -92,7 +92,7 @@ async fn wrong_password_and_unknown_user_are_both_bad_credentials() {
 }
 
 /// Proves an empty password is refused without any request to the directory (a bind with a
-/// name and no password is an unauthenticated bind, which slapd would answer with success):
+/// name and no password is an unauthenticated bind, which many directories answer with success):
 /// slapd's log has no line for the user afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_password_is_refused_before_any_bind() {
