@@ -321,9 +321,13 @@ class DelayProxy:
         while not self.closed:
             try:
                 client, _ = self.listener.accept()
+            except OSError:
+                continue
+            try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
                 upstream.settimeout(None)
-            except OSError:
+            except OSError:  # the target is down: so is the proxied connection
+                client.close()
                 continue
             with self.lock:
                 self.accepted += 1
