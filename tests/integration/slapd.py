@@ -24,12 +24,13 @@ most open at once).
 
 Use:
 - from pytest: `from slapd import slapd_fixture  # noqa: F401` in a test module gives it the
-  session fixture `slapd`, a running `Slapd`.
+  session fixture `slapd`, a running `Slapd`; `slapd.ldap_object(NestedGroupSearch=True)` is
+  the broker's LDAP object for it.
 - as a program (the Rust tests of broker/auth drive it so): `python3 tests/integration/slapd.py`
   prints one JSON line describing the directory ({"url", "port", "ldaps_port", "ca",
   "other_ca", "pid", "log", "base_dn", "bind_dn", "bind_password", "people", "groups",
-  "users"}; ca is the PEM of the CA that signed slapd's certificate, other_ca one that did
-  not), then answers one JSON line per
+  "users", "ldap_object"}; ca is the PEM of the CA that signed slapd's certificate, other_ca
+  one that did not; ldap_object is `Slapd.ldap_object()`), then answers one JSON line per
   command read from stdin:
       proxy <delay_s>   start a DelayProxy to slapd         -> {"port"}
       stats <port>      that proxy's counts                 -> {"accepted", "open", "max_open"}
@@ -282,12 +283,20 @@ class Slapd:
         needle = f'BIND dn="{dn}" method='.lower()
         return sum(needle in line.lower() for line in self.log_text().splitlines())
 
+    def ldap_object(self, **attributes) -> dict:
+        """ironsight's LDAP object (Amlen's attributes) for this directory, searching users as
+        the broker's BindDN, with `attributes` over it (`Timeout` is 5 s, to keep tests short)."""
+        return {"URL": self.url, "BaseDN": BASE_DN, "BindDN": BIND_DN,
+                "BindPassword": BIND_PASSWORD, "UserIdMap": "*:uid", "GroupSuffix": GROUPS,
+                "GroupIdMap": "*:cn", "GroupMemberIdMap": "member", "Timeout": 5, **attributes}
+
     def describe(self) -> dict:
         return {"url": self.url, "port": self.port, "ldaps_port": self.ldaps_port,
                 "ca": self.pki.path("ca.pem"), "other_ca": self.pki.path("other-ca.pem"),
                 "pid": self.pid, "log": str(self.log_path),
                 "base_dn": BASE_DN, "bind_dn": BIND_DN, "bind_password": BIND_PASSWORD,
-                "people": PEOPLE, "groups": GROUPS, "users": USERS}
+                "people": PEOPLE, "groups": GROUPS, "users": USERS,
+                "ldap_object": self.ldap_object()}
 
     def __enter__(self) -> "Slapd":
         return self.start()

@@ -8,7 +8,7 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub struct Slapd {
     /// slapd's process id (the bench reads its CPU time; the tests need it not).
@@ -20,12 +20,10 @@ pub struct Slapd {
     /// PEM files: the CA that signed slapd's certificate, and one that did not.
     pub ca: PathBuf,
     pub other_ca: PathBuf,
-    pub base_dn: String,
-    pub bind_dn: String,
-    pub bind_password: String,
     pub people: String,
-    pub groups: String,
     log: PathBuf,
+    /// The LDAP object for this directory, as the harness writes it.
+    object: Value,
     control: Mutex<Control>,
 }
 
@@ -74,12 +72,9 @@ fn start() -> Slapd {
         ldaps_port: info["ldaps_port"].as_u64().expect("a port") as u16,
         ca: PathBuf::from(text("ca")),
         other_ca: PathBuf::from(text("other_ca")),
-        base_dn: text("base_dn"),
-        bind_dn: text("bind_dn"),
-        bind_password: text("bind_password"),
         people: text("people"),
-        groups: text("groups"),
         log: PathBuf::from(text("log")),
+        object: info["ldap_object"].clone(),
         control: Mutex::new(Control {
             stdin,
             stdout,
@@ -126,20 +121,10 @@ impl Slapd {
         self.command("blackhole")["port"].as_u64().expect("a port") as u16
     }
 
-    /// The LDAP object for this directory, with `edit` applied (attributes by their Amlen
-    /// names; `null` removes one).
+    /// The harness's LDAP object for this directory, with `edit` applied (attributes by
+    /// their Amlen names; `null` removes one), parsed as the broker parses it.
     pub fn ldap_object(&self, edit: impl FnOnce(&mut Value)) -> ironsight_config::ldap::Ldap {
-        let mut ldap = json!({
-            "URL": format!("ldap://127.0.0.1:{}", self.port),
-            "BaseDN": self.base_dn,
-            "BindDN": self.bind_dn,
-            "BindPassword": self.bind_password,
-            "UserIdMap": "*:uid",
-            "GroupSuffix": self.groups,
-            "GroupIdMap": "*:cn",
-            "GroupMemberIdMap": "member",
-            "Timeout": 5,
-        });
+        let mut ldap = self.object.clone();
         edit(&mut ldap);
         let mut doc: Value = serde_json::from_str(ironsight_config::DEFAULT_CONFIG).unwrap();
         doc["LDAP"] = ldap;
