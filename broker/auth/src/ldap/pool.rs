@@ -14,16 +14,24 @@
 //!
 //! A connection that an operation fails on, or that is dropped with a cancelled verification
 //! (its Timeout), is not returned: its state is unknown, and dropping the last handle closes
-//! it. An idle connection the directory closed is noticed and dropped when taken.
+//! it. An idle connection the directory closed, or idle for longer than [`IDLE_MAX`], is
+//! dropped when taken.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ironsight_config::ldap::Ldap as LdapObject;
 use ironsight_core::auth::Refusal;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, LdapResult};
 use rustls::ClientConfig;
 use tokio::sync::{Semaphore, SemaphorePermit};
+
+/// How long a connection may sit idle and still be reused. Firewalls and directories drop
+/// idle connections, often without a word (Active Directory after MaxConnIdleTime, 900 s by
+/// default; stateful firewalls after their own idle timeout), and a request sent on such a
+/// connection would wait out the whole Timeout. Reopening after a quiet minute costs one
+/// connection and bind.
+const IDLE_MAX: Duration = Duration::from_secs(60);
 
 /// What a connection is used for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,24 +52,25 @@ pub(super) struct Pool {
     idle: Mutex<Idle>,
 }
 
-/// Idle connections, by the role their identity fits.
+/// Idle connections, by the role their identity fits, each with the time it went idle; the
+/// most recently used on top.
 #[derive(Default)]
 struct Idle {
-    service: Vec<Ldap>,
-    user: Vec<Ldap>,
+    service: Vec<(Ldap, Instant)>,
+    user: Vec<(Ldap, Instant)>,
 }
 
 impl Idle {
-    /// An open idle connection, of `role` if there is one, and whether it is bound as the
-    /// broker.
-    fn take(&mut self, role: Role) -> Option<(Ldap, bool)> {
+    /// An open idle connection that is fresh enough, of `role` if there is one, and whether it
+    /// is bound as the broker. Connections found closed or stale are dropped.
+    fn take(&mut self, role: Role, now: Instant) -> Option<(Ldap, bool)> {
         let (first, second) = match role {
             Role::Service => ((&mut self.service, true), (&mut self.user, false)),
             Role::User => ((&mut self.user, false), (&mut self.service, true)),
         };
         for (stack, service) in [first, second] {
-            while let Some(mut ldap) = stack.pop() {
-                if !ldap.is_closed() {
+            while let Some((mut ldap, since)) = stack.pop() {
+                if now.duration_since(since) <= IDLE_MAX && !ldap.is_closed() {
                     return Some((ldap, service));
                 }
             }
@@ -98,7 +107,7 @@ impl Pool {
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take(role);
+            .take(role, Instant::now());
         let (ldap, service) = match idle {
             Some(idle) => idle,
             // A new connection is anonymous, which is the service's identity without a BindDN.
@@ -190,10 +199,11 @@ impl Lease<'_> {
             .idle
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if self.service {
-            idle.service.push(self.ldap);
+        let stack = if self.service {
+            &mut idle.service
         } else {
-            idle.user.push(self.ldap);
-        }
+            &mut idle.user
+        };
+        stack.push((self.ldap, Instant::now()));
     }
 }
