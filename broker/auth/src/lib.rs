@@ -19,6 +19,7 @@
 //! - [`jwt`]: JWTProfile, JWTs verified against a local JWKS key set.
 //! - [`oauth`]: OAuthProfile, access tokens checked by an authorization server over HTTP(S).
 //! - [`tokens`]: the token verifiers of a configuration, one per profile, and their reload.
+//! - [`ldap`]: an LDAP directory as a `Directory` (Amlen's LDAP object).
 //!
 //! # Invariants
 //! - Every request gets one [`Answer`], [`Refusal::Unavailable`] when its check overran
@@ -31,6 +32,7 @@ pub mod check;
 pub mod conversations;
 pub mod enhanced;
 pub mod jwt;
+pub mod ldap;
 pub mod oauth;
 pub mod scram;
 pub mod service;
@@ -43,15 +45,25 @@ use std::sync::Arc;
 
 use ironsight_config::Config;
 
-/// The checks of `config`'s endpoints: passwords against the users file (with SCRAM-SHA-256
-/// over MQTT 5 AUTH), tokens with `tokens`, certificates by their common name.
-pub fn checker(config: &Config, tokens: &TokenProfiles) -> Checker {
+/// The checks of `config`'s endpoints: passwords against the enabled LDAP directory, or else
+/// the users file (which also offers SCRAM-SHA-256 over MQTT 5 AUTH: LDAP binds with the
+/// password itself, so it cannot); tokens with `tokens`; certificates by their common name.
+pub fn checker(config: &Config, tokens: &TokenProfiles) -> Result<Checker, String> {
+    let timeout = std::time::Duration::from_secs(u64::from(config.broker.authentication_timeout));
+    if let Some(ldap) = config.ldap.as_ref().filter(|l| l.enabled) {
+        let directory = ldap::LdapDirectory::new(ldap, &config.base_dir)?;
+        return Ok(Checker::from_config(
+            config,
+            Some(Arc::new(directory)),
+            tokens,
+        ));
+    }
     let users = Arc::new(UserRegistry::from_config(config));
     let directory: Arc<dyn Directory> = users.clone();
-    let timeout = std::time::Duration::from_secs(u64::from(config.broker.authentication_timeout));
-    Checker::from_config(config, Some(directory), tokens)
-        .with_enhanced(enhanced::Enhanced::new(users, timeout))
+    Ok(Checker::from_config(config, Some(directory), tokens)
+        .with_enhanced(enhanced::Enhanced::new(users, timeout)))
 }
+
 pub use service::{Answer, AuthService};
 pub use tokens::TokenProfiles;
 pub use users::UserRegistry;

@@ -11,6 +11,7 @@
 //! - [`objects`]: the object types and their attributes, with MessageSight's names and defaults.
 //! - `fields`: typed attribute reading; every error names object type, object and attribute.
 //! - [`users`]: the users file (`MessagingUser`, `MessagingGroup`) and its SCRAM verifiers.
+//! - [`ldap`]: the `LDAP` object (the directory for password authentication and groups).
 //! - [`resolve`]: turns a checked configuration into the core's settings and the listeners.
 //! - [`tokens`]: OAuthProfile and JWTProfile, how a SecurityProfile checks a token password.
 //!
@@ -18,6 +19,7 @@
 //! range), so resolving it cannot fail.
 
 mod fields;
+pub mod ldap;
 pub mod objects;
 pub mod resolve;
 pub mod tokens;

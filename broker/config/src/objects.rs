@@ -401,6 +401,8 @@ pub struct Config {
     /// `MessagingUser` and `MessagingGroup`: the users file.
     #[serde(flatten)]
     pub users: crate::users::Users,
+    #[serde(rename = "LDAP", skip_serializing_if = "Option::is_none")]
+    pub ldap: Option<crate::ldap::Ldap>,
     /// Where files named by a relative path are found: the configuration file's directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -945,6 +947,10 @@ impl Config {
                     .unwrap_or(Value::Object(Default::default())),
             )?,
             users: crate::users::Users::parse(&mut doc)?,
+            ldap: doc
+                .remove("LDAP")
+                .map(|v| crate::ldap::Ldap::parse(&v))
+                .transpose()?,
             base_dir: PathBuf::from("."),
         };
         if let Some(unknown) = doc.keys().next() {

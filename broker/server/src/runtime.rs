@@ -170,7 +170,7 @@ type AuthStart = (
 );
 
 fn start_auth(config: &Config, tokens: &TokenProfiles, shards: usize) -> Result<AuthStart, String> {
-    let checker = ironsight_auth::checker(config, tokens);
+    let checker = ironsight_auth::checker(config, tokens)?;
     if !checker.any() {
         return Ok((None, Vec::new().into_iter()));
     }
