@@ -35,6 +35,8 @@ class Started:
                                      stdin=subprocess.DEVNULL, cwd=tmp_path)
         assert wait_for(lambda: port_open("127.0.0.1", port) or self.proc.poll() is not None, 10)
         assert self.proc.poll() is None, f"ironsight exited at start:\n{self.text()}"
+        # The port is bound before the shards run; "ready" says they all accept.
+        assert wait_for(lambda: "ready" in self.text(), 10), self.text()
         self.host = "127.0.0.1"
 
     def text(self):

@@ -61,13 +61,6 @@ pub struct Demands {
     pub token: Option<Arc<dyn TokenVerifier>>,
 }
 
-impl Demands {
-    /// Whether a CONNECT on such an endpoint is checked at all (else it is anonymous).
-    pub fn any(&self) -> bool {
-        self.password || self.certificate || self.token.is_some()
-    }
-}
-
 /// The checks of every endpoint, by endpoint number, and the directory they use.
 pub struct Checker {
     endpoints: Vec<Demands>,
@@ -120,11 +113,6 @@ impl Checker {
             .collect();
         let timeout = Duration::from_secs(u64::from(config.broker.authentication_timeout));
         Checker::new(endpoints, directory, timeout)
-    }
-
-    /// Whether any endpoint authenticates (else no service needs to run).
-    pub fn any(&self) -> bool {
-        self.endpoints.iter().any(Demands::any)
     }
 
     /// The bound on one check, after which the client is told the server is unavailable.
@@ -300,7 +288,6 @@ pub(crate) mod tests {
             token: Some(verifier),
             ..Demands::default()
         };
-        assert!(demands.any());
         let checker = Checker::new(vec![demands], None, Duration::from_secs(1));
         let mut good = claims();
         good["exp"] = json!(crate::jwt::now_s() + 600);
