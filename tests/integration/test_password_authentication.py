@@ -155,3 +155,18 @@ def test_scram_with_a_wrong_password_is_refused(users_broker, user, password):
     connack, c = scram_connect(users_broker, user, password, "scram-2")
     assert connack.reason == 0x86
     assert c.recv_until_closed() == []
+
+
+def test_an_assigned_client_id_belongs_to_its_user(users_broker):
+    """A v5 client with an empty client id gets one assigned (CONNACK Assigned Client
+    Identifier), and its session is its user's like any other: bob connecting with that id is
+    refused with not authorized while alice holds it."""
+    alice = raw(users_broker, V5)
+    connack = alice.connect("", username="alice", password=b"alice-secret")
+    assert connack.reason == 0
+    assigned = connack.props["assigned_client_identifier"]
+    assert assigned
+    bob = raw(users_broker, V5)
+    assert bob.connect(assigned, username="bob", password=b"bob-secret").reason == 0x87
+    alice.send(m.pingreq())
+    alice.expect(m.PINGRESP)
