@@ -70,6 +70,9 @@ class AuthMosquitto(compare.Mosquitto):
         passwords = self.workdir / "passwords"
         passwords.write_text("".join(f"user{i}:pw{i}\n" for i in range(self.users)))
         subprocess.run(["mosquitto_passwd", "-U", str(passwords)], check=True, timeout=600)
+        # Started as root, Mosquitto reads its password file after it became user mosquitto.
+        for path in (self.workdir.parent, self.workdir, passwords):
+            path.chmod(0o755 if path.is_dir() else 0o644)
         conf = self.workdir / "mosquitto.conf"
         conf.write_text(conf.read_text().replace("allow_anonymous true",
                                                  f"allow_anonymous false\npassword_file {passwords}"))
