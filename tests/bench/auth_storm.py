@@ -19,10 +19,7 @@ Writes results/auth-storm/<UTC time>/results.json and results.md. Usage:
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime
-import hashlib
-import hmac
 import json
 import os
 import subprocess
@@ -31,18 +28,11 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import compare  # noqa: E402  (its brokers, CPU split and ironsight-bench runner)
+from scram_verifier import verifier  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def scram_verifier(password: bytes, salt: bytes, iterations: int = 4096) -> str:
-    """A SCRAM-SHA-256 verifier as ironsight-passwd makes one (RFC 5802 section 3)."""
-    salted = hashlib.pbkdf2_hmac("sha256", password, salt, iterations)
-    stored = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
-    server = hmac.new(salted, b"Server Key", "sha256").digest()
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored)}:{b64(server)}"
 
 
 class AuthIronsight(compare.Ironsight):
@@ -56,7 +46,7 @@ class AuthIronsight(compare.Ironsight):
                                                    "UsePasswordAuthentication": True}}
         config["Endpoint"]["Bench"]["SecurityProfile"] = "Passwords"
         config["MessagingUser"] = {
-            f"user{i}": {"Password": scram_verifier(f"pw{i}".encode(), os.urandom(16))}
+            f"user{i}": {"Password": verifier(f"pw{i}".encode(), os.urandom(16))}
             for i in range(self.users)}
         path.write_text(json.dumps(config))
         return command

@@ -7,8 +7,6 @@ attribute, and the password is never repeated."""
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import os
 import subprocess
@@ -17,20 +15,12 @@ from pathlib import Path
 import pytest
 
 from broker import IRONSIGHT_BIN, free_port
+from scram_verifier import verifier
 
 pytestmark = pytest.mark.ironsight_only(reason="ironsight's users file and its hash tool")
 
 # The hash tool is built beside the broker (cargo build --release --workspace).
 PASSWD_BIN = os.environ.get("IRONSIGHT_PASSWD_BIN", str(Path(IRONSIGHT_BIN).parent / "ironsight-passwd"))
-
-
-def verifier(password: bytes, salt: bytes, iterations: int = 4096) -> str:
-    """A SCRAM-SHA-256 verifier as PostgreSQL stores one (RFC 5802 section 3, RFC 7677)."""
-    salted = hashlib.pbkdf2_hmac("sha256", password, salt, iterations)
-    stored_key = hashlib.sha256(hmac.new(salted, b"Client Key", "sha256").digest()).digest()
-    server_key = hmac.new(salted, b"Server Key", "sha256").digest()
-    b64 = lambda data: base64.b64encode(data).decode()  # noqa: E731
-    return f"SCRAM-SHA-256${iterations}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
 
 
 def check_config(tmp_path, objects: dict) -> subprocess.CompletedProcess:

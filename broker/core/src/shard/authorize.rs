@@ -16,7 +16,6 @@ use ironsight_codec::{PacketId, ReasonCode};
 use super::Shard;
 use crate::auth::Principal;
 use crate::conn::{ConnId, Connection};
-use crate::journal::Record;
 use crate::message::Message;
 use crate::policy::{self, Action, Publisher, ShareAction, Subject};
 use crate::routing::share_key;
@@ -192,18 +191,8 @@ impl Shard {
                 continue;
             }
             tracing::info!(conn, client_id = %self.sessions[session as usize].client_id, filter = %text, "resumed session: subscription removed, no longer allowed");
-            let sub = self.sessions[session as usize]
-                .subscriptions
-                .remove(&text)
-                .expect("listed above");
-            if self.durable(session) {
-                let client_id = &self.sessions[session as usize].client_id;
-                self.journal.record(Record::Unsubscribed {
-                    client_id,
-                    filter: &sub.text,
-                });
-            }
-            self.drop_subscription(session, &sub, now);
+            let removed = self.unsubscribe(session, &text, now);
+            assert!(removed, "listed above");
         }
         for id in self.drop_revoked_messages(conn, session) {
             self.journal_released(session, id);

@@ -330,25 +330,33 @@ impl Shard {
         self.interest_changes = changes;
     }
 
+    /// Removes the session's subscription `text` (journaled, and from the tries and the other
+    /// shards' interest); false when it has none.
+    pub(super) fn unsubscribe(&mut self, session: SessionIdx, text: &str, now: Instant) -> bool {
+        let Some(sub) = self.sessions[session as usize].subscriptions.remove(text) else {
+            return false;
+        };
+        if self.durable(session) {
+            let client_id = &self.sessions[session as usize].client_id;
+            self.journal.record(Record::Unsubscribed {
+                client_id,
+                filter: &sub.text,
+            });
+        }
+        self.drop_subscription(session, &sub, now);
+        true
+    }
+
     pub(super) fn on_unsubscribe(&mut self, conn: ConnId, now: Instant, unsubscribe: Unsubscribe) {
         let session = self.conns[conn as usize].session.expect("connected");
         let mut codes = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
             let text = topic::subscription_text(filter);
-            match self.sessions[session as usize].subscriptions.remove(&text) {
-                Some(sub) => {
-                    if self.durable(session) {
-                        let client_id = &self.sessions[session as usize].client_id;
-                        self.journal.record(Record::Unsubscribed {
-                            client_id,
-                            filter: &sub.text,
-                        });
-                    }
-                    self.drop_subscription(session, &sub, now);
-                    codes.push(ReasonCode::Success);
-                }
-                None => codes.push(ReasonCode::NoSubscriptionExisted),
-            }
+            codes.push(if self.unsubscribe(session, &text, now) {
+                ReasonCode::Success
+            } else {
+                ReasonCode::NoSubscriptionExisted
+            });
         }
         let unsuback = UnsubAck {
             packet_id: unsubscribe.packet_id,
