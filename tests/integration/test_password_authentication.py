@@ -170,3 +170,47 @@ def test_an_assigned_client_id_belongs_to_its_user(users_broker):
     assert bob.connect(assigned, username="bob", password=b"bob-secret").reason == 0x87
     alice.send(m.pingreq())
     alice.expect(m.PINGRESP)
+
+
+# User ids that try to climb out of `home/${UserID}/*`, each with the one topic under home/ that
+# substitution alone would give it, and whether it may subscribe there. A value holding `/`,
+# `+` or `#` is not one level and matches nothing; `*` and the text `${UserID}` are literal.
+CLIMBERS = {
+    "x/PRIVILEGE": ("home/x/PRIVILEGE/inbox", False),
+    "+": ("home/+/inbox", False),
+    "a/+": ("home/a/+/inbox", False),
+    "*": ("home/*/inbox", True),
+    "${UserID}": ("home/${UserID}/inbox", True),
+}
+
+
+@pytest.fixture
+def climbers_broker(start_broker, verifiers):
+    """Users with the ids of CLIMBERS (password "pw"), alice, and one policy,
+    `home/${UserID}/*`."""
+    users = {name: {"Password": hashed("pw")} for name in CLIMBERS}
+    users["alice"] = {"Password": verifiers["alice"]}
+    objects = {
+        "SecurityProfile": {"Passwords": {"TLSEnabled": False,
+                                          "UsePasswordAuthentication": True}},
+        "MessagingUser": users,
+        "TopicPolicy": {"Home": {"Topic": "home/${UserID}/*",
+                                 "ActionList": "Publish,Subscribe"}},
+    }
+    return start_broker(endpoint={"SecurityProfile": "Passwords", "TopicPolicies": "Home"},
+                        objects=objects, env=DEBUG)
+
+
+@pytest.mark.parametrize("user", list(CLIMBERS), ids=list(CLIMBERS))
+def test_user_ids_cannot_climb_out_of_their_level(climbers_broker, proto, user):
+    """Each user id of CLIMBERS gets exactly its expected SUBACK for its own substituted topic,
+    and none reaches alice's home (v5 0x87, v3 0x80); alice's own home is hers alone."""
+    own, allowed = CLIMBERS[user]
+    refused = 0x87 if proto == V5 else 0x80
+    c = raw(climbers_broker, proto)
+    assert c.connect(f"c-{len(user)}", username=user, password=b"pw").reason == 0
+    suback = c.subscribe([(own, 1), ("home/alice/inbox", 1)])
+    assert suback.reasons == [1 if allowed else refused, refused]
+    alice = raw(climbers_broker, proto)
+    assert alice.connect("alice", username="alice", password=b"alice-secret").reason == 0
+    assert alice.subscribe([("home/alice/inbox", 1)]).reasons == [1]
