@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
-"""Connection storm with authentication: ironsight with a users file (MessagingUser) against
-Mosquitto with a password_file holding the same users, in one run, on the same CPUs.
+"""Connection storm with authentication: ironsight with a users file (MessagingUser), and with
+an LDAP directory (a real slapd), against Mosquitto with a password_file holding the same users,
+in one run, on the same CPUs.
 
 Each broker gets N users (`user0`..`userN-1`, password `pw<i>`): ironsight's verifiers are
 SCRAM-SHA-256 at ironsight-passwd's default cost (4096 iterations), Mosquitto's are what
-`mosquitto_passwd -U` makes (its default, PBKDF2-SHA512 with 101 iterations in 2.0.11).
+`mosquitto_passwd -U` makes (its default, PBKDF2-SHA512 with 101 iterations in 2.0.11), slapd's
+are {SSHA}. slapd runs beside the brokers, unconfined (it is the directory, not a broker).
 ironsight-bench spreads the connections over the users (--login-users) and measures:
 
 - first logins: a fresh broker, every connection a user not seen before (N = connections);
@@ -31,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 import compare  # noqa: E402  (its brokers, CPU split and ironsight-bench runner)
 from scram_verifier import verifier  # noqa: E402
+from slapd import Slapd  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,6 +51,23 @@ class AuthIronsight(compare.Ironsight):
         config["MessagingUser"] = {
             f"user{i}": {"Password": verifier(f"pw{i}".encode(), os.urandom(16))}
             for i in range(self.users)}
+        path.write_text(json.dumps(config))
+        return command
+
+
+class LdapIronsight(compare.Ironsight):
+    """ironsight checking passwords against `ldap`, its LDAP object (CacheTimeout 60 s, the
+    longest Amlen allows, so that the returning users find their logins cached)."""
+    ldap: dict = {}
+
+    def command(self):
+        command = super().command()
+        path = self.workdir / "ironsight.json"
+        config = json.loads(path.read_text())
+        config["SecurityProfile"] = {"Passwords": {"TLSEnabled": False,
+                                                   "UsePasswordAuthentication": True}}
+        config["Endpoint"]["Bench"]["SecurityProfile"] = "Passwords"
+        config["LDAP"] = {**self.ldap, "CacheTimeout": 60}
         path.write_text(json.dumps(config))
         return command
 
@@ -89,12 +109,17 @@ def main() -> None:
     broker_cpus, tool_cpus = compare.split_cpus()
     results: dict = {"machine": compare.versions(["ironsight", "mosquitto"]),
                      "connections": args.connections, "brokers": {}}
-    with tempfile.TemporaryDirectory(prefix="auth-storm-") as tmp:
-        for name, kind in [("ironsight", AuthIronsight), ("mosquitto", AuthMosquitto)]:
+    users = {f"user{i}": f"pw{i}" for i in range(args.connections)}
+    with tempfile.TemporaryDirectory(prefix="auth-storm-") as tmp, \
+            Slapd(Path(tmp) / "slapd", extra_users=users) as directory:
+        LdapIronsight.ldap = directory.ldap_object()
+        for name, kind in [("ironsight", AuthIronsight), ("ironsight-ldap", LdapIronsight),
+                           ("mosquitto", AuthMosquitto)]:
             workdir = Path(tmp) / name
             workdir.mkdir()
             kind.users = args.connections
-            broker = kind(name, broker_cpus, workdir).start()
+            broker = kind("ironsight" if kind is LdapIronsight else name, broker_cpus,
+                          workdir).start()
             try:
                 first = storm(broker, tool_cpus, args.connections, 0)
                 again = storm(broker, tool_cpus, args.connections, 0)
@@ -108,15 +133,16 @@ def main() -> None:
     out = ROOT / "results" / "auth-storm" / when.strftime("%Y-%m-%dT%H%M")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    rows = ["| | ironsight | Mosquitto |", "|---|---|---|"]
+    names = ("ironsight", "ironsight-ldap", "mosquitto")
+    rows = ["| | ironsight, users file | ironsight, LDAP | Mosquitto |", "|---|---|---|---|"]
     for key, title in [("first_logins", "first logins, connections/s"),
                        ("returning", "returning users, connections/s")]:
         cells = [f"{results['brokers'][b][key]['rate_per_s']:,} ({results['brokers'][b][key]['broker_cpu_us_per_connect']} µs CPU each)"
-                 for b in ("ironsight", "mosquitto")]
-        rows.append(f"| {title} | {cells[0]} | {cells[1]} |")
+                 for b in names]
+        rows.append(f"| {title} | {' | '.join(cells)} |")
     p99 = [f"{results['brokers'][b]['paced_2000_per_s']['connack_p99_ms']:.1f} ms"
-           for b in ("ironsight", "mosquitto")]
-    rows.append(f"| CONNACK p99 at 2,000 returning users/s | {p99[0]} | {p99[1]} |")
+           for b in names]
+    rows.append(f"| CONNACK p99 at 2,000 returning users/s | {' | '.join(p99)} |")
     (out / "results.md").write_text(f"{when:%Y-%m-%d %H:%M} UTC, {args.connections} users\n\n"
                                     + "\n".join(rows) + "\n")
     print("\n".join(rows))

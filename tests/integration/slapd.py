@@ -124,8 +124,8 @@ def ssha(password: str) -> str:
     return "{SSHA}" + base64.b64encode(digest + salt).decode()
 
 
-def ldif() -> str:
-    """The whole directory as LDIF."""
+def ldif(extra_users: dict[str, str] | None = None) -> str:
+    """The whole directory as LDIF, with `extra_users` (uid -> password) beside USERS."""
     entries = [
         [f"dn: {BASE_DN}", "objectClass: dcObject", "objectClass: organization",
          "dc: example", "o: Example"],
@@ -135,7 +135,7 @@ def ldif() -> str:
         [f"dn: {BIND_DN}", "objectClass: organizationalRole",
          "objectClass: simpleSecurityObject", "cn: broker", f"userPassword: {ssha(BIND_PASSWORD)}"],
     ]
-    for uid, password in USERS.items():
+    for uid, password in {**USERS, **(extra_users or {})}.items():
         entries.append([f"dn: {user_dn(uid)}", "objectClass: inetOrgPerson", f"uid: {uid}",
                         f"cn: {uid}", f"sn: {uid}", f"userPassword: {ssha(password)}"])
     for cn, members in GROUP_MEMBERS.items():
@@ -190,8 +190,10 @@ def wait_port(port: int, alive, timeout_s: float) -> bool:
 class Slapd:
     """A running slapd with the generated directory; a context manager."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, extra_users: dict[str, str] | None = None):
+        """`extra_users` (uid -> password) join USERS, for a benchmark's many users."""
         self.workdir = Path(workdir)
+        self.extra_users = extra_users
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self.ldaps_port = 0
@@ -236,7 +238,7 @@ class Slapd:
             f'access to * by dn.exact="{BIND_DN}" read by self read by * none',
         ]
         conf.write_text("\n".join(lines) + "\n")
-        (self.workdir / "directory.ldif").write_text(ldif())
+        (self.workdir / "directory.ldif").write_text(ldif(self.extra_users))
         load = subprocess.run([find_program("slapadd"), "-f", str(conf), "-b", BASE_DN,
                                "-l", str(self.workdir / "directory.ldif")],
                               capture_output=True, text=True, timeout=60)
