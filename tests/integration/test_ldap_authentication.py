@@ -44,11 +44,16 @@ def raw(broker, proto) -> m.RawClient:
     return m.RawClient(broker.host, broker.port, version=proto)
 
 
-def test_directory_users_and_their_groups_reach_the_policies(start_broker, slapd, proto):
+@pytest.mark.parametrize("ignore_case", [False, True], ids=["exact case", "IgnoreCase"])
+def test_directory_users_and_their_groups_reach_the_policies(start_broker, slapd, proto,
+                                                             ignore_case):
     """alice (in Engineering) and bob (in devs, a member of Engineering: NestedGroupSearch)
     may subscribe to eng/news; carol (in no such group) is refused; each user reaches
-    home/<self>/inbox and not another user's (${UserID} from the directory)."""
-    b = ldap_broker(start_broker, slapd.ldap_object(NestedGroupSearch=True, IgnoreCase=False))
+    home/<self>/inbox and not another user's (${UserID} from the directory). With IgnoreCase
+    (Amlen's default: the directory's names come in lower case) the policy's GroupID
+    "Engineering" still names the group."""
+    b = ldap_broker(start_broker, slapd.ldap_object(NestedGroupSearch=True,
+                                                    IgnoreCase=ignore_case))
     for user, password, eng in [("alice", b"alice-pw", True), ("bob", b"bob-pw", True),
                                 ("carol", b"carol-pw", False)]:
         c = raw(b, proto)

@@ -66,11 +66,20 @@ fn behavior(b: MaxMessagesBehavior) -> QueueBehavior {
 }
 
 /// A policy's filters compiled; `client_id` is what its ClientID may hold. They were checked
-/// when the configuration was read.
-fn filters(f: &PolicyFilters, client_id: PatternKind) -> ClientFilters {
+/// when the configuration was read. With `fold_ids` (an LDAP directory with IgnoreCase, which
+/// hands out user ids and group names in lower case) the UserID and GroupID filters are
+/// lowered too, so that `GroupID: "AppUsers"` still names the directory's group AppUsers.
+fn filters(f: &PolicyFilters, client_id: PatternKind, fold_ids: bool) -> ClientFilters {
     let pattern = |text: &str, kind| {
         let text = text.trim();
         (!text.is_empty()).then(|| Pattern::parse(text, kind).expect("checked when parsed"))
+    };
+    let id = |text: &str| {
+        if fold_ids {
+            pattern(&text.to_lowercase(), PatternKind::Name)
+        } else {
+            pattern(text, PatternKind::Name)
+        }
     };
     let address = f.client_address.trim();
     ClientFilters {
@@ -80,8 +89,8 @@ fn filters(f: &PolicyFilters, client_id: PatternKind) -> ClientFilters {
         } else {
             AddressFilter::parse(address).expect("checked when parsed")
         },
-        user_id: pattern(&f.user_id, PatternKind::Name),
-        group_id: pattern(&f.group_id, PatternKind::Name),
+        user_id: id(&f.user_id),
+        group_id: id(&f.group_id),
         common_name: pattern(&f.common_names, PatternKind::Name),
     }
 }
@@ -121,6 +130,10 @@ impl Config {
     }
 
     fn endpoint_settings(&self, name: &str, e: &crate::objects::Endpoint) -> EndpointSettings {
+        let fold_ids = self
+            .ldap
+            .as_ref()
+            .is_some_and(|l| l.enabled && l.ignore_case);
         let connection_rules = e
             .connection_policies
             .iter()
@@ -128,7 +141,7 @@ impl Config {
                 let policy = &self.connection_policies[p];
                 ConnectionRule {
                     name: p.clone(),
-                    filters: filters(&policy.filters, PatternKind::ConnectionClientId),
+                    filters: filters(&policy.filters, PatternKind::ConnectionClientId, fold_ids),
                     allow_durable: policy.allow_durable,
                     allow_persistent: policy.allow_persistent_messages,
                     session_expiry_max_s: policy.max_session_expiry_interval.unwrap_or(u32::MAX),
@@ -142,7 +155,7 @@ impl Config {
                 let policy = &self.topic_policies[p];
                 TopicRule {
                     name: p.clone(),
-                    filters: filters(&policy.filters, PatternKind::Name),
+                    filters: filters(&policy.filters, PatternKind::Name, fold_ids),
                     topic: Pattern::parse(&policy.topic, PatternKind::Topic)
                         .expect("checked when parsed"),
                     publish: policy.allows("Publish"),
@@ -161,7 +174,7 @@ impl Config {
                 let policy = &self.subscription_policies[p];
                 SubscriptionRule {
                     name: p.clone(),
-                    filters: filters(&policy.filters, PatternKind::Name),
+                    filters: filters(&policy.filters, PatternKind::Name, fold_ids),
                     subscription: Pattern::parse(&policy.subscription, PatternKind::ShareName)
                         .expect("checked when parsed"),
                     receive: policy.allows("Receive"),
