@@ -10,7 +10,9 @@ v3.1.1 5 (not authorized).
 
 from __future__ import annotations
 
+import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import scramp
@@ -71,6 +73,32 @@ def test_the_right_password_connects_as_the_user(users_broker, proto):
     finally:
         paho.close()
 
+
+
+def thread_nice_values(pid: int) -> dict[str, set[int]]:
+    """Each thread name of process `pid` with the nice values its threads run at (field 19 of
+    /proc/PID/task/TID/stat, counted after the parenthesised name)."""
+    found: dict[str, set[int]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        stat = (task / "stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        name = (task / "comm").read_text().strip()
+        found.setdefault(name, set()).add(int(fields[16]))
+    return found
+
+
+def test_logins_give_way_to_traffic(users_broker):
+    """The authentication threads (the side runtime and its hashing pool) run at nice 10 after
+    a login has been hashed, and the shards at 0: a storm of logins takes only the CPU that
+    the connected clients' traffic leaves."""
+    c = raw(users_broker, V311)
+    assert c.connect("alice-nice", username="alice", password=b"alice-secret").reason == 0
+    c.close()
+    nice = thread_nice_values(users_broker.pid)
+    assert nice.get("ironsight-auth") == {10}, nice
+    shards = {name: values for name, values in nice.items()
+              if re.fullmatch(r"ironsight-\d+(-\d+)?", name)}
+    assert shards and all(values == {0} for values in shards.values()), nice
 
 @pytest.mark.parametrize("case", ["wrong password", "unknown user", "empty password",
                                   "no password", "no user name", "another user's password"])

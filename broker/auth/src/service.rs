@@ -17,6 +17,12 @@ use crate::check::Checker;
 /// taking cores from the shards.
 const WORKER_THREADS: usize = 2;
 
+/// The nice value of every side-runtime thread (workers and the hashing pool). The shards run
+/// at 0, so on a core that both want, the kernel's fair scheduler gives a shard about nine
+/// tenths of it (weights 1024 against 110): a storm of logins slows the clients already
+/// connected as little as it can, and still uses every idle cycle of every core.
+const NICE: libc::c_int = 10;
+
 /// The answer to one request, for the shard that asked.
 #[derive(Debug)]
 pub struct Answer {
@@ -40,6 +46,7 @@ impl AuthService {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
             .thread_name("ironsight-auth")
+            .on_thread_start(lower_priority)
             .enable_all()
             .build()?;
         let (requests, mut incoming) = mpsc::unbounded_channel::<AuthRequest>();
@@ -47,6 +54,7 @@ impl AuthService {
         let thread = std::thread::Builder::new()
             .name("ironsight-auth".into())
             .spawn(move || {
+                lower_priority(); // this thread takes requests in: it yields to the shards too
                 runtime.block_on(async move {
                     while let Some(request) = incoming.recv().await {
                         let (checker, reply) = (checker.clone(), reply.clone());
@@ -80,6 +88,20 @@ impl Drop for AuthService {
     }
 }
 
+/// Lowers the calling thread's priority to [`NICE`]. Linux keeps a nice value per thread, so the
+/// shards keep theirs. If the kernel refuses (a seccomp filter, say), the thread runs on at
+/// normal priority: slower for the clients connected during a storm, not wrong.
+fn lower_priority() {
+    // SAFETY: setpriority takes plain integers and touches no memory of ours; `who` 0 is the
+    // calling thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) } != 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "the authentication threads run at the shards' priority"
+        );
+    }
+}
+
 async fn answer(checker: &Checker, request: AuthRequest) -> Answer {
     let answer = match tokio::time::timeout(checker.timeout(), checker.check(&request)).await {
         Ok(answer) => answer,
@@ -98,5 +120,30 @@ async fn answer(checker: &Checker, request: AuthRequest) -> Answer {
         conn: request.conn,
         ticket: request.ticket,
         answer,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nice_of_this_thread() -> libc::c_int {
+        // SAFETY: as in lower_priority; getpriority reads the calling thread's nice value.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) }
+    }
+
+    /// Proves the side runtime's threads give way to the shards, and only they do: the nice
+    /// value is the thread's, not the process's.
+    #[test]
+    fn only_the_calling_thread_is_lowered() {
+        let before = nice_of_this_thread();
+        let lowered = std::thread::spawn(|| {
+            lower_priority();
+            nice_of_this_thread()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(lowered, NICE);
+        assert_eq!(nice_of_this_thread(), before);
     }
 }

@@ -7,7 +7,7 @@
 //! never answered from an old cache.
 //!
 //! Checking a password is slow on purpose (PBKDF2, [`scram::ITERATIONS_DEFAULT`] iterations):
-//! it runs on tokio's blocking pool, at most [`HASHING_THREADS`] at a time, never on the side
+//! it runs on tokio's blocking pool, at most [`hashing_threads`] at a time, never on the side
 //! runtime's worker threads, which keep answering other requests meanwhile. So that a storm of
 //! returning clients does not hash each time, credentials that verified are remembered for
 //! [`CACHE_TTL`]: by user, with a keyed hash of the password (HMAC-SHA256 under a key drawn
@@ -29,11 +29,15 @@ use zeroize::Zeroizing;
 use crate::check::{BoxFuture, Directory};
 use crate::scram;
 
-/// Password hashes that run at once. Each takes a core for its PBKDF2 (0.6 to 0.7 ms at the
-/// default cost); two match the side runtime's two threads, so that a storm of first logins
-/// takes at most two cores' worth of time from the shards. More logins wait their turn, within
-/// the authentication timeout.
-pub const HASHING_THREADS: usize = 2;
+/// Password hashes that run at once: one per core the broker may run on. Each takes a core for
+/// its PBKDF2 (0.6 to 0.7 ms at the default cost), so first logins scale with the machine:
+/// after a restart, a 16-core appliance hashes the returning fleet eight times as fast as two
+/// cores would. They cannot starve the message path: the side runtime's threads run at a lower
+/// priority than the shards (`service.rs`), so a hash gets only the CPU that traffic leaves.
+/// More logins wait their turn, within the authentication timeout.
+pub fn hashing_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |cores| cores.get())
+}
 
 /// How long a verified user name and password are accepted without hashing again. Long
 /// enough for a storm of reconnections after a network failure or a load balancer's restart,
@@ -106,7 +110,7 @@ impl UserRegistry {
             cache: Mutex::new(Cache::new(CACHE_TTL, CACHE_ENTRIES_MAX)),
             cache_key: hmac::Key::generate(hmac::HMAC_SHA256, &random)
                 .expect("the system's random number generator works"),
-            hashing: Arc::new(Semaphore::new(HASHING_THREADS)),
+            hashing: Arc::new(Semaphore::new(hashing_threads())),
             hashes: AtomicU64::new(0),
         }
     }
@@ -177,7 +181,7 @@ impl UserRegistry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// One of the [`HASHING_THREADS`] turns to hash, waited for in order of arrival.
+    /// One of the [`hashing_threads`] turns to hash, waited for in order of arrival.
     async fn hashing_thread(&self) -> Result<OwnedSemaphorePermit, Refusal> {
         self.hashing
             .clone()
@@ -188,7 +192,7 @@ impl UserRegistry {
 
     /// Whether `password` verifies, hashed on the blocking pool. The turn goes with the hash
     /// and comes back with its result: a check abandoned at the timeout holds its turn until
-    /// its hash ends, so that no more than [`HASHING_THREADS`] ever run.
+    /// its hash ends, so that no more than [`hashing_threads`] ever run.
     async fn hash(
         &self,
         permit: OwnedSemaphorePermit,
@@ -382,7 +386,7 @@ mod tests {
             assert!(connect.await.unwrap());
         }
         assert!(
-            users.hashes_run() <= HASHING_THREADS as u64,
+            users.hashes_run() <= hashing_threads() as u64,
             "{}",
             users.hashes_run()
         );

@@ -41,7 +41,7 @@ pub const SCRAM_KEY_LEN: usize = 32;
 pub const ITERATIONS_MIN: u32 = 4096;
 
 /// The most PBKDF2 iterations a verifier may have. A CONNECT with a password runs them once
-/// (unless its credentials are cached), on the authentication side's two hashing threads: at
+/// (unless its credentials are cached), on one of the authentication side's hashing threads (one per core): at
 /// 1,000,000 a check takes some 150 ms of CPU on a 2026 x86 core (0.6 ms at 4096), so that a
 /// handful of logins fill the authentication timeout. A count beyond this is a typing mistake.
 pub const ITERATIONS_MAX: u32 = 1_000_000;
