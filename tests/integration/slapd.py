@@ -67,7 +67,7 @@ BIND_DN = f"cn=broker,ou=services,{BASE_DN}"
 BIND_PASSWORD = "broker-secret"
 
 #: uid -> password. Tests that count a user's operations in the log use a user of their own
-#: (the cache* ones, "empty", "marker"), since tests run side by side against one slapd.
+#: (the cache* ones, "empty", "marker", "pool"), since tests run side by side against one slapd.
 USERS = {
     "alice": "alice-pw",
     "bob": "bob-pw",

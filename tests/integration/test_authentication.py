@@ -4,7 +4,9 @@ An endpoint whose SecurityProfile requires client certificates (UseClientCertifi
 RequireClientCertificate) knows each client by its certificate: the common name is its user
 id. The CONNECT waits for the auth service's verdict off the shard; these tests see the
 verdict from outside: the CONNACK, the broker's "connected" line naming the user, and which
-session a client id's second connection may take.
+session a client id's second connection may take. With AllowNullPassword, a verified certificate
+stands for the password of the user the CONNECT names, whose groups still come from the
+directory (the users file, or a real slapd from `slapd.py`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import pytest
 
 import mqtt_raw as m
 from helpers import V5, V311
-from tls_setup import client_context, raw_tls, tls_endpoint, tls_objects
+from scram_verifier import verifier
+from slapd import slapd_fixture  # noqa: F401
+from tls_setup import PROFILE, client_context, raw_tls, tls_endpoint, tls_objects
 
 DEBUG = {"IRONSIGHT_LOG": "ironsight_core=debug,info"}
 # CONNACK "not authorized": v5 reason 0x87, v3.1.1 return code 5.
 NOT_AUTHORIZED = {V5: 0x87, V311: 5}
+BAD_CREDENTIALS = {V5: 0x86, V311: 4}
+REFUSED = {V5: 0x87, V311: 0x80}
 
 
 def certificate_broker(start_broker, pki):
@@ -67,3 +73,40 @@ def test_an_unoffered_authentication_method_is_refused(start_broker, pki):
     connack = c.connect("m1", props={"authentication_method": "NOT-A-METHOD"})
     assert connack.reason == 0x8C
     assert c.recv_until_closed() == []
+
+
+@pytest.mark.parametrize("directory", ["users file", "LDAP"])
+def test_a_certificate_stands_for_a_null_password(start_broker, pki, request, proto, directory):
+    """AllowNullPassword on an endpoint with optional client certificates: a client with a
+    verified certificate connects as the user it names without a password, and that user's
+    groups (alice is in Engineering) reach the GroupID policy; a user the directory does not
+    know connects with no groups; without a certificate, no password is bad credentials, and
+    the right password still works."""
+    objects = tls_objects(pki, client_certificates=True, require=False)
+    objects["SecurityProfile"][PROFILE].update(UsePasswordAuthentication=True,
+                                               AllowNullPassword=True)
+    objects["TopicPolicy"] = {"Engineering": {"Topic": "eng/*", "GroupID": "Engineering",
+                                              "ActionList": "Publish,Subscribe"}}
+    if directory == "LDAP":
+        objects["LDAP"] = request.getfixturevalue("slapd").ldap_object(IgnoreCase=False)
+    else:
+        objects["MessagingUser"] = {"alice": {
+            "Password": verifier(b"alice-pw", b"null-password-salt"),
+            "GroupMembership": "Engineering"}}
+        objects["MessagingGroup"] = {"Engineering": {}}
+    b = start_broker(endpoint=tls_endpoint(TopicPolicies="Engineering"), env=DEBUG,
+                     objects=objects)
+
+    for user, allowed in [("alice", True), ("nobody", False)]:
+        c = raw_tls(b, client_context(pki, "client"), proto)
+        assert c.connect(f"{user}-cert", username=user).reason == 0, user
+        b.wait_log(rf'user="{user}" client_id={user}-cert ')
+        assert c.subscribe([("eng/news", 1)]).reasons == [1 if allowed else REFUSED[proto]], user
+        c.close()
+
+    c = raw_tls(b, client_context(pki), proto)
+    assert c.connect("alice-nocert", username="alice").reason == BAD_CREDENTIALS[proto]
+    c = raw_tls(b, client_context(pki), proto)
+    assert c.connect("alice-pw", username="alice", password=b"alice-pw").reason == 0
+    assert c.subscribe([("eng/news", 1)]).reasons == [1]
+    c.close()

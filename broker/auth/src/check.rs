@@ -5,7 +5,8 @@
 //! - **password**: a [`Directory`] (the users file or LDAP) checks the user name and password
 //!   and names the user's groups. A user name without a password is refused, unless
 //!   `AllowNullPassword` is set *and* the transport verified a client certificate: then the
-//!   certificate is the credential and the user name is taken as given, with no groups.
+//!   certificate is the credential and the user name is taken as given, with the groups the
+//!   directory holds for it (none if it does not know the user).
 //! - **certificate alone**: the certificate's common name is the user id.
 //! - **token**: with a JWTProfile or OAuthProfile, the password is a token and a
 //!   [`TokenVerifier`] says whose it is; the directory is not asked. The user name may be
@@ -33,6 +34,12 @@ pub trait Directory: Send + Sync {
     /// password are both [`Refusal::BadCredentials`]; a directory that cannot answer is
     /// [`Refusal::Unavailable`].
     fn verify<'a>(&'a self, user: &'a str, password: &'a [u8]) -> BoxFuture<'a, AuthVerdict>;
+
+    /// Who `user` is when another credential (a verified client certificate, with
+    /// `AllowNullPassword`) stands for the password: the user with its groups, or with none if
+    /// the directory does not know it. [`Refusal::Unavailable`] when the directory cannot
+    /// answer: a client whose groups could not be read is not let in without them.
+    fn identify<'a>(&'a self, user: &'a str) -> BoxFuture<'a, AuthVerdict>;
 }
 
 /// The user name MessageSight's OAuth clients send with a token as password; ironsight accepts
@@ -171,7 +178,10 @@ impl Checker {
         let password = request.password.as_deref().unwrap_or_default();
         if password.is_empty() {
             if demands.allow_null_password && request.common_name.is_some() {
-                return Ok(Arc::new(Principal::new(user, [])));
+                return match &self.directory {
+                    Some(directory) => directory.identify(user).await,
+                    None => Ok(Arc::new(Principal::new(user, []))),
+                };
             }
             tracing::debug!(
                 conn = request.conn,

@@ -36,6 +36,7 @@ mod pool;
 mod tls;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -132,8 +133,43 @@ impl LdapDirectory {
                 self.bind_user(&dn, password).await?;
                 let principal = Arc::new(Principal::new(id.as_str(), self.groups(&dn).await?));
                 self.cache
-                    .insert(&id, password, dn.into(), principal.clone(), now);
+                    .insert(&id, Some(password), dn.into(), principal.clone(), now);
                 Ok(principal)
+            }
+        }
+    }
+
+    /// The user and its groups, without a bind: from the cache while they are fresh, else
+    /// searched. A user the directory does not know (or knows twice) has no groups.
+    async fn identify_user(&self, user: &str) -> AuthVerdict {
+        let id = self.identity(user);
+        let now = Instant::now();
+        if let Some(principal) = self.cache.known(&id, now) {
+            return Ok(principal);
+        }
+        let dn = match self.find_user(user).await {
+            Ok(dn) => dn,
+            Err(Refusal::BadCredentials) => return Ok(Arc::new(Principal::new(id.as_str(), []))),
+            Err(refusal) => return Err(refusal),
+        };
+        let principal = Arc::new(Principal::new(id.as_str(), self.groups(&dn).await?));
+        self.cache
+            .insert(&id, None, dn.into(), principal.clone(), now);
+        Ok(principal)
+    }
+
+    /// Runs a directory operation within Timeout: a directory that does not answer in time is
+    /// Unavailable.
+    async fn within_timeout(
+        &self,
+        user: &str,
+        work: impl Future<Output = AuthVerdict>,
+    ) -> AuthVerdict {
+        match tokio::time::timeout(self.timeout, work).await {
+            Ok(verdict) => verdict,
+            Err(_) => {
+                tracing::warn!(user, timeout = ?self.timeout, "the directory did not answer in time");
+                Err(Refusal::Unavailable)
             }
         }
     }
@@ -291,15 +327,11 @@ impl LdapDirectory {
 
 impl Directory for LdapDirectory {
     fn verify<'a>(&'a self, user: &'a str, password: &'a [u8]) -> BoxFuture<'a, AuthVerdict> {
-        Box::pin(async move {
-            match tokio::time::timeout(self.timeout, self.check(user, password)).await {
-                Ok(verdict) => verdict,
-                Err(_) => {
-                    tracing::warn!(user, timeout = ?self.timeout, "the directory did not answer in time");
-                    Err(Refusal::Unavailable)
-                }
-            }
-        })
+        Box::pin(self.within_timeout(user, self.check(user, password)))
+    }
+
+    fn identify<'a>(&'a self, user: &'a str) -> BoxFuture<'a, AuthVerdict> {
+        Box::pin(self.within_timeout(user, self.identify_user(user)))
     }
 }
 

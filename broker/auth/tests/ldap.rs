@@ -247,6 +247,38 @@ async fn a_cached_password_does_not_reach_the_directory() {
     }
 }
 
+/// Proves a user whose client certificate stands for the password (AllowNullPassword) is
+/// identified without a bind: alice with her groups, a user the directory does not know with
+/// none; the second time the cache answers (no new line for cache3 in slapd's log, and never
+/// a bind); a dead directory is Unavailable, not "no groups".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_is_identified_without_a_bind() {
+    let d = directory(|_| {});
+    let alice = d.identify("alice").await;
+    assert_eq!(
+        (user_id(&alice), groups(&alice)),
+        ("alice", vec!["engineering"])
+    );
+    let nobody = d.identify("nobody").await;
+    assert_eq!((user_id(&nobody), groups(&nobody).len()), ("nobody", 0));
+
+    let dn = format!("uid=cache3,{}", slapd().people);
+    assert_eq!(user_id(&d.identify("cache3").await), "cache3");
+    sync_log().await;
+    let after_first = slapd().log_lines_with("uid=cache3");
+    assert!(after_first > 0, "the first identification searched slapd");
+    assert_eq!(user_id(&d.identify("cache3").await), "cache3");
+    sync_log().await;
+    assert_eq!(slapd().log_lines_with("uid=cache3"), after_first);
+    assert_eq!(slapd().binds(&dn), 0);
+
+    let dead = directory(|l| {
+        l["URL"] = format!("ldap://127.0.0.1:{}", refused_port()).into();
+        l["Timeout"] = 1.into();
+    });
+    assert_eq!(dead.identify("alice").await, Err(Refusal::Unavailable));
+}
+
 /// Proves a directory that refuses connections, and one that accepts and never answers, are
 /// Unavailable (never BadCredentials), within Timeout (1 s here; the bound allows for a busy
 /// machine).

@@ -104,11 +104,20 @@ impl Cache {
         }
     }
 
-    /// A user the directory knows afresh: the password was accepted just now.
+    /// Who the user is while its groups are fresh, whatever the password (for a client whose
+    /// certificate stands for the password).
+    pub(super) fn known(&self, user: &str, now: Instant) -> Option<Arc<Principal>> {
+        let entries = self.lock();
+        let entry = entries.map.get(user).filter(|e| e.groups_until > now)?;
+        Some(entry.principal.clone())
+    }
+
+    /// A user the directory knows afresh, with the password it accepted just now (none when
+    /// only the groups were read).
     pub(super) fn insert(
         &self,
         user: &str,
-        password: &str,
+        password: Option<&str>,
         dn: Arc<str>,
         principal: Arc<Principal>,
         now: Instant,
@@ -117,7 +126,7 @@ impl Cache {
             dn,
             principal,
             groups_until: now + self.groups_for,
-            proof: self.proof(user, password, now),
+            proof: password.and_then(|password| self.proof(user, password, now)),
         };
         let mut entries = self.lock();
         if entries.map.len() >= CACHE_USERS_MAX && !entries.map.contains_key(user) {
@@ -193,7 +202,7 @@ mod tests {
     fn a_proof_answers_for_its_password_until_it_expires() {
         let cache = cache(true);
         let t0 = Instant::now();
-        cache.insert("alice", "right", "uid=alice".into(), principal(), t0);
+        cache.insert("alice", Some("right"), "uid=alice".into(), principal(), t0);
         assert!(
             matches!(cache.lookup("alice", "right", t0), Lookup::Proved(p) if p.user_id.as_ref() == "alice")
         );
@@ -222,7 +231,7 @@ mod tests {
     fn without_enable_cache_no_password_is_proved() {
         let cache = cache(false);
         let t0 = Instant::now();
-        cache.insert("alice", "right", "uid=alice".into(), principal(), t0);
+        cache.insert("alice", Some("right"), "uid=alice".into(), principal(), t0);
         assert!(matches!(
             cache.lookup("alice", "right", t0),
             Lookup::Known { .. }
