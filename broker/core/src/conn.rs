@@ -212,6 +212,8 @@ pub struct Connection {
     pub paused: bool,
     /// Already in the shard's list of connections with new output.
     pub dirty: bool,
+    /// Its output waits for the journal (`shard/durability.rs`): not written, not listed dirty.
+    pub held: bool,
     /// The client sent DISCONNECT: after it, it sends nothing more ([MQTT-3.14.4-1]).
     pub peer_disconnected: bool,
 }
@@ -238,6 +240,7 @@ impl Connection {
             aliases: None,
             paused: false,
             dirty: false,
+            held: false,
             peer_disconnected: false,
         }
     }

@@ -62,6 +62,11 @@ pub enum Record<'a> {
 
 pub trait Journal {
     fn record(&mut self, record: Record<'_>);
+
+    /// Whether a record is durable when `record` returns (memory only: there is nothing to
+    /// wait for). A journal on disk answers false and reports durability through
+    /// `Shard::durable`; until then the shard holds what the records promise.
+    fn synchronous(&self) -> bool;
 }
 
 /// State lives in memory only and ends with the process.
@@ -70,4 +75,8 @@ pub struct MemoryOnly;
 
 impl Journal for MemoryOnly {
     fn record(&mut self, _record: Record<'_>) {}
+
+    fn synchronous(&self) -> bool {
+        true
+    }
 }

@@ -228,7 +228,9 @@ impl Shard {
             }
             Ok(principal) => {
                 self.stats.authentications_accepted += 1;
+                let mark = self.journal_mark();
                 self.connect_as(conn, now, pending, Some(principal), data);
+                self.hold_output(conn, mark);
                 if self.conns[conn as usize].state == ConnState::Connected {
                     self.drain_inbuf(conn, now);
                     resumed.push(conn);

@@ -57,13 +57,18 @@ impl Shard {
             _ => self.enqueue(now, session, offer),
         };
         let stored = matches!(delivered, Delivered::Sent | Delivered::Queued);
-        if stored && qos != QoS::AtMostOnce && self.durable(session) {
+        if stored && qos != QoS::AtMostOnce && self.persistent(session) {
+            let mark = self.journal_mark();
             let client_id = &self.sessions[session as usize].client_id;
             self.journal.record(Record::Stored {
                 client_id,
                 message: msg,
                 qos,
             });
+            if let (Delivered::Sent, QoS::ExactlyOnce, Some(conn)) = (delivered, qos, conn) {
+                // The subscriber must not see a packet id the journal could still lose.
+                self.hold_output(conn, mark);
+            }
         }
         delivered
     }

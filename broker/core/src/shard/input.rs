@@ -135,7 +135,15 @@ impl Shard {
         self.decode_failed(conn, now, error, front);
     }
 
+    /// One whole packet. What it made the journal record holds the connection's output (its
+    /// acknowledgement among it) until the records are durable (`shard/durability.rs`).
     fn on_frame(&mut self, conn: ConnId, now: Instant, frame: Bytes) {
+        let mark = self.journal_mark();
+        self.dispatch_frame(conn, now, frame);
+        self.hold_output(conn, mark);
+    }
+
+    fn dispatch_frame(&mut self, conn: ConnId, now: Instant, frame: Bytes) {
         let c = &mut self.conns[conn as usize];
         c.last_packet_at = now;
         if c.state == ConnState::AwaitingConnect {

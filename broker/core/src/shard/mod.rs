@@ -17,6 +17,7 @@ mod acks;
 mod authorize;
 mod connect;
 mod deliver;
+mod durability;
 mod encode;
 mod input;
 mod lifecycle;
@@ -137,7 +138,8 @@ pub struct Shard {
     next_assigned_id: u64,
     next_generation: u32,
     next_message_id: u64,
-    journal: Box<dyn Journal>,
+    journal: durability::Log,
+    durability: durability::Durability,
     pub stats: Stats,
 }
 
@@ -185,14 +187,16 @@ impl Shard {
             next_assigned_id: 0,
             next_generation: 0,
             next_message_id: 0,
-            journal: Box::new(MemoryOnly),
+            journal: durability::Log::new(Box::new(MemoryOnly)),
+            durability: durability::Durability::default(),
             stats: Stats::default(),
         }
     }
 
-    /// Replaces the journal (the default keeps state in memory only).
+    /// Replaces the journal (the default keeps state in memory only), before any record.
     pub fn set_journal(&mut self, journal: Box<dyn Journal>) {
-        self.journal = journal;
+        assert_eq!(self.journal.appended, 0, "the journal is chosen at start");
+        self.journal = durability::Log::new(journal);
     }
 
     /// The shard that owns sessions of `client_id`.
@@ -303,9 +307,13 @@ impl Shard {
             .is_none_or(|c| c.state == ConnState::Closing)
     }
 
-    /// The bytes waiting for `conn`'s socket.
+    /// The bytes waiting for `conn`'s socket; none while they wait for the journal
+    /// (`shard/durability.rs`): the shard lists the connection dirty when they may go.
     pub fn output(&mut self, conn: ConnId) -> Option<&mut OutBuf> {
-        self.conns.get_mut(conn as usize).map(|c| &mut c.out)
+        self.conns
+            .get_mut(conn as usize)
+            .filter(|c| !c.held)
+            .map(|c| &mut c.out)
     }
 
     /// The server wrote some of `conn`'s output: room in the send buffer lets queued messages go.
@@ -335,6 +343,7 @@ impl Shard {
             self.close(conn, now, lifecycle::CloseKind::Abrupt);
         }
         if self.conns.try_remove(conn as usize).is_some() {
+            self.forget_held(conn);
             self.stats.connections_closed += 1;
         }
     }
@@ -388,7 +397,7 @@ impl Shard {
 
     fn mark_dirty(&mut self, conn: ConnId) {
         let c = &mut self.conns[conn as usize];
-        if !c.dirty {
+        if !c.dirty && !c.held {
             c.dirty = true;
             self.dirty.push(conn);
         }
@@ -493,13 +502,13 @@ impl Shard {
     }
 
     /// Whether the session outlives its connection, so the journal keeps it.
-    fn durable(&self, session: SessionIdx) -> bool {
+    fn persistent(&self, session: SessionIdx) -> bool {
         self.sessions[session as usize].expiry_s > 0
     }
 
     /// Tells the journal about a durable session's state (its expiry and will).
     fn journal_session(&mut self, session: SessionIdx) {
-        if !self.durable(session) {
+        if !self.persistent(session) {
             return;
         }
         let s = &self.sessions[session as usize];
@@ -515,7 +524,7 @@ impl Shard {
 
     /// Tells the journal that a durable session no longer holds message `id`.
     fn journal_released(&mut self, session: SessionIdx, id: u64) {
-        if self.durable(session) {
+        if self.persistent(session) {
             let client_id = &self.sessions[session as usize].client_id;
             self.journal.record(Record::Released { client_id, id });
         }

@@ -92,12 +92,13 @@ impl Shard {
         if publish.retain {
             msg.publisher = Some(self.publisher(conn, session));
         }
-        // Only a v5 publisher can be told about other shards' subscribers: only it waits for them.
-        let token =
-            (publish.qos != QoS::AtMostOnce && self.conns[conn as usize].is_v5()).then(|| {
-                self.next_ack_token += 1;
-                self.next_ack_token
-            });
+        // A v5 publisher can be told about other shards' subscribers, so it waits for them;
+        // with a journal on disk every publisher does, for what they stored to be durable.
+        let waits = self.conns[conn as usize].is_v5() || !self.journal.synchronous();
+        let token = (publish.qos != QoS::AtMostOnce && waits).then(|| {
+            self.next_ack_token += 1;
+            self.next_ack_token
+        });
         let outcome = self.route(now, Arc::new(msg), token);
         let Some(pid) = publish.packet_id else { return };
         let qos2 = publish.qos == QoS::ExactlyOnce;

@@ -19,13 +19,16 @@ impl Shard {
                 if retained {
                     self.store_retained(&msg);
                 }
+                let mark = self.journal_mark();
                 let mut rejected = plain && self.deliver_plain(now, &msg).rejected;
                 for key in &shares {
                     rejected |= self.deliver_shared(now, key, &msg, 0).rejected;
                 }
                 if let Some(token) = ack {
+                    // Told once what the deliveries stored here is durable: the publisher's
+                    // acknowledgement waits for it.
                     let outcome = ShardMsg::PublishOutcome { token, rejected };
-                    self.queue_remote(msg.origin_shard(), outcome);
+                    self.send_outcome(msg.origin_shard(), outcome, mark);
                 }
             }
             ShardMsg::PublishOutcome { token, rejected } => self.publish_outcome(token, rejected),

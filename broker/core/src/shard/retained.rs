@@ -122,7 +122,7 @@ impl Shard {
     /// shard or from another shard.
     pub(super) fn store_retained(&mut self, msg: &SharedMessage) {
         let max = self.settings.broker.retained_max;
-        self.retained.store(msg, max, &mut *self.journal);
+        self.retained.store(msg, max, &mut self.journal);
     }
 
     /// Delivers the retained messages `request` asked for. `request.filter` is a plain filter (a

@@ -104,7 +104,9 @@ impl Shard {
         while let Some(conn) = self.unfinished_order.pop_front() {
             // A connection that closed meanwhile left its work behind; skip it.
             if let Some(work) = self.unfinished.remove(&conn) {
+                let mark = self.journal_mark();
                 self.subscribe_slice(conn, now, *work);
+                self.hold_output(conn, mark);
                 if !self.unfinished.contains_key(&conn) {
                     resumed.push(conn);
                 }
@@ -223,7 +225,7 @@ impl Shard {
             }
             Some(group) => Some(self.add_member(session, group, parsed.filter, f.options, id)),
         };
-        if self.durable(session) {
+        if self.persistent(session) {
             let client_id = &self.sessions[session as usize].client_id;
             let record = Record::Subscribed {
                 client_id,
@@ -336,7 +338,7 @@ impl Shard {
         let Some(sub) = self.sessions[session as usize].subscriptions.remove(text) else {
             return false;
         };
-        if self.durable(session) {
+        if self.persistent(session) {
             let client_id = &self.sessions[session as usize].client_id;
             self.journal.record(Record::Unsubscribed {
                 client_id,

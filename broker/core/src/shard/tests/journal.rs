@@ -30,6 +30,10 @@ impl crate::journal::Journal for Recorder {
         };
         self.0.borrow_mut().push(line);
     }
+
+    fn synchronous(&self) -> bool {
+        true
+    }
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! This file is the harness (`Broker`, `Client` and the packets tests build); the tests are
 //! in one file per subject: `connection`, `session`, `wills`, `publish` (QoS flows and their
 //! acknowledgements), `queue` (session queue limits), `subscribe`, `shared`, `retained`, `v5`,
-//! `authentication` (CONNECTs waiting for a verdict), `policy`, `journal`, `publish_after_subscribe` (across shards), `bounded` (work and memory
+//! `authentication` (CONNECTs waiting for a verdict), `policy`, `journal`, `durability`
+//! (output held until the journal's records are on disk), `publish_after_subscribe` (across shards), `bounded` (work and memory
 //! per packet) and `exact_answers` (where the specification gives one).
 
 use std::net::SocketAddr;
@@ -376,6 +377,7 @@ fn watcher(b: &mut Broker) -> Client {
 mod authentication;
 mod bounded;
 mod connection;
+mod durability;
 mod exact_answers;
 mod journal;
 mod policy;
