@@ -6,22 +6,29 @@
 //!
 //! What is recorded: sessions that outlive their connection (Session Expiry Interval > 0, or
 //! MQTT 3 clean session 0), their subscriptions and will, the QoS 1/2 messages they hold until
-//! acknowledged, and retained messages. Sessions that end with their connection are not.
+//! acknowledged, the packet ids in flight in both directions, and retained messages. Sessions
+//! that end with their connection are not. `docs/store.md` says how a journal on disk keeps
+//! them, and what waits for it (`shard/durability.rs`).
 
 use std::num::NonZeroU32;
 
-use ironsight_codec::{QoS, SubscriptionOptions};
+use ironsight_codec::{PacketId, QoS, SubscriptionOptions};
 
 use crate::message::Message;
 use crate::session::Will;
 
-/// One change to durable state. Borrowed: recording allocates nothing.
+/// One change to durable state. Borrowed: recording allocates nothing. Ids of messages are
+/// unique in the broker (`message::message_id`); packet ids are the session's.
 #[derive(Debug)]
 pub enum Record<'a> {
-    /// The session exists (created, resumed, or its expiry changed) with this expiry.
+    /// The session exists (created, resumed, disconnected, or its expiry changed) with this
+    /// expiry, belonging to `user_id` (none: anonymous). `connected` says whether a connection
+    /// serves it now: a disconnected session's expiry counts from the time of this record.
     Session {
         client_id: &'a str,
         expiry_s: u32,
+        user_id: Option<&'a str>,
+        connected: bool,
     },
     /// The session and everything it held are gone.
     SessionEnded {
@@ -42,18 +49,53 @@ pub enum Record<'a> {
         client_id: &'a str,
         will: Option<&'a Will>,
     },
-    /// The session holds this QoS 1/2 message until it is acknowledged.
+    /// The session holds this QoS 1/2 message until it is acknowledged, as it is to be
+    /// delivered: at `qos`, with RETAIN `retain`, the subscription identifiers `sub_ids`, and
+    /// through the shared subscription `share` (its `routing::ShareKey`) if one chose it.
     Stored {
         client_id: &'a str,
         message: &'a Message,
         qos: QoS,
+        retain: bool,
+        sub_ids: &'a [NonZeroU32],
+        share: Option<&'a str>,
+    },
+    /// Message `id`, which the session holds, went out under `packet_id`: after a restart it is
+    /// sent again under the same id, with DUP.
+    Sent {
+        client_id: &'a str,
+        id: u64,
+        packet_id: PacketId,
     },
     /// The session no longer holds message `id` (acknowledged, discarded, expired or moved).
     Released {
         client_id: &'a str,
         id: u64,
     },
-    /// The retained message of `topic` (none: cleared).
+    /// The client accepted the QoS 2 message sent under `packet_id` with PUBREC: the message
+    /// is the client's now, and the id waits for PUBCOMP (a restart sends PUBREL again).
+    PubRecReceived {
+        client_id: &'a str,
+        packet_id: PacketId,
+    },
+    /// PUBCOMP: `packet_id` is free again.
+    PubCompReceived {
+        client_id: &'a str,
+        packet_id: PacketId,
+    },
+    /// The client's QoS 2 message under `packet_id` was accepted and answered PUBREC: a
+    /// PUBLISH with this id is a duplicate until PUBREL, across a restart too.
+    InboundQos2 {
+        client_id: &'a str,
+        packet_id: PacketId,
+    },
+    /// PUBREL: the client's `packet_id` names a new message again.
+    InboundReleased {
+        client_id: &'a str,
+        packet_id: PacketId,
+    },
+    /// The retained message of `topic` (none: cleared). Recorded by the shard the message was
+    /// published on only: every shard holds a replica, the journal one copy.
     Retained {
         topic: &'a str,
         message: Option<&'a Message>,

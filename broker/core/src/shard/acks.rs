@@ -12,6 +12,7 @@ use ironsight_codec::{Packet, PacketId, PubResponse, ReasonCode, ReasonPropertie
 
 use super::Shard;
 use crate::conn::ConnId;
+use crate::journal::Record;
 
 #[derive(Debug)]
 pub(super) struct PendingAck {
@@ -139,6 +140,10 @@ impl Shard {
                 .delivery()
                 .inbound_qos2
                 .retain(|&p| p != ack.pid);
+            self.journal_packet_id(session, |client_id| Record::InboundReleased {
+                client_id,
+                packet_id: ack.pid,
+            });
         }
         self.send(conn, &Packet::PubRec(response));
     }

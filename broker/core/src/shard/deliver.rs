@@ -6,15 +6,26 @@
 
 use std::time::Instant;
 
-use ironsight_codec::{Packet, PubResponse, QoS, ReasonCode, ReasonProperties};
+use ironsight_codec::{Packet, PacketId, PubResponse, QoS, ReasonCode, ReasonProperties};
+use slab::Slab;
 
+use super::durability::Log;
 use super::encode::{commit_alias, publish_packet, write_publish, write_template};
 use super::Shard;
 use crate::conn::{ConnId, ConnState};
 use crate::journal::Record;
 use crate::message::SharedMessage;
 use crate::queue::{Enqueued, InflightState, Offer};
+use crate::routing::ShareGroup;
 use crate::session::SessionIdx;
+
+/// What `transmit` did with a delivery.
+enum Transmit {
+    /// Written, under this packet id for QoS 1/2.
+    Sent(Option<PacketId>),
+    /// Larger than the client's Maximum Packet Size: dropped for this client.
+    TooLarge,
+}
 
 /// What became of one delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,32 +56,60 @@ impl Shard {
             self.stats.messages_dropped_offline += 1;
             return Delivered::Dropped;
         }
-        let (msg, qos) = (offer.msg, offer.qos);
-        let delivered = match conn {
+        let qos = offer.qos;
+        let journaled = qos != QoS::AtMostOnce && self.persistent(session);
+        match conn {
             Some(conn) if queue_empty && self.can_send(conn, session, qos) => {
-                if self.transmit(conn, session, offer, now) {
-                    Delivered::Sent
-                } else {
-                    Delivered::Dropped
+                let mark = self.journal_mark();
+                if journaled {
+                    self.journal_stored(session, &offer);
+                }
+                let id = offer.msg.id;
+                match self.transmit(conn, session, offer, now) {
+                    Transmit::Sent(pid) => {
+                        if let (true, Some(packet_id)) = (journaled, pid) {
+                            self.journal_packet_id(session, |client_id| Record::Sent {
+                                client_id,
+                                id,
+                                packet_id,
+                            });
+                        }
+                        if qos == QoS::ExactlyOnce {
+                            // The subscriber must not see a packet id the journal could still
+                            // lose.
+                            self.hold_output(conn, mark);
+                        }
+                        Delivered::Sent
+                    }
+                    Transmit::TooLarge => {
+                        self.journal_released(session, id);
+                        Delivered::Dropped
+                    }
                 }
             }
-            _ => self.enqueue(now, session, offer),
-        };
-        let stored = matches!(delivered, Delivered::Sent | Delivered::Queued);
-        if stored && qos != QoS::AtMostOnce && self.persistent(session) {
-            let mark = self.journal_mark();
-            let client_id = &self.sessions[session as usize].client_id;
-            self.journal.record(Record::Stored {
-                client_id,
-                message: msg,
-                qos,
-            });
-            if let (Delivered::Sent, QoS::ExactlyOnce, Some(conn)) = (delivered, qos, conn) {
-                // The subscriber must not see a packet id the journal could still lose.
-                self.hold_output(conn, mark);
+            _ => {
+                let delivered = self.enqueue(now, session, offer);
+                if journaled && delivered == Delivered::Queued {
+                    let Shard {
+                        sessions,
+                        shares,
+                        journal,
+                        ..
+                    } = self;
+                    let s = &sessions[session as usize];
+                    let queued = s.delivery.as_ref().and_then(|d| d.queue.back());
+                    let offer = queued.expect("just queued").offer();
+                    record_stored(journal, &s.client_id, shares, &offer);
+                }
+                delivered
             }
         }
-        delivered
+    }
+
+    /// Tells the journal that a durable session holds the message `offer` delivers.
+    fn journal_stored(&mut self, session: SessionIdx, offer: &Offer<'_>) {
+        let client_id = &self.sessions[session as usize].client_id;
+        record_stored(&mut self.journal, client_id, &self.shares, offer);
     }
 
     fn enqueue(&mut self, now: Instant, session: SessionIdx, offer: Offer<'_>) -> Delivered {
@@ -123,14 +162,14 @@ impl Shard {
         session: SessionIdx,
         offer: Offer<'_>,
         now: Instant,
-    ) -> bool {
+    ) -> Transmit {
         let aliases_max = self.settings.broker.outbound_aliases_max;
         let c = &self.conns[conn as usize];
-        if self.scratch.templates.applies(c, &offer, aliases_max) {
+        let pid = if self.scratch.templates.applies(c, &offer, aliases_max) {
             let (bytes, pid_at) = self.scratch.templates.get(c, &offer, now);
             if bytes.len() > c.client.packet_size_max as usize {
                 self.drop_oversize(conn, offer.msg);
-                return false;
+                return Transmit::TooLarge;
             }
             let pid = (offer.qos != QoS::AtMostOnce).then(|| {
                 self.sessions[session as usize]
@@ -138,11 +177,12 @@ impl Shard {
                     .start(offer.to_outgoing())
             });
             write_template(&mut self.conns[conn as usize], bytes, pid_at, pid);
+            pid
         } else {
             let mut publish = publish_packet(c, &offer, None, false, now, aliases_max);
             if publish.encoded_len(c.protocol) > c.client.packet_size_max as usize {
                 self.drop_oversize(conn, offer.msg);
-                return false;
+                return Transmit::TooLarge;
             }
             commit_alias(&mut self.conns[conn as usize], &offer.msg.topic, &publish);
             if offer.qos != QoS::AtMostOnce {
@@ -152,10 +192,11 @@ impl Shard {
                 publish.packet_id = Some(pid);
             }
             write_publish(&mut self.conns[conn as usize], &publish);
-        }
+            publish.packet_id
+        };
         self.stats.messages_sent += 1;
         self.mark_dirty(conn);
-        true
+        Transmit::Sent(pid)
     }
 
     fn drop_oversize(&mut self, conn: ConnId, msg: &SharedMessage) {
@@ -199,8 +240,20 @@ impl Shard {
                 .expect("checked above");
             let out = d.queue.pop_front().expect("checked above");
             let id = out.msg.id;
-            if !self.transmit(conn, session, out.offer(), now) {
-                self.journal_released(session, id);
+            let mark = self.journal_mark();
+            match self.transmit(conn, session, out.offer(), now) {
+                Transmit::Sent(Some(packet_id)) => {
+                    self.journal_packet_id(session, |client_id| Record::Sent {
+                        client_id,
+                        id,
+                        packet_id,
+                    });
+                    if qos == QoS::ExactlyOnce {
+                        self.hold_output(conn, mark);
+                    }
+                }
+                Transmit::Sent(None) => {}
+                Transmit::TooLarge => self.journal_released(session, id),
             }
         }
         self.sessions[session as usize].shrink();
@@ -256,4 +309,15 @@ impl Shard {
             self.drop_oversize(conn, &out.msg);
         }
     }
+}
+
+fn record_stored(journal: &mut Log, client_id: &str, shares: &Slab<ShareGroup>, offer: &Offer<'_>) {
+    journal.record(Record::Stored {
+        client_id,
+        message: offer.msg,
+        qos: offer.qos,
+        retain: offer.retain,
+        sub_ids: offer.sub_ids.as_slice(),
+        share: offer.share.map(|share| &*shares[share as usize].key),
+    });
 }

@@ -65,9 +65,7 @@ impl Shard {
         match kind {
             CloseKind::Shutdown => return,
             CloseKind::Clean => {
-                if s.will.take().is_some() {
-                    self.journal_session(session);
-                }
+                s.will.take();
             }
             CloseKind::Abrupt | CloseKind::ServerInitiated | CloseKind::TakenOver => {}
         }
@@ -93,6 +91,10 @@ impl Shard {
             let delay = now + Duration::from_secs(u64::from(will.delay_s));
             will.publish_at = Some(expiry.map_or(delay, |e| e.min(delay)));
         }
+        // Disconnected: the expiry (and a will's delay) count from this record's time, also
+        // while the broker is down.
+        self.journal_session(session);
+        let s = &mut self.sessions[session as usize];
         s.shrink();
         let generation = s.generation;
         let will_at = s.will.as_ref().and_then(|w| w.publish_at);

@@ -515,6 +515,8 @@ impl Shard {
         self.journal.record(Record::Session {
             client_id: &s.client_id,
             expiry_s: s.expiry_s,
+            user_id: s.principal.as_ref().map(|p| &*p.user_id),
+            connected: s.conn.is_some(),
         });
         self.journal.record(Record::Will {
             client_id: &s.client_id,
@@ -527,6 +529,15 @@ impl Shard {
         if self.persistent(session) {
             let client_id = &self.sessions[session as usize].client_id;
             self.journal.record(Record::Released { client_id, id });
+        }
+    }
+
+    /// Tells the journal about a packet id of a durable session: `make` builds the record
+    /// from the client id.
+    fn journal_packet_id(&mut self, session: SessionIdx, make: impl FnOnce(&str) -> Record<'_>) {
+        if self.persistent(session) {
+            let client_id = &self.sessions[session as usize].client_id;
+            self.journal.record(make(client_id));
         }
     }
 

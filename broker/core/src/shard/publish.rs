@@ -10,6 +10,7 @@ use ironsight_codec::{
 use super::acks::PendingAck;
 use super::Shard;
 use crate::conn::ConnId;
+use crate::journal::Record;
 use crate::message::Message;
 use crate::queue::AckError;
 use crate::session::SessionIdx;
@@ -107,6 +108,10 @@ impl Shard {
                 .delivery()
                 .inbound_qos2
                 .push(pid);
+            self.journal_packet_id(session, |client_id| Record::InboundQos2 {
+                client_id,
+                packet_id: pid,
+            });
         }
         let pending = PendingAck {
             pid,
@@ -192,8 +197,15 @@ impl Shard {
             .pubrec(pid, accepted)
         {
             Ok(taken) => {
-                if let Some(out) = taken {
-                    self.journal_released(session, out.msg.id);
+                match (taken, accepted) {
+                    (Some(_), true) => {
+                        self.journal_packet_id(session, |client_id| Record::PubRecReceived {
+                            client_id,
+                            packet_id: pid,
+                        })
+                    }
+                    (Some(out), false) => self.journal_released(session, out.msg.id),
+                    (None, _) => {} // PUBREC again: nothing changes
                 }
                 if accepted {
                     self.send(conn, &Packet::PubRel(ack(pid, ReasonCode::Success)));
@@ -214,7 +226,13 @@ impl Shard {
         let session = self.session_of(conn);
         let delivery = self.sessions[session as usize].delivery();
         let reason = match delivery.pubrel(response.packet_id) {
-            Ok(()) => ReasonCode::Success,
+            Ok(()) => {
+                self.journal_packet_id(session, |client_id| Record::InboundReleased {
+                    client_id,
+                    packet_id: response.packet_id,
+                });
+                ReasonCode::Success
+            }
             Err(_) => ReasonCode::PacketIdentifierNotFound,
         };
         self.send(conn, &Packet::PubComp(ack(response.packet_id, reason)));
@@ -226,7 +244,13 @@ impl Shard {
             .delivery()
             .pubcomp(response.packet_id)
         {
-            Ok(()) => self.pump(session, now),
+            Ok(()) => {
+                self.journal_packet_id(session, |client_id| Record::PubCompReceived {
+                    client_id,
+                    packet_id: response.packet_id,
+                });
+                self.pump(session, now)
+            }
             Err(error) => {
                 tracing::debug!(conn, pid = response.packet_id, ?error, "PUBCOMP ignored")
             }

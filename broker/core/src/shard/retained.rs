@@ -16,7 +16,7 @@ use hashbrown::HashMap;
 use ironsight_codec::{ByteString, SubscriptionOptions};
 
 use super::Shard;
-use crate::journal::{Journal, Record};
+use crate::journal::{Journal, MemoryOnly, Record};
 use crate::message::{RetainedVersion, SessionUid, SharedMessage};
 use crate::queue::{Offer, SubIds};
 use crate::routing::delivery_qos;
@@ -122,7 +122,14 @@ impl Shard {
     /// shard or from another shard.
     pub(super) fn store_retained(&mut self, msg: &SharedMessage) {
         let max = self.settings.broker.retained_max;
-        self.retained.store(msg, max, &mut self.journal);
+        // Every shard keeps a replica; the journal keeps one copy, the publishing shard's.
+        let mut memory_only = MemoryOnly;
+        let journal: &mut dyn Journal = if msg.origin_shard() == self.id {
+            &mut self.journal
+        } else {
+            &mut memory_only
+        };
+        self.retained.store(msg, max, journal);
     }
 
     /// Delivers the retained messages `request` asked for. `request.filter` is a plain filter (a
