@@ -11,10 +11,12 @@
 //! them, and what waits for it (`shard/durability.rs`).
 
 use std::num::NonZeroU32;
+use std::time::Instant;
 
 use ironsight_codec::{PacketId, QoS, SubscriptionOptions};
 
-use crate::message::Message;
+use crate::message::SharedMessage;
+use crate::queue::QueueBehavior;
 use crate::session::Will;
 
 /// One change to durable state. Borrowed: recording allocates nothing. Ids of messages are
@@ -23,12 +25,17 @@ use crate::session::Will;
 pub enum Record<'a> {
     /// The session exists (created, resumed, disconnected, or its expiry changed) with this
     /// expiry, belonging to `user_id` (none: anonymous). `connected` says whether a connection
-    /// serves it now: a disconnected session's expiry counts from the time of this record.
+    /// serves it now; a disconnected one ends at `expires_at` (none: never), a deadline the
+    /// journal keeps in wall-clock time, so that it passes while the broker is down too. Its
+    /// queue holds at most `queue_max` messages, `queue_behavior` deciding which one loses.
     Session {
         client_id: &'a str,
         expiry_s: u32,
         user_id: Option<&'a str>,
         connected: bool,
+        expires_at: Option<Instant>,
+        queue_max: u32,
+        queue_behavior: QueueBehavior,
     },
     /// The session and everything it held are gone.
     SessionEnded {
@@ -44,7 +51,8 @@ pub enum Record<'a> {
         client_id: &'a str,
         filter: &'a str,
     },
-    /// The session's will (or none).
+    /// The session's will (or none), with the time it is to be published at while the
+    /// session is disconnected.
     Will {
         client_id: &'a str,
         will: Option<&'a Will>,
@@ -54,7 +62,7 @@ pub enum Record<'a> {
     /// through the shared subscription `share` (its `routing::ShareKey`) if one chose it.
     Stored {
         client_id: &'a str,
-        message: &'a Message,
+        message: &'a SharedMessage,
         qos: QoS,
         retain: bool,
         sub_ids: &'a [NonZeroU32],
@@ -98,7 +106,7 @@ pub enum Record<'a> {
     /// published on only: every shard holds a replica, the journal one copy.
     Retained {
         topic: &'a str,
-        message: Option<&'a Message>,
+        message: Option<&'a SharedMessage>,
     },
 }
 

@@ -4,6 +4,7 @@
 //! - [`topic`]: topic name and filter rules, shared-subscription parsing.
 //! - [`tree`]: the topic trie (filters matched by topics, topics matched by filters).
 //! - [`journal`]: where a durable store plugs in: every change to durable state, in order.
+//! - [`recovery`]: the journal's records read back at start, folded into sessions to restore.
 //! - [`message`]: the application message, shared by every queue that holds it.
 //! - [`outbuf`]: bytes waiting for a socket, small packets coalesced, large payloads shared.
 //! - [`auth`]: what the core asks an authenticator between CONNECT and CONNACK, and its answer.
@@ -34,6 +35,7 @@ pub mod message;
 pub mod outbuf;
 pub mod policy;
 pub mod queue;
+pub mod recovery;
 pub mod routing;
 pub mod session;
 pub mod settings;

@@ -24,6 +24,11 @@ pub fn message_id(shard: u16, n: u64) -> u64 {
     (u64::from(shard) << SHARD_SHIFT) | (n & ((1 << SHARD_SHIFT) - 1))
 }
 
+/// The counter part of a message id: what `message_id` was given as `n`.
+pub fn message_n(id: u64) -> u64 {
+    id & ((1 << SHARD_SHIFT) - 1)
+}
+
 pub struct Message {
     pub topic: ByteString,
     pub payload: Bytes,

@@ -31,4 +31,6 @@ pub struct Stats {
     pub authentications_shed: u64,
     pub wills_published: u64,
     pub sessions_expired: u64,
+    /// Sessions taken up from the journal at start.
+    pub sessions_restored: u64,
 }

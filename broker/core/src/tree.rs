@@ -79,6 +79,13 @@ impl<V> TopicTree<V> {
         self.values == 0
     }
 
+    /// Every value, in no particular order, `$` topics included.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.nodes
+            .iter()
+            .filter_map(|(_, node)| node.value.as_ref())
+    }
+
     fn node(&self, id: NodeId) -> &Node<V> {
         &self.nodes[id as usize]
     }

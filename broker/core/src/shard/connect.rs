@@ -686,7 +686,7 @@ impl Shard {
             .copied()
     }
 
-    fn create_session(&mut self, client_id: Box<str>) -> SessionIdx {
+    pub(super) fn create_session(&mut self, client_id: Box<str>) -> SessionIdx {
         let hash = self.hasher.hash_one(&*client_id);
         let generation = self.generation();
         let idx = self.sessions.insert(Session::new(client_id, generation)) as SessionIdx;

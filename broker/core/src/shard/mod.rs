@@ -11,7 +11,7 @@
 //! queue), `encode` (PUBLISH bytes, one encoding per fan-out), `retained` (the retained store),
 //! `subscribe` (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills,
 //! session end), `timers` (keep alive, will delay, session expiry), `remote` (messages from
-//! other shards), `authorize` (the policies' decisions and what follows from them).
+//! other shards), `restore` (state from the journal at start, and snapshots), `authorize` (the policies' decisions and what follows from them).
 
 mod acks;
 mod authorize;
@@ -23,6 +23,7 @@ mod input;
 mod lifecycle;
 mod publish;
 mod remote;
+mod restore;
 mod retained;
 mod route;
 mod subscribe;
@@ -517,6 +518,9 @@ impl Shard {
             expiry_s: s.expiry_s,
             user_id: s.principal.as_ref().map(|p| &*p.user_id),
             connected: s.conn.is_some(),
+            expires_at: s.expires_at,
+            queue_max: s.queue_max,
+            queue_behavior: s.queue_behavior,
         });
         self.journal.record(Record::Will {
             client_id: &s.client_id,

@@ -102,6 +102,23 @@ impl RetainedStore {
         found
     }
 
+    /// Takes up a retained message recovered from the journal, unless a newer one of its
+    /// topic is known.
+    pub(super) fn restore(&mut self, msg: &SharedMessage) {
+        let newer = self
+            .messages
+            .get(&msg.topic)
+            .is_some_and(|stored| stored.version() >= msg.version());
+        if !newer {
+            *self.messages.get_or_insert_with(&msg.topic, || msg.clone()) = msg.clone();
+        }
+    }
+
+    /// Every retained message.
+    pub(super) fn all(&self) -> impl Iterator<Item = &SharedMessage> {
+        self.messages.values()
+    }
+
     /// Forgets the clearings older than [`CLEARED_KEEP`] (on the shard's tick).
     pub(super) fn forget_cleared(&mut self, now: Instant) {
         self.cleared

@@ -214,17 +214,7 @@ impl Shard {
         if is_new && s.subscriptions.len() >= self.settings.broker.subscriptions_max {
             return Err(ReasonCode::QuotaExceeded);
         }
-        let share = match parsed.share_group {
-            None => {
-                let sub = LocalSub {
-                    options: f.options,
-                    id,
-                };
-                self.add_plain(session, parsed.filter, sub);
-                None
-            }
-            Some(group) => Some(self.add_member(session, group, parsed.filter, f.options, id)),
-        };
+        let share = self.route_to(session, parsed, f.options, id);
         if self.persistent(session) {
             let client_id = &self.sessions[session as usize].client_id;
             let record = Record::Subscribed {
@@ -243,6 +233,24 @@ impl Shard {
         };
         self.sessions[session as usize].subscriptions.insert(sub);
         Ok(Added { is_new })
+    }
+
+    /// Puts a session's subscription where routing finds it: the local trie, or the members
+    /// of its shared group, whose local id it returns.
+    pub(super) fn route_to(
+        &mut self,
+        session: SessionIdx,
+        parsed: ParsedFilter<'_>,
+        options: SubscriptionOptions,
+        id: Option<NonZeroU32>,
+    ) -> Option<ShareId> {
+        match parsed.share_group {
+            None => {
+                self.add_plain(session, parsed.filter, LocalSub { options, id });
+                None
+            }
+            Some(group) => Some(self.add_member(session, group, parsed.filter, options, id)),
+        }
     }
 
     fn add_plain(&mut self, session: SessionIdx, filter: &str, sub: LocalSub) {

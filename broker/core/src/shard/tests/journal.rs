@@ -15,6 +15,7 @@ impl crate::journal::Journal for Recorder {
                 expiry_s,
                 user_id,
                 connected,
+                ..
             } => {
                 let state = if connected {
                     "connected"

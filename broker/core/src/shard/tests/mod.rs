@@ -6,7 +6,8 @@
 //! in one file per subject: `connection`, `session`, `wills`, `publish` (QoS flows and their
 //! acknowledgements), `queue` (session queue limits), `subscribe`, `shared`, `retained`, `v5`,
 //! `authentication` (CONNECTs waiting for a verdict), `policy`, `journal`, `durability`
-//! (output held until the journal's records are on disk), `publish_after_subscribe` (across shards), `bounded` (work and memory
+//! (output held until the journal's records are on disk), `restore` (a restart from the
+//! journal's records, onto as many shards or others), `publish_after_subscribe` (across shards), `bounded` (work and memory
 //! per packet) and `exact_answers` (where the specification gives one).
 
 use std::net::SocketAddr;
@@ -384,6 +385,7 @@ mod policy;
 mod publish;
 mod publish_after_subscribe;
 mod queue;
+mod restore;
 mod retained;
 mod session;
 mod shared;
