@@ -89,6 +89,16 @@ impl SubscriptionOptions {
         }
     }
 
+    /// The options as the v5 byte holds them, for a store that keeps them.
+    pub fn to_byte(self) -> u8 {
+        self.encode(ProtocolVersion::V5)
+    }
+
+    /// Options from [`SubscriptionOptions::to_byte`]'s byte.
+    pub fn from_byte(byte: u8) -> Result<Self, DecodeError> {
+        Self::decode(byte, ProtocolVersion::V5)
+    }
+
     fn decode(byte: u8, version: ProtocolVersion) -> Result<Self, DecodeError> {
         let reserved = if version.is_v5() {
             OPTION_RESERVED_V5

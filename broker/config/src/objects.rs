@@ -372,6 +372,37 @@ pub struct Broker {
     pub max_pending_authentications: u32,
 }
 
+/// Where the durable store keeps its journal (`docs/store.md`): Amlen's `Store.` settings of its
+/// server.cfg, as one object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Store {
+    /// Whether persistent sessions, their messages and retained messages survive a restart.
+    /// Off by default, as in Amlen: the demo broker keeps everything in memory; the appliance
+    /// turns it on for its data partition.
+    pub enable_disk_persistence: bool,
+    /// The data directory (relative: to the configuration file's directory).
+    pub disk_persist_path: String,
+}
+
+/// The appliance's data partition.
+pub const DISK_PERSIST_PATH_DEFAULT: &str = "/var/lib/ironsight/store";
+
+impl Store {
+    fn parse(value: &Value) -> Result<Self, ConfigError> {
+        let mut f = Fields::new("Store", "Store", value)?;
+        let store = Store {
+            enable_disk_persistence: f.boolean("EnableDiskPersistence", false)?,
+            disk_persist_path: f.string("DiskPersistPath", DISK_PERSIST_PATH_DEFAULT)?,
+        };
+        if store.disk_persist_path.is_empty() {
+            return Err(f.error("DiskPersistPath", "must name a directory"));
+        }
+        f.finish()?;
+        Ok(store)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Config {
     #[serde(rename = "MessageHub")]
@@ -398,6 +429,8 @@ pub struct Config {
     pub jwt_profiles: BTreeMap<String, JwtProfile>,
     #[serde(rename = "Broker")]
     pub broker: Broker,
+    #[serde(rename = "Store")]
+    pub store: Store,
     /// `MessagingUser` and `MessagingGroup`: the users file.
     #[serde(flatten)]
     pub users: crate::users::Users,
@@ -946,6 +979,10 @@ impl Config {
                 &doc.remove("Broker")
                     .unwrap_or(Value::Object(Default::default())),
             )?,
+            store: Store::parse(
+                &doc.remove("Store")
+                    .unwrap_or(Value::Object(Default::default())),
+            )?,
             users: crate::users::Users::parse(&mut doc)?,
             ldap: doc
                 .remove("LDAP")
@@ -1282,6 +1319,33 @@ mod tests {
             e,
             "Broker \"Broker\", attribute PacketTimeout: must be an integer from 1 to 3600"
         );
+    }
+
+    /// Proves the store is off by default with the appliance's path, and that its attributes
+    /// are checked by name.
+    #[test]
+    fn the_store_is_off_unless_asked() {
+        let config = Config::builtin();
+        assert!(!config.store.enable_disk_persistence);
+        assert_eq!(config.store.disk_persist_path, DISK_PERSIST_PATH_DEFAULT);
+        let mut doc: Value = serde_json::from_str(crate::DEFAULT_CONFIG).unwrap();
+        doc["Store"] =
+            serde_json::json!({"EnableDiskPersistence": true, "DiskPersistPath": "data"});
+        let config = Config::parse(&doc.to_string()).unwrap();
+        assert!(config.store.enable_disk_persistence);
+        for (bad, message) in [
+            (
+                serde_json::json!({"EnableDiskPersistence": "yes"}),
+                "Store \"Store\", attribute EnableDiskPersistence: must be true or false, got a string",
+            ),
+            (
+                serde_json::json!({"DiskPersistPath": ""}),
+                "Store \"Store\", attribute DiskPersistPath: must name a directory",
+            ),
+        ] {
+            doc["Store"] = bad;
+            assert_eq!(Config::parse(&doc.to_string()).unwrap_err().to_string(), message);
+        }
     }
 
     #[test]

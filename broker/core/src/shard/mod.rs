@@ -147,6 +147,13 @@ pub struct Shard {
 /// Client ids are spread over shards by this hash; every shard computes the same owner.
 const OWNER_SEED: u64 = 0x1b0d_5eed_cafe_f00d;
 
+/// The shard of `shard_count` that owns sessions of `client_id`, as [`Shard::owner_of`] says:
+/// for the server, which places recovered sessions before the shards run.
+pub fn owner_of(client_id: &str, shard_count: u16) -> ShardId {
+    let hasher = foldhash::fast::FixedState::with_seed(OWNER_SEED);
+    (hasher.hash_one(client_id) % u64::from(shard_count)) as ShardId
+}
+
 impl Shard {
     /// Shard `id` of the broker whose shards share `board` (one inbox per shard).
     pub fn new(id: ShardId, board: Arc<InterestBoard>, settings: Arc<Settings>) -> Shard {

@@ -165,3 +165,14 @@ fn per_connection_state_stays_small() {
         "an idle InBuf is one word"
     );
 }
+
+/// Proves the free `owner_of` (which the server uses before shards exist) agrees with every
+/// shard's.
+#[test]
+fn owners_agree() {
+    let b = Broker::new(5);
+    for i in 0..200 {
+        let id = format!("client-{i}");
+        assert_eq!(super::super::owner_of(&id, 5), b.shards[3].owner_of(&id));
+    }
+}
