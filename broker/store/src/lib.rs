@@ -1,0 +1,10 @@
+//! The durable store's record-agnostic layer (`docs/store.md`): it carries `(kind, body)`
+//! frames to disk and back and knows nothing of MQTT; the record codec above it gives the kinds
+//! and bodies their meaning.
+//!
+//! # Layout
+//!
+//! - `frame`: one frame: magic byte, CRC-32C, kind, body length, body; [`frame::encode`]
+//!   appends one to a batch buffer, [`frame::decode`] reads one back.
+
+pub mod frame;
