@@ -6,5 +6,8 @@
 //!
 //! - `frame`: one frame: magic byte, CRC-32C, kind, body length, body; [`frame::encode`]
 //!   appends one to a batch buffer, [`frame::decode`] reads one back.
+//! - `segment`: segment files: their names (`shard-<n>/<sequence>.seg`), the header each
+//!   begins with ([`segment::SegmentHeader`]) and [`segment::SEGMENT_BYTES`].
 
 pub mod frame;
+pub mod segment;
