@@ -8,6 +8,9 @@
 //!   appends one to a batch buffer, [`frame::decode`] reads one back.
 //! - `segment`: segment files: their names (`shard-<n>/<sequence>.seg`), the header each
 //!   begins with ([`segment::SegmentHeader`]) and [`segment::SEGMENT_BYTES`].
+//! - `scan`: where a segment's good frames end, and whether a bad frame there is a torn tail
+//!   or corruption (the resync); pure functions over bytes.
 
 pub mod frame;
+pub mod scan;
 pub mod segment;
