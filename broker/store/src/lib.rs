@@ -10,7 +10,10 @@
 //!   begins with ([`segment::SegmentHeader`]) and [`segment::SEGMENT_BYTES`].
 //! - `scan`: where a segment's good frames end, and whether a bad frame there is a torn tail
 //!   or corruption (the resync); pure functions over bytes.
+//! - `reader`: a shard directory's segments read back in order ([`reader::read_shard`]), the
+//!   torn tail cut off, and [`reader::recover_truncate`] past corruption.
 
 pub mod frame;
+pub mod reader;
 pub mod scan;
 pub mod segment;
