@@ -12,8 +12,11 @@
 //!   or corruption (the resync); pure functions over bytes.
 //! - `reader`: a shard directory's segments read back in order ([`reader::read_shard`]), the
 //!   torn tail cut off, and [`reader::recover_truncate`] past corruption.
+//! - `lock`: the data directory's `LOCK` file ([`lock::lock_data_dir`]), one broker per
+//!   directory.
 
 pub mod frame;
+pub mod lock;
 pub mod reader;
 pub mod scan;
 pub mod segment;
