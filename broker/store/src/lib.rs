@@ -14,9 +14,12 @@
 //!   torn tail cut off, and [`reader::recover_truncate`] past corruption.
 //! - `lock`: the data directory's `LOCK` file ([`lock::lock_data_dir`]), one broker per
 //!   directory.
+//! - `writer`: [`writer::SegmentWriter`], on glommio: a batch appended with io_uring and
+//!   `fdatasync`ed, segments rolled at `SEGMENT_BYTES`, a full disk as its own error.
 
 pub mod frame;
 pub mod lock;
 pub mod reader;
 pub mod scan;
 pub mod segment;
+pub mod writer;
