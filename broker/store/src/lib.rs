@@ -22,4 +22,5 @@ pub mod lock;
 pub mod reader;
 pub mod scan;
 pub mod segment;
+#[cfg(feature = "writer")]
 pub mod writer;

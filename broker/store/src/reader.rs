@@ -6,6 +6,8 @@
 //! off. Corruption stops the read with a [`Corruption`] that names the file and byte offset:
 //! [`recover_truncate`] is the documented way past it (`docs/store.md`, "Files").
 //!
+//! [`read_segment`] is the same over one segment's bytes, which is what the fuzzer drives.
+//!
 //! All of this runs once, at start, before any listener opens; it uses blocking std I/O.
 
 use std::fs::{self, File, OpenOptions};
@@ -128,58 +130,105 @@ pub fn read_shard<E: From<ReadError>>(
         }
         let newest = i + 1 == segments.len();
         let bytes = fs::read(path).map_err(|source| io_error(path, source))?;
-        let Some(header) = segment_header(&bytes, path, shard, *sequence, newest)? else {
-            read.torn = Some(TornTail {
-                file: path.clone(),
-                offset: 0,
-                tear: Tear::Header,
-            });
+        let place = Place {
+            file: path,
+            shard,
+            sequence: *sequence,
+            newest,
+        };
+        let segment = read_segment(place, &bytes, &mut visit)?;
+        read.frames += segment.frames;
+        read.torn = segment.torn;
+        let Some(header) = segment.header else {
             break;
         };
-        let end = scan::scan(&bytes, SEGMENT_HEADER_BYTES, newest).map_err(|c| {
-            let (error, why) = (c.error, c.why);
-            corrupt(path, c.offset as u64, Damage::Frame { error, why })
-        })?;
-        let good_until = end.good_until(bytes.len());
-        for (offset, frame) in scan::frames(&bytes, SEGMENT_HEADER_BYTES, good_until) {
-            visit(FrameAt {
-                kind: frame.kind,
-                body: frame.body,
-                file: path,
-                offset: offset as u64,
-            })?;
-            read.frames += 1;
-        }
-        if let End::Torn { offset, error } = end {
-            read.torn = Some(TornTail {
-                file: path.clone(),
-                offset: offset as u64,
-                tear: Tear::Frame(error),
-            });
-        }
         read.segments += 1;
         read.last = Some(header);
     }
     Ok(read)
 }
 
+/// Where a segment's bytes came from: what [`read_segment`] checks them against.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    pub file: &'a Path,
+    pub shard: u16,
+    pub sequence: u64,
+    /// The shard's newest segment: the only one a crash can tear.
+    pub newest: bool,
+}
+
+/// What one segment held.
+#[derive(Debug, PartialEq, Eq)]
+pub struct SegmentRead {
+    /// None: the header was torn (and `torn` says so).
+    pub header: Option<SegmentHeader>,
+    pub frames: u64,
+    pub torn: Option<TornTail>,
+}
+
+/// Reads one segment's bytes, as [`read_shard`] does for each file (and the fuzzer for its
+/// inputs): checks the header against `place`, and hands each good frame to `visit`.
+pub fn read_segment<E: From<ReadError>>(
+    place: Place<'_>,
+    bytes: &[u8],
+    mut visit: impl FnMut(FrameAt<'_>) -> Result<(), E>,
+) -> Result<SegmentRead, E> {
+    let file = place.file;
+    let Some(header) = segment_header(bytes, place)? else {
+        let tear = Tear::Header;
+        let torn = TornTail {
+            file: file.to_owned(),
+            offset: 0,
+            tear,
+        };
+        return Ok(SegmentRead {
+            header: None,
+            frames: 0,
+            torn: Some(torn),
+        });
+    };
+    let end = scan::scan(bytes, SEGMENT_HEADER_BYTES, place.newest).map_err(|c| {
+        let (error, why) = (c.error, c.why);
+        corrupt(file, c.offset as u64, Damage::Frame { error, why })
+    })?;
+    let mut frames = 0;
+    for (offset, frame) in scan::frames(bytes, SEGMENT_HEADER_BYTES, end.good_until(bytes.len())) {
+        visit(FrameAt {
+            kind: frame.kind,
+            body: frame.body,
+            file,
+            offset: offset as u64,
+        })?;
+        frames += 1;
+    }
+    let torn = match end {
+        End::Clean => None,
+        End::Torn { offset, error } => Some(TornTail {
+            file: file.to_owned(),
+            offset: offset as u64,
+            tear: Tear::Frame(error),
+        }),
+    };
+    Ok(SegmentRead {
+        header: Some(header),
+        frames,
+        torn,
+    })
+}
+
 /// The segment's header, checked against where the file lies; none if a crash cut it short
 /// in the newest segment (the writer syncs a header before anything goes after it).
-fn segment_header(
-    bytes: &[u8],
-    path: &Path,
-    shard: u16,
-    sequence: u64,
-    newest: bool,
-) -> Result<Option<SegmentHeader>, ReadError> {
+fn segment_header(bytes: &[u8], place: Place<'_>) -> Result<Option<SegmentHeader>, ReadError> {
+    let bad = |error| corrupt(place.file, 0, Damage::Header(error));
     let header = match SegmentHeader::decode(bytes) {
         Ok(header) => header,
-        Err(HeaderError::Short) if newest => return Ok(None),
-        Err(error) => return Err(corrupt(path, 0, Damage::Header(error))),
+        Err(HeaderError::Short) if place.newest => return Ok(None),
+        Err(error) => return Err(bad(error)),
     };
     header
-        .check_place(shard, sequence)
-        .map_err(|error| corrupt(path, 0, Damage::Header(error)))?;
+        .check_place(place.shard, place.sequence)
+        .map_err(bad)?;
     Ok(Some(header))
 }
 
