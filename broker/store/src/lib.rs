@@ -16,7 +16,10 @@
 //!   directory.
 //! - `writer`: [`writer::SegmentWriter`], on glommio: a batch appended with io_uring and
 //!   `fdatasync`ed, segments rolled at `SEGMENT_BYTES`, a full disk as its own error.
+//! - `disk_probe`: the disk's own `fdatasync` latency and rate ([`disk_probe::probe_sync`]),
+//!   printed beside every durable benchmark; `examples/disk_sync.rs` prints it as JSON.
 
+pub mod disk_probe;
 pub mod frame;
 pub mod lock;
 pub mod reader;
