@@ -10,7 +10,7 @@
 //! start. Checking each candidate's CRC from scratch would cost its whole body, and a torn
 //! tail of random payload holds many candidates whose declared lengths fit in the file: the work
 //! grows with the cube of the tail's length. Instead the resync runs one CRC over the tail and
-//! checks each candidate from two prefix CRCs (about a microsecond each, see [`shift`]), so the
+//! checks each candidate from two prefix CRCs (about a microsecond each, see `shift`), so the
 //! work is linear in the tail plus a little per candidate; the candidates waiting for their end
 //! are bounded by [`RESYNC_PENDING_MAX`].
 
