@@ -41,7 +41,7 @@ const _: () = assert!(BODY_BYTES_MAX as u64 + HEADER_BYTES as u64 <= u32::MAX as
 pub enum FrameError {
     #[error("the frame is cut short: its header or body runs past the end of the file")]
     Short,
-    #[error("no frame starts here: byte 0x{found:02x} where the magic byte 0xd5 belongs")]
+    #[error("no frame starts here: byte 0x{found:02x} where the magic byte 0x{MAGIC:02x} belongs")]
     BadMagic { found: u8 },
     #[error("impossible body length {len} (the limit is {BODY_BYTES_MAX})")]
     TooLong { len: u32 },
