@@ -1,0 +1,29 @@
+//! The durable store's record-agnostic layer (`docs/store.md`): it carries `(kind, body)`
+//! frames to disk and back and knows nothing of MQTT; the record codec above it gives the kinds
+//! and bodies their meaning.
+//!
+//! # Layout
+//!
+//! - `frame`: one frame: magic byte, CRC-32C, kind, body length, body; [`frame::encode`]
+//!   appends one to a batch buffer, [`frame::decode`] reads one back.
+//! - `segment`: segment files: their names (`shard-<n>/<sequence>.seg`), the header each
+//!   begins with ([`segment::SegmentHeader`]) and [`segment::SEGMENT_BYTES`].
+//! - `scan`: where a segment's good frames end, and whether a bad frame there is a torn tail
+//!   or corruption (the resync); pure functions over bytes.
+//! - `reader`: a shard directory's segments read back in order ([`reader::read_shard`]), the
+//!   torn tail cut off, and [`reader::recover_truncate`] past corruption.
+//! - `lock`: the data directory's `LOCK` file ([`lock::lock_data_dir`]), one broker per
+//!   directory.
+//! - `writer`: [`writer::SegmentWriter`], on glommio: a batch appended with io_uring and
+//!   `fdatasync`ed, segments rolled at `SEGMENT_BYTES`, a full disk as its own error.
+//! - `disk_probe`: the disk's own `fdatasync` latency and rate ([`disk_probe::probe_sync`]),
+//!   printed beside every durable benchmark; `examples/disk_sync.rs` prints it as JSON.
+
+pub mod disk_probe;
+pub mod frame;
+pub mod lock;
+pub mod reader;
+pub mod scan;
+pub mod segment;
+#[cfg(feature = "writer")]
+pub mod writer;

@@ -1,0 +1,300 @@
+//! Segment files: where a shard's frames live, and the header each file begins with.
+//!
+//! Shard n's journal is `<data dir>/shard-<n>/<sequence>.seg`, one file after another; the
+//! sequence is zero-padded to 20 digits (all of `u64`) so that names sort as the sequence does.
+//!
+//! ```text
+//! offset  size  field
+//!      0     4  SEGMENT_MAGIC, "ISEG"
+//!      4     2  FORMAT_VERSION, u16 little-endian
+//!      6     2  shard, u16 little-endian
+//!      8     2  shard count when the file was written, u16 little-endian
+//!     10     8  sequence, u64 little-endian (the same as in the file name)
+//!     18     4  CRC-32C of bytes 0 .. 18, u32 little-endian
+//!     22        frames (frame.rs)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+/// The size at which a writer closes a segment and begins the next (`writer.rs`). A shard's
+/// journal is compacted by removing whole segments, and the reader holds one segment in memory
+/// at a time, so this is the unit of both. At 64 MiB a gigabyte of live state is 16 files per
+/// shard (not thousands), a compaction frees space in 64 MiB steps, recovery holds at most
+/// 64 MiB per shard it reads, and a segment reads back in well under a second. etcd's write-ahead
+/// log settled on the same size. A batch is never split, so a segment grows past this only by
+/// the one batch that crossed it.
+pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+pub const SEGMENT_MAGIC: [u8; 4] = *b"ISEG";
+
+/// Bumped when the frame or header layout changes; a reader refuses versions it does not know.
+pub const FORMAT_VERSION: u16 = 1;
+
+pub const SEGMENT_HEADER_BYTES: usize = 22;
+
+const SEGMENT_SUFFIX: &str = ".seg";
+const SEQUENCE_DIGITS: usize = 20;
+const SHARD_PREFIX: &str = "shard-";
+
+const _: () = assert!(u64::MAX.ilog10() as usize + 1 == SEQUENCE_DIGITS);
+const _: () = assert!(SEGMENT_BYTES > SEGMENT_HEADER_BYTES as u64);
+
+/// What a segment says about itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    pub shard: u16,
+    /// How many shards the broker ran when it wrote the file. Sessions are placed by the shard
+    /// count of the current run (`docs/store.md`, "Recovery"); this one is for the logs.
+    pub shard_count: u16,
+    pub sequence: u64,
+}
+
+/// Why the start of a segment file is not a good header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("the file is shorter than a segment header ({SEGMENT_HEADER_BYTES} bytes)")]
+    Short,
+    #[error("not a segment: the file does not begin with \"ISEG\"")]
+    BadMagic,
+    #[error("segment format version {found}; this build reads version {FORMAT_VERSION}")]
+    UnsupportedVersion { found: u16 },
+    #[error("CRC-32C mismatch in the segment header")]
+    BadCrc,
+    #[error("the header names shard {shard} of {shard_count}")]
+    ShardOutOfRange { shard: u16, shard_count: u16 },
+    #[error("the header names shard {found}, but the file is in shard {expected}'s directory")]
+    WrongShard { found: u16, expected: u16 },
+    #[error("the header names sequence {found}, but the file name says {expected}")]
+    WrongSequence { found: u64, expected: u64 },
+}
+
+impl SegmentHeader {
+    pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
+        assert!(self.shard < self.shard_count, "{self:?}");
+        let mut out = [0; SEGMENT_HEADER_BYTES];
+        out[0..4].copy_from_slice(&SEGMENT_MAGIC);
+        out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out[6..8].copy_from_slice(&self.shard.to_le_bytes());
+        out[8..10].copy_from_slice(&self.shard_count.to_le_bytes());
+        out[10..18].copy_from_slice(&self.sequence.to_le_bytes());
+        let crc = crc32c::crc32c(&out[..18]);
+        out[18..22].copy_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    /// Reads the header at the start of a segment file's bytes.
+    pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
+        let Some(header) = bytes.get(..SEGMENT_HEADER_BYTES) else {
+            return Err(HeaderError::Short);
+        };
+        if header[0..4] != SEGMENT_MAGIC {
+            return Err(HeaderError::BadMagic);
+        }
+        let field = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
+        let version = field(4);
+        if version != FORMAT_VERSION {
+            return Err(HeaderError::UnsupportedVersion { found: version });
+        }
+        let mut crc = [0; 4];
+        crc.copy_from_slice(&header[18..22]);
+        if crc32c::crc32c(&header[..18]) != u32::from_le_bytes(crc) {
+            return Err(HeaderError::BadCrc);
+        }
+        let mut sequence = [0; 8];
+        sequence.copy_from_slice(&header[10..18]);
+        let decoded = SegmentHeader {
+            shard: field(6),
+            shard_count: field(8),
+            sequence: u64::from_le_bytes(sequence),
+        };
+        if decoded.shard >= decoded.shard_count {
+            return Err(HeaderError::ShardOutOfRange {
+                shard: decoded.shard,
+                shard_count: decoded.shard_count,
+            });
+        }
+        Ok(decoded)
+    }
+
+    /// Checks the header against where the file lies: its shard directory and its name.
+    pub fn check_place(&self, shard: u16, sequence: u64) -> Result<(), HeaderError> {
+        if self.shard != shard {
+            return Err(HeaderError::WrongShard {
+                found: self.shard,
+                expected: shard,
+            });
+        }
+        if self.sequence != sequence {
+            return Err(HeaderError::WrongSequence {
+                found: self.sequence,
+                expected: sequence,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `<data dir>/shard-<n>`.
+pub fn shard_dir(data_dir: &Path, shard: u16) -> PathBuf {
+    data_dir.join(format!("{SHARD_PREFIX}{shard}"))
+}
+
+/// The shard a directory name stands for: `shard-<n>`, written as [`shard_dir`] writes it
+/// (`shard-01` is not shard 1: two names for one shard would be two journals for it).
+pub fn parse_shard_dir_name(name: &str) -> Option<u16> {
+    let shard: u16 = name.strip_prefix(SHARD_PREFIX)?.parse().ok()?;
+    (name.len() == SHARD_PREFIX.len() + shard.to_string().len()).then_some(shard)
+}
+
+/// `<sequence, 20 digits>.seg`.
+pub fn segment_file_name(sequence: u64) -> String {
+    format!("{sequence:0SEQUENCE_DIGITS$}{SEGMENT_SUFFIX}")
+}
+
+/// The sequence a segment file name stands for, if it is one as [`segment_file_name`] writes it.
+pub fn parse_segment_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != SEQUENCE_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Whether a file name is meant as a segment (ends in `.seg`), well formed or not: the reader
+/// refuses a malformed one rather than skip part of a journal.
+pub fn looks_like_segment(name: &str) -> bool {
+    name.ends_with(SEGMENT_SUFFIX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The header, field by field: shard 2 of 4, sequence 7.
+    #[test]
+    fn a_header_spelled_out() {
+        let header = SegmentHeader {
+            shard: 2,
+            shard_count: 4,
+            sequence: 7,
+        };
+        let bytes = header.encode();
+        let expected = [
+            b'I', b'S', b'E', b'G', //                        magic
+            0x01, 0x00, //                                    format version 1
+            0x02, 0x00, //                                    shard 2
+            0x04, 0x00, //                                    of 4 shards
+            0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // sequence 7
+            0x34, 0x1E, 0xCB, 0xFC, //                        CRC-32C of the above
+        ];
+        assert_eq!(bytes, expected);
+        assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
+    }
+
+    /// Proves each way a header can be bad is told apart, and that a header is checked
+    /// against the directory and file name it was found under.
+    #[test]
+    fn bad_headers_are_named() {
+        let good = SegmentHeader {
+            shard: 1,
+            shard_count: 2,
+            sequence: 9,
+        }
+        .encode();
+        assert_eq!(SegmentHeader::decode(&good[..21]), Err(HeaderError::Short));
+
+        let mut bad = good;
+        bad[0] = b'X';
+        assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::BadMagic));
+
+        let mut bad = good;
+        bad[4] = 2;
+        assert_eq!(
+            SegmentHeader::decode(&bad),
+            Err(HeaderError::UnsupportedVersion { found: 2 })
+        );
+
+        for at in 6..SEGMENT_HEADER_BYTES {
+            let mut bad = good;
+            bad[at] ^= 0x10;
+            assert_eq!(
+                SegmentHeader::decode(&bad),
+                Err(HeaderError::BadCrc),
+                "byte {at}"
+            );
+        }
+
+        let mut bad = good;
+        bad[6..8].copy_from_slice(&2u16.to_le_bytes());
+        let crc = crc32c::crc32c(&bad[..18]);
+        bad[18..22].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(
+            SegmentHeader::decode(&bad),
+            Err(HeaderError::ShardOutOfRange {
+                shard: 2,
+                shard_count: 2
+            })
+        );
+
+        let header = SegmentHeader::decode(&good).unwrap();
+        assert_eq!(header.check_place(1, 9), Ok(()));
+        assert_eq!(
+            header.check_place(0, 9),
+            Err(HeaderError::WrongShard {
+                found: 1,
+                expected: 0
+            })
+        );
+        assert_eq!(
+            header.check_place(1, 8),
+            Err(HeaderError::WrongSequence {
+                found: 9,
+                expected: 8
+            })
+        );
+    }
+
+    /// Proves names sort as sequences do and parse back, and that near-misses are refused.
+    #[test]
+    fn names_sort_as_sequences_do() {
+        assert_eq!(segment_file_name(7), "00000000000000000007.seg");
+        let sequences = [0, 9, 10, 99, 100, 12_345, u64::MAX];
+        let names: Vec<String> = sequences.iter().map(|&s| segment_file_name(s)).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, names);
+        for (name, sequence) in names.iter().zip(sequences) {
+            assert_eq!(parse_segment_file_name(name), Some(sequence));
+            assert!(looks_like_segment(name));
+        }
+        for bad in [
+            "7.seg",
+            "0000000000000000007.seg",
+            "000000000000000000007.seg",
+            "0000000000000000000a.seg",
+            "+0000000000000000007.seg",
+            "99999999999999999999.seg",
+            "00000000000000000007.seg.tmp",
+        ] {
+            assert_eq!(parse_segment_file_name(bad), None, "{bad}");
+        }
+        assert!(!looks_like_segment("LOCK"));
+    }
+
+    #[test]
+    fn shard_directories_have_one_name_each() {
+        assert_eq!(shard_dir(Path::new("/d"), 12), Path::new("/d/shard-12"));
+        assert_eq!(parse_shard_dir_name("shard-12"), Some(12));
+        assert_eq!(parse_shard_dir_name("shard-0"), Some(0));
+        for bad in [
+            "shard-01",
+            "shard-",
+            "shard-+1",
+            "shard-70000",
+            "shards-1",
+            "shard-1x",
+        ] {
+            assert_eq!(parse_shard_dir_name(bad), None, "{bad}");
+        }
+    }
+}
