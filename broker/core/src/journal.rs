@@ -102,11 +102,13 @@ pub enum Record<'a> {
         client_id: &'a str,
         packet_id: PacketId,
     },
-    /// The retained message of `topic` (none: cleared). Recorded by the shard the message was
-    /// published on only: every shard holds a replica, the journal one copy.
+    /// The retained message of `topic` is now `message`; an empty payload clears the topic.
+    /// Recorded by the shard the message was published on only: every shard holds a replica,
+    /// the journal one copy. Updates of one topic from different shards are ordered by the
+    /// message's version (`Message::version`), as the replicas order them.
     Retained {
         topic: &'a str,
-        message: Option<&'a SharedMessage>,
+        message: &'a SharedMessage,
     },
 }
 

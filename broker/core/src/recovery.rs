@@ -232,16 +232,34 @@ impl Recovery {
                     b.session.inbound_qos2.retain(|&p| p != packet_id);
                 }
             }
-            Record::Retained { topic, message } => match message {
-                Some(message) => {
-                    self.saw_message(message);
-                    self.retained.insert(topic.into(), message.clone());
-                }
-                None => {
-                    self.retained.remove(topic);
-                }
-            },
+            Record::Retained { topic, message } => {
+                self.saw_message(message);
+                self.retain(topic, message);
+            }
         }
+    }
+
+    /// Keeps the newer of two updates of a topic (an empty payload is a clearing, kept until
+    /// the end so that an older update read later does not bring the message back).
+    fn retain(&mut self, topic: &str, message: &SharedMessage) {
+        let newer = self
+            .retained
+            .get(topic)
+            .is_none_or(|kept| kept.version() < message.version());
+        if newer {
+            self.retained.insert(topic.into(), message.clone());
+        }
+    }
+
+    /// Takes in what another shard's journal held. Sessions are the shard's own (a client id
+    /// belongs to one shard in a generation); retained updates are ordered by their versions.
+    pub fn merge(&mut self, other: Recovery) {
+        self.sessions.extend(other.sessions);
+        for (topic, message) in &other.retained {
+            self.retain(topic, message);
+        }
+        self.message_n_max = self.message_n_max.max(other.message_n_max);
+        self.records += other.records;
     }
 
     fn saw_message(&mut self, message: &SharedMessage) {
@@ -255,7 +273,11 @@ impl Recovery {
         let sessions = self.sessions.into_values().map(Building::finish).collect();
         Recovered {
             sessions,
-            retained: self.retained.into_values().collect(),
+            retained: self
+                .retained
+                .into_values()
+                .filter(|m| !m.payload.is_empty())
+                .collect(),
             message_n_max: self.message_n_max,
             records: self.records,
         }
@@ -340,6 +362,21 @@ mod tests {
             Bytes::from_static(b"x"),
             QoS::ExactlyOnce,
             false,
+            MessageProperties::default(),
+            0,
+        );
+        m.id = message_id(1, n);
+        Arc::new(m)
+    }
+
+    /// A clearing of a retained topic (an empty payload), the `n`-th message.
+    fn cleared(n: u64) -> SharedMessage {
+        let mut m = Message::new(
+            Instant::now(),
+            "t".into(),
+            Bytes::new(),
+            QoS::AtMostOnce,
+            true,
             MessageProperties::default(),
             0,
         );
@@ -465,20 +502,51 @@ mod tests {
         let kept = message(3);
         r.apply(Record::Retained {
             topic: "r/1",
-            message: Some(&kept),
+            message: &kept,
         });
         r.apply(Record::Retained {
             topic: "r/2",
-            message: Some(&message(4)),
+            message: &message(4),
         });
         r.apply(Record::Retained {
             topic: "r/2",
-            message: None,
+            message: &cleared(5),
         });
         let recovered = r.finish();
         assert!(recovered.sessions.is_empty());
         assert_eq!(recovered.retained.len(), 1);
         assert_eq!(recovered.retained[0].id, kept.id);
         assert_eq!(recovered.records, 8);
+    }
+
+    /// Proves retained updates of one topic recorded by different shards are ordered by their
+    /// versions, not by the order the journals are read in: a clearing newer than a message
+    /// read later still wins, and an older update does not replace a newer one.
+    #[test]
+    fn retained_updates_from_several_journals_keep_the_newest() {
+        let (older, newer, clearing) = (message(1), message(2), cleared(3));
+        let mut first = Recovery::default();
+        first.apply(Record::Retained {
+            topic: "a",
+            message: &clearing,
+        });
+        first.apply(Record::Retained {
+            topic: "b",
+            message: &newer,
+        });
+        let mut second = Recovery::default();
+        second.apply(Record::Retained {
+            topic: "a",
+            message: &older,
+        });
+        second.apply(Record::Retained {
+            topic: "b",
+            message: &older,
+        });
+        first.merge(second);
+        let recovered = first.finish();
+        let kept: Vec<_> = recovered.retained.iter().map(|m| m.id).collect();
+        assert_eq!(kept, [newer.id]);
+        assert_eq!(recovered.message_n_max, 3);
     }
 }

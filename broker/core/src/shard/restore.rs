@@ -139,7 +139,7 @@ impl Shard {
             for msg in store.all() {
                 journal.record(Record::Retained {
                     topic: &msg.topic,
-                    message: Some(msg),
+                    message: msg,
                 });
             }
         }

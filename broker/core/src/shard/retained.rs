@@ -61,7 +61,7 @@ impl RetainedStore {
             if self.messages.remove(&msg.topic).is_some() {
                 journal.record(Record::Retained {
                     topic: &msg.topic,
-                    message: None,
+                    message: msg,
                 });
             }
             return;
@@ -71,13 +71,13 @@ impl RetainedStore {
             *stored = msg.clone();
             journal.record(Record::Retained {
                 topic: &msg.topic,
-                message: Some(msg),
+                message: msg,
             });
         } else if self.messages.len() < max {
             self.messages.get_or_insert_with(&msg.topic, || msg.clone());
             journal.record(Record::Retained {
                 topic: &msg.topic,
-                message: Some(msg),
+                message: msg,
             });
         } else {
             tracing::warn!(topic = %msg.topic, max = self.messages.len(), "retained store full; message not retained");

@@ -60,7 +60,9 @@ impl crate::journal::Journal for Recorder {
                 client_id,
                 packet_id,
             } => format!("inbound released {client_id} {packet_id}"),
-            R::Retained { topic, message } => format!("retained {topic} {}", message.is_some()),
+            R::Retained { topic, message } => {
+                format!("retained {topic} {}", !message.payload.is_empty())
+            }
         };
         self.0.borrow_mut().push(line);
     }
