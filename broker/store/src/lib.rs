@@ -1,6 +1,6 @@
-//! The durable store's record-agnostic layer (`docs/store.md`): it carries `(kind, body)`
-//! frames to disk and back and knows nothing of MQTT; the record codec above it gives the kinds
-//! and bodies their meaning.
+//! The durable store (`docs/store.md`): a record-agnostic layer that carries `(kind, body)`
+//! frames to disk and back, and the record codec (`records`) that gives the kinds and bodies
+//! their meaning: the core's journal records.
 //!
 //! # Layout
 //!
@@ -12,6 +12,8 @@
 //!   or corruption (the resync); pure functions over bytes.
 //! - `reader`: a shard directory's segments read back in order ([`reader::read_shard`]), the
 //!   torn tail cut off, and [`reader::recover_truncate`] past corruption.
+//! - `records`: the record codec: the core's journal records as frame bodies, each message
+//!   once per segment, times on the wall clock; decoded back into a `recovery::Recovery`.
 //! - `lock`: the data directory's `LOCK` file ([`lock::lock_data_dir`]), one broker per
 //!   directory.
 //! - `writer`: [`writer::SegmentWriter`], on glommio: a batch appended with io_uring and
@@ -23,6 +25,7 @@ pub mod disk_probe;
 pub mod frame;
 pub mod lock;
 pub mod reader;
+pub mod records;
 pub mod scan;
 pub mod segment;
 #[cfg(feature = "writer")]

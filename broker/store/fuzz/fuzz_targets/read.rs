@@ -1,4 +1,5 @@
-//! Reads arbitrary bytes as a segment file and checks what the reader says about them against
+//! Reads arbitrary bytes as a segment file, decodes the records of its frames (the record codec
+//! must refuse what it cannot read, never panic), and checks what the reader says about them against
 //! the frames themselves: every frame it hands out decodes at its offset, back to back from the
 //! header on; a torn tail has no good frame anywhere after it (checked by trying every offset,
 //! the slow way the resync avoids), and cutting it off leaves a segment that reads clean with
@@ -16,8 +17,10 @@
 
 use std::path::Path;
 
+use ironsight_core::recovery::Recovery;
 use ironsight_store::frame;
 use ironsight_store::reader::{read_segment, Damage, Place, ReadError, SegmentRead, Tear};
+use ironsight_store::records::{Clock, RecordDecoder};
 use ironsight_store::scan::NotTorn;
 use ironsight_store::segment::{SegmentHeader, SEGMENT_HEADER_BYTES};
 use libfuzzer_sys::fuzz_target;
@@ -85,8 +88,20 @@ fn read(bytes: &[u8], newest: bool) -> (Vec<(u64, u8, Vec<u8>)>, Result<SegmentR
     (frames, result)
 }
 
+/// Every frame handed out goes through the record codec too, as at start: a body the codec
+/// cannot read is an error, never a panic, and whatever it read folds into sessions.
+fn decode_records(frames: &[(u64, u8, Vec<u8>)]) {
+    let mut decoder = RecordDecoder::new(Clock::now());
+    let mut recovery = Recovery::default();
+    for (_, kind, body) in frames {
+        let _ = decoder.apply(*kind, body, &mut recovery);
+    }
+    let _ = recovery.finish();
+}
+
 fn check(bytes: &[u8], newest: bool) {
     let (frames, result) = read(bytes, newest);
+    decode_records(&frames);
     let mut at = SEGMENT_HEADER_BYTES as u64;
     for (offset, kind, body) in &frames {
         assert_eq!(*offset, at, "frames back to back");
