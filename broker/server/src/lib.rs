@@ -12,6 +12,10 @@
 //! - [`flusher`]: one write pass per scheduling round.
 //! - [`connection`]: the task of an active connection.
 //! - [`verdicts`]: the auth service's verdicts, one inbox per shard, and their wake-ups.
+//! - [`store`]: the durable store at start: the data directory locked and read back, the new
+//!   generation of journals committed once every shard's snapshot is in it.
+//! - [`journal`]: a shard's journal on disk: records gathered as the core makes them, one
+//!   write and one `fdatasync` per batch, then "durable up to n" back to the core.
 //! - [`log_budget`]: a bound on log lines a second, so that a flood of refusals is counted.
 //! - [`reload`]: certificates and revocation lists read again on SIGHUP and when they change.
 //! - [`transport`]: everything between a socket and MQTT bytes: plain, parking, sending,
@@ -28,6 +32,7 @@ pub mod connection;
 pub mod conns;
 pub mod cores;
 pub mod flusher;
+pub mod journal;
 pub mod link;
 pub mod listen;
 pub mod log_budget;
@@ -35,5 +40,6 @@ pub mod overflow;
 pub mod reload;
 pub mod runtime;
 pub mod shard_io;
+pub mod store;
 pub mod transport;
 pub mod verdicts;

@@ -9,6 +9,7 @@ use clap::Parser;
 use ironsight_config::{Config, ListenerOverride};
 use ironsight_server::cores::CoreSpec;
 use ironsight_server::runtime::{self, Options};
+use ironsight_server::store::OnCorruption;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -18,7 +19,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[command(version, about)]
 struct Args {
     /// Configuration file: MessageSight's objects as JSON (Endpoint, MessageHub,
-    /// ConnectionPolicy, TopicPolicy, Broker). Without it, the built-in demo configuration.
+    /// ConnectionPolicy, TopicPolicy, Broker, Store, ...). Without it, the built-in demo configuration.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Listen on ADDR:PORT instead of the endpoint's Interface and Port (repeatable; NAME=
@@ -35,6 +36,11 @@ struct Args {
     /// Check the configuration, print it with every default filled in, and exit.
     #[arg(long)]
     check_config: bool,
+    /// When the durable store's journal is damaged before its end (the start refuses, naming
+    /// the file and offset): keep everything before the damage, and drop the rest of that
+    /// shard's journal. Messages and sessions recorded after the damage are lost.
+    #[arg(long)]
+    recover_truncate: bool,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +78,11 @@ fn main() -> ExitCode {
         listen: args.listen,
         cores: args.cores,
         shards: args.shards,
+        on_corruption: if args.recover_truncate {
+            OnCorruption::Truncate
+        } else {
+            OnCorruption::Stop
+        },
     }) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(e),

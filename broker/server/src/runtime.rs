@@ -1,8 +1,10 @@
-//! Starting the broker: listeners bound, one pinned glommio executor per core, a full mesh of
-//! channels between them, and a clean stop on SIGTERM or SIGINT.
+//! Starting the broker: listeners bound, the durable store read (when configured), one pinned
+//! glommio executor per core restoring its part, a full mesh of channels between them, and a
+//! clean stop on SIGTERM or SIGINT.
 
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,12 +17,16 @@ use glommio::{LocalExecutorBuilder, Placement};
 use ironsight_auth::{AuthService, TokenProfiles};
 use ironsight_config::{Config, ListenerOverride};
 use ironsight_core::interest::InterestBoard;
+use ironsight_core::message::SharedMessage;
+use ironsight_core::recovery::RecoveredSession;
 use ironsight_core::settings::Settings;
 use ironsight_core::Shard;
 
 use crate::cores::{self, CoreSpec};
+use crate::journal::{self, JournalWriter};
 use crate::link::Envelope;
 use crate::shard_io::ShardIo;
+use crate::store::{self, OnCorruption};
 use crate::transport::park::{Parking, TokenReader};
 use crate::transport::{tls, EndpointTransport};
 use crate::verdicts::Verdicts;
@@ -48,6 +54,8 @@ pub struct Options {
     pub cores: Option<CoreSpec>,
     /// Shards over those cores (default: one per core).
     pub shards: Option<usize>,
+    /// What to do with a journal damaged before its end (`--recover-truncate`).
+    pub on_corruption: OnCorruption,
 }
 
 /// Runs the broker until SIGTERM or SIGINT.
@@ -81,6 +89,7 @@ pub fn run(options: Options) -> Result<(), String> {
         stop.clone(),
     )?;
     let (auth, mut wake_ends) = start_auth(&options.config, &tokens, shards)?;
+    let (store, mut durable_starts) = open_store(&options, shards)?;
     tracing::info!(shards, cpus = ?cpus, "starting");
     let mesh = MeshBuilder::full(shards, CHANNEL_CAPACITY);
     let board = InterestBoard::new(shards as u16);
@@ -98,6 +107,7 @@ pub fn run(options: Options) -> Result<(), String> {
             published: published.clone(),
             auth: auth.clone(),
             verdicts_wake: wake_ends.next(),
+            durable: durable_starts.next(),
             started: started.clone(),
         };
         let stop = stop.clone();
@@ -118,6 +128,10 @@ pub fn run(options: Options) -> Result<(), String> {
         handles.push(handle);
     }
     drop(started);
+    // Held until the broker stops: the data directory's lock goes with it.
+    let _store = store
+        .map(|store| store.commit_when_snapshotted(shards))
+        .transpose()?;
     // The kernel completes TCP handshakes into the listening sockets' backlogs from the moment
     // they are bound, long before every shard runs: an open port is not a broker that answers.
     // "ready" is: every shard accepts. (A shard that fails first drops its sender, and stops
@@ -158,6 +172,8 @@ struct ShardStart {
     auth: Option<(Arc<AuthService>, Arc<Verdicts>)>,
     /// This shard's end of its verdicts wake socket.
     verdicts_wake: Option<StdUnixStream>,
+    /// With the durable store: what the shard restores and where it writes.
+    durable: Option<DurableStart>,
     /// Told once the shard accepts connections.
     started: std::sync::mpsc::Sender<()>,
 }
@@ -183,6 +199,136 @@ fn start_auth(config: &Config, tokens: &TokenProfiles, shards: usize) -> Result<
     Ok((Some((Arc::new(service), verdicts)), ends.into_iter()))
 }
 
+/// The store opened and read, with each shard's part of what it held.
+struct StoreStart {
+    opened: store::Opened,
+    /// Each shard says when its snapshot is durable...
+    snapshotted: std::sync::mpsc::Receiver<()>,
+    /// ...and is told to go on once the new generation is committed.
+    go: Vec<std::sync::mpsc::Sender<()>>,
+}
+
+/// What one shard restores, and how it takes part in committing the new generation.
+struct DurableStart {
+    dir: PathBuf,
+    sessions: Vec<RecoveredSession>,
+    retained: Arc<Vec<SharedMessage>>,
+    message_n_max: u64,
+    snapshotted: std::sync::mpsc::Sender<()>,
+    go: std::sync::mpsc::Receiver<()>,
+}
+
+/// Opens the durable store when the configuration asks for it, and splits what it recovered
+/// by the shard that owns each client id now.
+fn open_store(
+    options: &Options,
+    shards: usize,
+) -> Result<(Option<StoreStart>, std::vec::IntoIter<DurableStart>), String> {
+    if !options.config.store.enable_disk_persistence {
+        return Ok((None, Vec::new().into_iter()));
+    }
+    let (opened, recovered) = store::open(&options.config, options.on_corruption)?;
+    let mut sessions: Vec<Vec<RecoveredSession>> = (0..shards).map(|_| Vec::new()).collect();
+    for session in recovered.sessions {
+        let owner = ironsight_core::shard::owner_of(&session.client_id, shards as u16);
+        sessions[usize::from(owner)].push(session);
+    }
+    let retained = Arc::new(recovered.retained);
+    let (snapshotted_tx, snapshotted) = std::sync::mpsc::channel();
+    let mut go = Vec::with_capacity(shards);
+    let mut starts = Vec::with_capacity(shards);
+    for sessions in sessions {
+        let (go_tx, go_rx) = std::sync::mpsc::channel();
+        go.push(go_tx);
+        starts.push(DurableStart {
+            dir: opened.generation_dir(),
+            sessions,
+            retained: retained.clone(),
+            message_n_max: recovered.message_n_max,
+            snapshotted: snapshotted_tx.clone(),
+            go: go_rx,
+        });
+    }
+    let start = StoreStart {
+        opened,
+        snapshotted,
+        go,
+    };
+    Ok((Some(start), starts.into_iter()))
+}
+
+impl StoreStart {
+    /// Waits for every shard's snapshot to be durable, commits the new generation, and lets the
+    /// shards open their listeners. A shard that fails first drops its sender, so the wait
+    /// ends, and the broker stops without committing: the old generation stays the one a
+    /// restart reads.
+    fn commit_when_snapshotted(self, shards: usize) -> Result<store::Opened, String> {
+        if self.snapshotted.iter().take(shards).count() < shards {
+            return Err("a shard failed before its snapshot was durable".into());
+        }
+        self.opened.commit()?;
+        for go in self.go {
+            let _ = go.send(());
+        }
+        Ok(self.opened)
+    }
+}
+
+/// Takes up what the store recovered for this shard, writes the shard's snapshot into the new
+/// generation, and waits until every shard's is durable and the generation committed. Returns
+/// the journal's writer, for the shard's journal task.
+async fn restore(core: &mut Shard, start: DurableStart) -> Result<JournalWriter, String> {
+    let (journal, mut writer) = journal::open(&start.dir, core.id, core.shard_count)
+        .await
+        .map_err(|e| format!("cannot open shard {}'s journal: {e}", core.id))?;
+    core.set_journal(Box::new(journal));
+    let now = Instant::now();
+    for session in start.sessions {
+        core.restore(now, session);
+    }
+    for msg in start.retained.iter() {
+        core.restore_retained(msg);
+    }
+    core.resume_message_ids(start.message_n_max);
+    // One shard writes the retained messages: every shard holds the same replica.
+    core.snapshot(core.id == 0);
+    let durable = writer
+        .write()
+        .await
+        .map_err(|e| format!("cannot write shard {}'s snapshot: {e}", core.id))?;
+    core.durable(durable);
+    let _ = start.snapshotted.send(());
+    // Blocking this thread is fine: nothing runs on this shard until its listeners open.
+    start
+        .go
+        .recv()
+        .map_err(|_| "the store's new generation was not committed".to_string())?;
+    Ok(writer)
+}
+
+/// The shard's journal task: writes each batch as it gathers, then lets what waited for it go.
+/// A journal that cannot be written stops the broker (`failure` says why): nothing could be
+/// acknowledged any more, and what was is on disk.
+async fn journal_task(
+    io: Rc<ShardIo>,
+    mut writer: JournalWriter,
+    stop: Arc<AtomicBool>,
+    failure: Rc<std::cell::RefCell<Option<String>>>,
+) {
+    loop {
+        writer.gathered().await;
+        match writer.write().await {
+            Ok(durable) => io.durable(durable),
+            Err(error) => {
+                tracing::error!(shard = io.id, %error, "the journal cannot be written; stopping");
+                *failure.borrow_mut() = Some(format!("shard {}'s journal: {error}", io.id));
+                stop.store(true, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
 async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), String> {
     let ShardStart {
         index,
@@ -194,6 +340,7 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
         published,
         auth,
         verdicts_wake,
+        durable,
         started,
     } = start;
     let (senders, mut receivers) = mesh
@@ -206,11 +353,20 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
         // milliseconds: here, rather than in the first client's handshake.
         let _ = aws_lc_rs::rand::fill(&mut [0u8; 1]);
     }
-    let core = Shard::new(id, board, settings);
+    let mut core = Shard::new(id, board, settings);
+    let journal_writer = match durable {
+        Some(durable) => Some(restore(&mut core, durable).await?),
+        None => None,
+    };
     let (parking, tokens) =
         Parking::start(index).map_err(|e| format!("cannot start parking for shard {id}: {e}"))?;
     let (service, verdicts) = auth.unzip();
     let io = ShardIo::new(core, senders, parking, endpoints, service);
+    let failure = Rc::new(std::cell::RefCell::new(None));
+    if let Some(writer) = journal_writer {
+        let task = journal_task(io.clone(), writer, stop.clone(), failure.clone());
+        glommio::spawn_local(task).detach();
+    }
     if let (Some(verdicts), Some(wake)) = (verdicts, verdicts_wake) {
         // SAFETY: the socket's fd moves into glommio's stream, once.
         let wake = unsafe { glommio::net::UnixStream::from_raw_fd(wake.into_raw_fd()) };
@@ -264,7 +420,8 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
     }
     io.shutdown();
     tracing::info!(shard = id, stats = ?io.core().stats, "shard stopped");
-    Ok(())
+    let failed = failure.borrow_mut().take();
+    failed.map_or(Ok(()), Err)
 }
 
 async fn accept_loop(io: Rc<ShardIo>, listener: TcpListener, endpoint: u16) {

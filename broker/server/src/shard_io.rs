@@ -697,6 +697,13 @@ impl ShardIo {
         }
     }
 
+    /// The journal's first `records` records are on disk: the output that waited for them
+    /// goes out (`ironsight_core::shard` holds it until then).
+    pub fn durable(&self, records: u64) {
+        self.core().durable(records);
+        self.flusher.schedule();
+    }
+
     /// Verdicts of the auth service: each CONNECT is accepted or refused; an accepted
     /// connection's task reads again.
     pub fn verdicts(&self, mut answers: Vec<Answer>) {

@@ -1,10 +1,11 @@
 //! The record codec: the core's journal records (`ironsight_core::journal::Record`) as frame
 //! bodies, and back into a `recovery::Recovery` at start (`docs/store.md`, "Records").
 //!
-//! A message is written once per segment, as its own frame (kind [`MESSAGE`]), before the first
-//! record that names it; `Stored` and `Retained` name it by id. So a payload fanned out to ten
-//! thousand durable sessions is on disk once, and a segment can be read without the ones before
-//! it. Times are wall-clock milliseconds since the Unix epoch ([`Clock`]): a deadline keeps
+//! A message is written once per batch (what one `fdatasync` makes durable), as its own frame
+//! (kind [`MESSAGE`]), before the first record that names it; `Stored` and `Retained` name it by
+//! id. So a payload fanned out to ten thousand durable sessions of a shard (one routing pass,
+//! one batch) is on disk once. A batch never spans two segments, so a segment reads without the
+//! ones before it, and the writer may start a new segment before any batch. Times are wall-clock milliseconds since the Unix epoch ([`Clock`]): a deadline keeps
 //! counting while the broker is down, and the running process turns it back into an `Instant`.
 //!
 //! Integers are LEB128 varints; strings and byte strings a varint length and the bytes; an
@@ -117,10 +118,10 @@ fn earliest(from: Instant, back: Duration) -> Instant {
     at
 }
 
-/// Encodes a shard's records into frames, writing each message once per segment.
+/// Encodes a shard's records into frames, writing each message once per batch.
 pub struct RecordEncoder {
     clock: Clock,
-    /// Messages already written in the current segment.
+    /// Messages already written in the current batch.
     written: HashSet<u64>,
 }
 
@@ -132,13 +133,10 @@ impl RecordEncoder {
         }
     }
 
-    /// The clocks read again (once per batch: the wall clock may be stepped meanwhile).
-    pub fn set_clock(&mut self, clock: Clock) {
+    /// A new batch begins: messages are written in it again before their first use, with the
+    /// clocks read again (the wall clock may have been stepped meanwhile).
+    pub fn new_batch(&mut self, clock: Clock) {
         self.clock = clock;
-    }
-
-    /// A new segment begins: messages are written in it again before their first use.
-    pub fn new_segment(&mut self) {
         self.written.clear();
     }
 
@@ -253,7 +251,7 @@ impl RecordEncoder {
         }
     }
 
-    /// The message's own frame, unless this segment has it already.
+    /// The message's own frame, unless this batch has it already.
     fn message(&mut self, m: &Message, out: &mut Vec<u8>) {
         if !self.written.insert(m.id) {
             return;
@@ -282,7 +280,8 @@ fn packet_id_frame(out: &mut Vec<u8>, kind: u8, client_id: &str, packet_id: Pack
 /// Decodes frames back into records, applied to a [`Recovery`] in order.
 pub struct RecordDecoder {
     clock: Clock,
-    /// The messages of the segment read so far, by id.
+    /// The messages of the segment read so far, by id (a batch, which names only its own
+    /// messages, never spans two segments).
     messages: HashMap<u64, SharedMessage>,
 }
 
@@ -952,7 +951,7 @@ mod tests {
         assert_eq!(
             kinds.iter().filter(|&&k| k == MESSAGE).count(),
             3,
-            "each message once, though m1 is named twice"
+            "each message once in the batch, though m1 is named twice"
         );
         let recovered = recovery.finish();
         let d = &recovered.sessions[0];
@@ -1013,10 +1012,10 @@ mod tests {
         assert_eq!(recovered.message_n_max, 3);
     }
 
-    /// Proves a new segment gets the messages again (a segment reads without the ones before
+    /// Proves a new batch gets the messages again (so a segment reads without the ones before
     /// it), and that a decoder that starts a new segment does not know the old one's messages.
     #[test]
-    fn messages_are_written_once_per_segment() {
+    fn messages_are_written_once_per_batch() {
         let clock = clock();
         let m = message(1, clock);
         let stored = |client_id| Record::Stored {
@@ -1031,7 +1030,7 @@ mod tests {
         let (mut first, mut second) = (Vec::new(), Vec::new());
         encoder.encode(&stored("a"), &mut first);
         encoder.encode(&stored("b"), &mut first);
-        encoder.new_segment();
+        encoder.new_batch(clock);
         encoder.encode(&stored("c"), &mut second);
         let mut recovery = Recovery::default();
         assert_eq!(

@@ -1,0 +1,299 @@
+"""The durable store (Store.EnableDiskPersistence) across crashes: `kill -9` of the broker
+while real clients (paho-mqtt) publish at QoS 1 and 2 to persistent subscribers, then a
+restart. Every message whose PUBACK or PUBCOMP a publisher received reaches every persistent
+subscriber; at QoS 2 exactly once; nothing arrives that nobody published. Retained messages,
+subscriptions, wills with delay and session expiry survive the downtime; a session that expired
+while the broker was down is gone. A journal cut mid-write starts; one damaged in the middle is
+refused with the file and offset, unless --recover-truncate is given; a second broker on the
+same directory is refused.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from broker import Broker
+from helpers import V5, V311, Client, wait_for
+
+pytestmark = pytest.mark.ironsight_only(reason="ironsight's durable store")
+
+ROUNDS = 4
+#: Messages a publisher has unacknowledged at once.
+INFLIGHT = 50
+
+
+def store_objects(path: Path) -> dict:
+    return {"Store": {"EnableDiskPersistence": True, "DiskPersistPath": str(path)},
+            "Broker": {"MaxInflightMessages": 1000}}
+
+
+@pytest.fixture
+def durable(start_broker, tmp_path) -> Broker:
+    return start_broker(objects=store_objects(tmp_path / "store"))
+
+
+def crash(b: Broker) -> None:
+    """kill -9, as a power cut would stop it (the page cache survives; the tests of the
+    journal's torn tails stand in for what a power cut does to it)."""
+    b.proc.kill()
+    b.proc.wait(10)
+    b.proc = None
+
+
+def restart_after_crash(b: Broker) -> None:
+    crash(b)
+    b.start()
+
+
+class Subscriber:
+    """A persistent subscriber whose paho client lives across broker restarts, so that its
+    QoS 2 state (paho delivers a QoS 2 message at PUBREL) is the client's own, as a device's
+    would be. Records every payload delivered to the application."""
+
+    def __init__(self, b: Broker, client_id: str, proto: int, qos: int):
+        self.b, self.qos = b, qos
+        self.payloads: list[bytes] = []
+        self.lock = threading.Lock()
+        self.connected = threading.Event()
+        self.present: bool | None = None
+        self.mqtt = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                protocol=proto, clean_session=None if proto == V5 else False,
+                                reconnect_on_failure=False)
+        self.mqtt.max_inflight_messages_set(INFLIGHT)
+        self.mqtt.on_message = self._on_message
+        self.mqtt.on_connect = self._on_connect
+        self.proto = proto
+
+    def _on_message(self, client, userdata, message):
+        with self.lock:
+            self.payloads.append(message.payload)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.value == 0:
+            self.present = flags.session_present
+            self.connected.set()
+
+    def connect(self) -> bool:
+        """Connects (clean start off, a day's expiry); returns Session Present."""
+        self.connected.clear()
+        self.mqtt.loop_stop()
+        properties = None
+        kwargs = {}
+        if self.proto == V5:
+            properties = Properties(PacketTypes.CONNECT)
+            properties.SessionExpiryInterval = 86400
+            kwargs["clean_start"] = False
+        self.mqtt.connect(self.b.host, self.b.port, 60, properties=properties, **kwargs)
+        self.mqtt.loop_start()
+        assert self.connected.wait(10), "no CONNACK"
+        return bool(self.present)
+
+    def subscribe(self, topic: str) -> None:
+        done = threading.Event()
+        self.mqtt.on_subscribe = lambda *args: done.set()
+        self.mqtt.subscribe(topic, self.qos)
+        assert done.wait(5), "no SUBACK"
+
+    def got(self) -> list[bytes]:
+        with self.lock:
+            return list(self.payloads)
+
+    def close(self) -> None:
+        self.mqtt.disconnect()
+        self.mqtt.loop_stop()
+
+
+def publish_until_killed(b: Broker, topic: str, qos: int, first: int,
+                         acked: set[bytes], kill_after: float) -> int:
+    """Publishes numbered messages as fast as the broker acknowledges them, up to INFLIGHT
+    unacknowledged, until the broker is killed `kill_after` seconds in; adds the payloads
+    acknowledged (PUBACK or PUBCOMP) to `acked`. Returns the next number."""
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"publisher-{first}",
+                            protocol=V311, reconnect_on_failure=False)
+    publisher.max_inflight_messages_set(INFLIGHT)
+    publisher.max_queued_messages_set(INFLIGHT)
+    sent: dict[int, bytes] = {}
+
+    def on_publish(client, userdata, mid, reason_code, properties):
+        if mid in sent and not reason_code.is_failure:
+            acked.add(sent[mid])
+
+    publisher.on_publish = on_publish
+    publisher.connect(b.host, b.port, 60)
+    publisher.loop_start()
+    n = first
+    killer = threading.Timer(kill_after, crash, [b])
+    killer.start()
+    deadline = time.monotonic() + kill_after + 5
+    try:
+        while b.proc is not None and time.monotonic() < deadline:
+            payload = f"{n:08d}".encode()
+            info = publisher.publish(topic, payload, qos)
+            if info.rc == mqtt.MQTT_ERR_SUCCESS:
+                sent[info.mid] = payload
+                n += 1
+            else:
+                time.sleep(0.001)  # the inflight window is full
+    finally:
+        killer.join()
+        publisher.loop_stop()
+    return n
+
+
+@pytest.mark.parametrize("qos", [1, 2])
+def test_acknowledged_messages_survive_kill_9(durable, qos):
+    """Four rounds of: subscribers (v5 and v3.1.1, persistent) take messages while a publisher
+    sends as fast as it is acknowledged; the broker is killed at a random moment; it starts
+    again and the subscribers resume their sessions. Afterwards every acknowledged message has
+    reached both subscribers, none was invented, and at QoS 2 none came twice."""
+    rng = random.Random(qos)
+    subscribers = [Subscriber(durable, f"sub-{qos}-v5", V5, qos),
+                   Subscriber(durable, f"sub-{qos}-v311", V311, qos)]
+    for s in subscribers:
+        assert not s.connect()
+        s.subscribe("load/#")
+    acked: set[bytes] = set()
+    published = 0
+    for _ in range(ROUNDS):
+        published = publish_until_killed(durable, f"load/{qos}", qos, published, acked,
+                                         kill_after=rng.uniform(0.3, 1.2))
+        durable.start()
+        for s in subscribers:
+            assert s.connect(), "the session survived the crash"
+    assert len(acked) > 100, f"only {len(acked)} acknowledged: the test measured nothing"
+    every = {f"{n:08d}".encode() for n in range(published)}
+    for s in subscribers:
+        wait_for(lambda s=s: acked <= set(s.got()), 30,
+                 message=lambda s=s: f"{len(acked - set(s.got()))} acknowledged messages "
+                 "missing at a subscriber")
+        got = s.got()
+        assert set(got) <= every, "a message nobody published"
+        if qos == 2:
+            assert len(got) == len(set(got)), "a QoS 2 message delivered twice"
+        s.close()
+
+
+def test_sessions_retained_and_wills_survive_and_expire(durable):
+    """Across a kill -9 and three seconds down: a retained message and a persistent session's
+    subscription stay; a session whose two-second expiry passed while the broker was down is
+    gone; a client connected at the crash has its will (delay 1 s) published after the
+    restart, as its connection was lost."""
+    keeper = Client(durable, V5, "keeper", clean=False, session_expiry=3600)
+    keeper.connect()
+    assert keeper.subscribe("news/#", 1) == [1]
+    keeper.disconnect()
+    brief = Client(durable, V5, "brief", clean=False, session_expiry=2)
+    brief.connect()
+    brief.disconnect()
+    publisher = Client(durable, V311, "retainer")
+    publisher.connect()
+    publisher.publish("state/lamp", b"on", qos=1, retain=True)
+    publisher.publish("news/today", b"queued while away", qos=1)
+    publisher.close()
+    dying = Client(durable, V5, "dying", clean=False, session_expiry=600,
+                   will={"topic": "news/wills", "payload": b"lost", "qos": 1,
+                         "props": will_delay(1)})
+    dying.connect()
+
+    crash(durable)
+    time.sleep(3)
+    durable.start()
+
+    keeper = Client(durable, V5, "keeper", clean=False, session_expiry=3600)
+    assert keeper.connect().session_present
+    keeper.wait_messages(2, timeout=10)
+    assert sorted(keeper.payloads()) == [b"lost", b"queued while away"]
+    brief = Client(durable, V5, "brief", clean=False, session_expiry=2)
+    assert not brief.connect().session_present, "expired while the broker was down"
+    reader = Client(durable, V311, "reader")
+    reader.connect()
+    reader.subscribe("state/#", 1)
+    assert [m.payload for m in reader.wait_messages(1)] == [b"on"]
+    for c in (keeper, brief, reader, dying):
+        c.close()
+
+
+def will_delay(seconds: int) -> Properties:
+    p = Properties(PacketTypes.WILLMESSAGE)
+    p.WillDelayInterval = seconds
+    return p
+
+
+def segments(b: Broker, tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "store").glob("gen-*/shard-*/*.seg"))
+
+
+def queue_messages(b: Broker, count: int) -> None:
+    sub = Client(b, V311, "offline", clean=False)
+    sub.connect()
+    sub.subscribe("q", 1)
+    sub.disconnect()
+    pub = Client(b, V311, "pub")
+    pub.connect()
+    for i in range(count):
+        pub.publish("q", f"m{i}".encode(), qos=1)
+    pub.close()
+
+
+def offline_payloads(b: Broker, count: int) -> list[bytes]:
+    sub = Client(b, V311, "offline", clean=False)
+    assert sub.connect().session_present
+    got = [m.payload for m in sub.wait_messages(count)]
+    sub.close()
+    return got
+
+
+def test_a_torn_tail_is_cut_and_the_rest_recovered(durable, tmp_path):
+    """A crash mid-write leaves the journal's last frame cut short: the broker starts, says it
+    cut a torn tail, and everything before it is there."""
+    queue_messages(durable, 5)
+    crash(durable)
+    newest = max(segments(durable, tmp_path), key=lambda p: p.stat().st_size)
+    with open(newest, "ab") as f:
+        f.write(bytes([0xD5, 1, 2, 3, 4, 7, 50, 0, 0, 0, 1, 2]))  # a frame header, body cut
+    durable.start()
+    durable.wait_log("torn tail")
+    assert offline_payloads(durable, 5) == [f"m{i}".encode() for i in range(5)]
+
+
+def test_corruption_in_the_middle_is_refused_then_truncated(durable, tmp_path):
+    """A byte flipped inside a record that good records follow is damage no crash explains:
+    the broker refuses to start, naming the file and the byte offset, and changes nothing;
+    with --recover-truncate it starts with what came before the damage."""
+    queue_messages(durable, 20)
+    crash(durable)
+    newest = max(segments(durable, tmp_path), key=lambda p: p.stat().st_size)
+    data = bytearray(newest.read_bytes())
+    at = len(data) // 2
+    data[at] ^= 0x5A
+    newest.write_bytes(bytes(data))
+    with pytest.raises(RuntimeError) as refused:
+        durable.start()
+    durable.proc = None
+    message = str(refused.value)
+    found = re.search(rf"{re.escape(str(newest))}, byte offset (\d+)", message)
+    assert found and int(found.group(1)) <= at, message
+    assert "--recover-truncate" in message
+    assert newest.read_bytes() == bytes(data), "a refused start changes nothing"
+    durable.args.append("--recover-truncate")
+    durable.start()
+    durable.wait_log("recover-truncate")
+
+
+def test_a_second_broker_on_the_same_directory_is_refused(durable, tmp_path):
+    """The data directory's LOCK keeps a second broker out, naming the one that holds it."""
+    second = Broker(tmp_path / "second", objects=store_objects(tmp_path / "store"))
+    (tmp_path / "second").mkdir()
+    with pytest.raises(RuntimeError) as refused:
+        second.start()
+    assert str(durable.pid) in str(refused.value), str(refused.value)
