@@ -297,3 +297,53 @@ def test_a_second_broker_on_the_same_directory_is_refused(durable, tmp_path):
     with pytest.raises(RuntimeError) as refused:
         second.start()
     assert str(durable.pid) in str(refused.value), str(refused.value)
+
+
+def store_bytes(tmp_path: Path) -> int:
+    return sum(p.stat().st_size for p in (tmp_path / "store").glob("gen-*/shard-*/*.seg"))
+
+
+def test_compaction_keeps_the_journal_bounded_by_the_live_state(start_broker, tmp_path):
+    """With 1 MiB segments (Store.PersistFileSizeMB), 16 MB of messages pass through a
+    persistent subscriber that acknowledges them, while another holds three messages: the
+    journal is compacted in slices as it goes (snapshots, older segments removed) and stays a
+    few MiB, and after a kill -9 both sessions are whole."""
+    objects = store_objects(tmp_path / "store")
+    objects["Store"]["PersistFileSizeMB"] = 1
+    b = start_broker(objects=objects, env={"IRONSIGHT_LOG": "ironsight_server::journal=debug,info"})
+    keeper = Subscriber(b, "keeper", V311, 1)
+    keeper.connect()
+    keeper.subscribe("kept")
+    keeper.close()
+    consumer = Subscriber(b, "consumer", V311, 1)
+    consumer.connect()
+    consumer.subscribe("flow")
+    publisher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="flow-publisher",
+                            protocol=V311, reconnect_on_failure=False)
+    publisher.max_inflight_messages_set(INFLIGHT)
+    publisher.connect(b.host, b.port, 60)
+    publisher.loop_start()
+    for i in range(3):
+        publisher.publish("kept", f"kept-{i}".encode(), 1).wait_for_publish(5)
+    payload = bytes(1024)
+    largest = 0
+    for i in range(16_000):
+        info = publisher.publish("flow", payload, 1)
+        if i % 1000 == 999:
+            info.wait_for_publish(10)
+            largest = max(largest, store_bytes(tmp_path))
+    wait_for(lambda: len(consumer.got()) >= 16_000, 30, message="the flow delivered")
+    b.wait_log("journal compacted", count=2, timeout=10)
+    assert largest < 12 << 20, f"the journal grew to {largest} bytes for 16 MB that passed"
+    publisher.loop_stop()
+    consumer.close()
+
+    restart_after_crash(b)
+    keeper = Subscriber(b, "keeper", V311, 1)
+    assert keeper.connect()
+    wait_for(lambda: len(keeper.got()) >= 3, 10, message="the kept messages")
+    assert sorted(keeper.got()) == [b"kept-0", b"kept-1", b"kept-2"]
+    consumer = Subscriber(b, "consumer", V311, 1)
+    assert consumer.connect(), "the consumer's session survived compaction"
+    keeper.close()
+    consumer.close()

@@ -383,6 +383,9 @@ pub struct Store {
     pub enable_disk_persistence: bool,
     /// The data directory (relative: to the configuration file's directory).
     pub disk_persist_path: String,
+    /// Each journal segment's size, in MiB: the unit in which compaction frees disk space.
+    #[serde(rename = "PersistFileSizeMB")]
+    pub persist_file_size_mb: u64,
 }
 
 /// The appliance's data partition.
@@ -394,6 +397,9 @@ impl Store {
         let store = Store {
             enable_disk_persistence: f.boolean("EnableDiskPersistence", false)?,
             disk_persist_path: f.string("DiskPersistPath", DISK_PERSIST_PATH_DEFAULT)?,
+            persist_file_size_mb: f
+                .integer("PersistFileSizeMB", Some(64), 1, 16384)?
+                .expect("default"),
         };
         if store.disk_persist_path.is_empty() {
             return Err(f.error("DiskPersistPath", "must name a directory"));

@@ -79,11 +79,11 @@ impl<V> TopicTree<V> {
         self.values == 0
     }
 
-    /// Every value, in no particular order, `$` topics included.
-    pub fn values(&self) -> impl Iterator<Item = &V> {
-        self.nodes
-            .iter()
-            .filter_map(|(_, node)| node.value.as_ref())
+    /// The first value held in a node slot at `from` or after, with its slot, `$` topics
+    /// included: a walk over every value in slices (slots of values added meanwhile may be
+    /// passed already; their keys are the caller's to account for).
+    pub fn value_from(&self, from: usize) -> Option<(usize, &V)> {
+        (from..self.nodes.capacity()).find_map(|at| Some((at, self.nodes.get(at)?.value.as_ref()?)))
     }
 
     fn node(&self, id: NodeId) -> &Node<V> {

@@ -1,9 +1,15 @@
-//! A shard's journal on disk (`docs/store.md`, "Group commit"). The core's records are encoded
-//! into the shard's batch as they are made, with no I/O and no waiting on the message path; the
-//! shard's journal task writes the batch with one io_uring write and one `fdatasync`, then
-//! tells the core how many records are durable, which releases the output they held. While one
-//! sync runs, the next batch gathers: a disk round trip per batch, however many records (and
-//! clients) it holds.
+//! A shard's journal on disk (`docs/store.md`, "Group commit" and "Compaction"). The core's
+//! records are encoded into the shard's batch as they are made, with no I/O and no waiting on
+//! the message path; the shard's journal task writes the batch with one io_uring write and one
+//! `fdatasync`, then tells the core how many records are durable, which releases the output they
+//! held. While one sync runs, the next batch gathers: a disk round trip per batch, however many
+//! records (and clients) it holds.
+//!
+//! The same task keeps the files bounded by the live state: once the journal written since the
+//! last snapshot outgrows twice that snapshot (and four segments), it begins a new segment and
+//! takes a snapshot of the shard into it in slices of [`SNAPSHOT_SLICE`] sessions, one slice per
+//! batch, so that clients are served between slices; once the snapshot is durable, the segments
+//! before it are removed.
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -11,9 +17,16 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 
 use ironsight_core::journal::{Journal, Record};
+use ironsight_core::shard::SnapshotCursor;
 use ironsight_store::records::{Clock, RecordEncoder};
-use ironsight_store::segment::{SegmentHeader, SEGMENT_BYTES};
+use ironsight_store::segment::SegmentHeader;
 use ironsight_store::writer::{SegmentWriter, WriteError};
+
+use crate::shard_io::ShardIo;
+
+/// Sessions (or retained topics) per slice of a compaction snapshot: a few hundred
+/// microseconds of the shard's time, between which its clients are served.
+pub const SNAPSHOT_SLICE: usize = 256;
 
 /// What the core has recorded and the journal task has not written yet.
 struct Gathering {
@@ -43,26 +56,49 @@ impl Journal for DiskJournal {
     }
 }
 
-/// The journal task's side: writes what gathered.
+/// The journal task's side: writes what gathered, and compacts.
 pub struct JournalWriter {
     gathering: Rc<RefCell<Gathering>>,
     writer: SegmentWriter,
+    segment_bytes: u64,
     /// The previous batch's buffer, cleared, kept for its capacity.
     spare: Vec<u8>,
+    /// Bytes written since the last snapshot began.
+    since_snapshot: u64,
+    /// Bytes from the last snapshot's start to its end: what the live state takes, at most.
+    snapshot_bytes: u64,
+    compaction: Compaction,
 }
 
-/// Opens shard `shard`'s journal in the generation directory `dir`, its first segment begun.
+/// Where compaction stands.
+enum Compaction {
+    Idle,
+    /// A snapshot is being taken, into segments from `first` on.
+    Slicing {
+        cursor: SnapshotCursor,
+        first: u64,
+    },
+    /// Its last slice is in the batch being gathered; once that is durable, the segments
+    /// before `first` go.
+    Finishing {
+        first: u64,
+    },
+}
+
+/// Opens shard `shard`'s journal in the generation directory `dir`, its first segment begun,
+/// its segments `segment_bytes` long (`Store.PersistFileSizeMB`).
 pub async fn open(
     dir: &Path,
     shard: u16,
     shard_count: u16,
+    segment_bytes: u64,
 ) -> Result<(DiskJournal, JournalWriter), WriteError> {
     let header = SegmentHeader {
         shard,
         shard_count,
         sequence: 0,
     };
-    let writer = SegmentWriter::create(dir, header, SEGMENT_BYTES).await?;
+    let writer = SegmentWriter::create(dir, header, segment_bytes).await?;
     let gathering = Rc::new(RefCell::new(Gathering {
         bytes: Vec::new(),
         records: 0,
@@ -73,7 +109,11 @@ pub async fn open(
     let writer = JournalWriter {
         gathering,
         writer,
+        segment_bytes,
         spare: Vec::new(),
+        since_snapshot: 0,
+        snapshot_bytes: 0,
+        compaction: Compaction::Idle,
     };
     Ok((journal, writer))
 }
@@ -105,10 +145,71 @@ impl JournalWriter {
         };
         if !batch.is_empty() {
             self.writer.append(&batch).await?;
+            self.since_snapshot += batch.len() as u64;
         }
         let mut batch = batch;
         batch.clear();
         self.spare = batch;
         Ok(records)
+    }
+
+    /// What was written so far is a snapshot (the one at start): compaction measures the
+    /// journal against it.
+    pub fn snapshot_written(&mut self) {
+        self.snapshot_bytes = self.since_snapshot;
+        self.since_snapshot = 0;
+    }
+
+    /// Writes each batch as it gathers, lets what waited for it go, and compacts between
+    /// batches. Returns only when the journal cannot be written.
+    pub async fn run(mut self, io: Rc<ShardIo>) -> WriteError {
+        loop {
+            self.gathered().await;
+            match self.write().await {
+                Ok(durable) => io.durable(durable),
+                Err(error) => return error,
+            }
+            if let Err(error) = self.compact(&io).await {
+                return error;
+            }
+        }
+    }
+
+    /// One step of compaction, after a batch was written.
+    async fn compact(&mut self, io: &ShardIo) -> Result<(), WriteError> {
+        match std::mem::replace(&mut self.compaction, Compaction::Idle) {
+            Compaction::Finishing { first } => {
+                // The snapshot's last slice was in the batch just written: it is whole.
+                let removed = self.writer.remove_before(first).await?;
+                self.snapshot_bytes = self.since_snapshot;
+                tracing::debug!(
+                    shard = io.id,
+                    removed,
+                    bytes = self.snapshot_bytes,
+                    "journal compacted"
+                );
+            }
+            Compaction::Slicing { mut cursor, first } => {
+                let done = io.core().snapshot_slice(&mut cursor, SNAPSHOT_SLICE);
+                self.compaction = if done {
+                    Compaction::Finishing { first }
+                } else {
+                    Compaction::Slicing { cursor, first }
+                };
+            }
+            Compaction::Idle => {
+                let due =
+                    self.since_snapshot > (4 * self.segment_bytes).max(2 * self.snapshot_bytes);
+                if due {
+                    let first = self.writer.begin_segment().await?;
+                    self.since_snapshot = 0;
+                    self.compaction = Compaction::Slicing {
+                        cursor: SnapshotCursor::default(),
+                        first,
+                    };
+                }
+            }
+        }
+        Ok(())
     }
 }

@@ -214,6 +214,8 @@ struct DurableStart {
     sessions: Vec<RecoveredSession>,
     retained: Arc<Vec<SharedMessage>>,
     message_n_max: u64,
+    /// `Store.PersistFileSizeMB`, in bytes.
+    segment_bytes: u64,
     snapshotted: std::sync::mpsc::Sender<()>,
     go: std::sync::mpsc::Receiver<()>,
 }
@@ -245,6 +247,7 @@ fn open_store(
             sessions,
             retained: retained.clone(),
             message_n_max: recovered.message_n_max,
+            segment_bytes: options.config.store.persist_file_size_mb << 20,
             snapshotted: snapshotted_tx.clone(),
             go: go_rx,
         });
@@ -278,9 +281,10 @@ impl StoreStart {
 /// generation, and waits until every shard's is durable and the generation committed. Returns
 /// the journal's writer, for the shard's journal task.
 async fn restore(core: &mut Shard, start: DurableStart) -> Result<JournalWriter, String> {
-    let (journal, mut writer) = journal::open(&start.dir, core.id, core.shard_count)
-        .await
-        .map_err(|e| format!("cannot open shard {}'s journal: {e}", core.id))?;
+    let (journal, mut writer) =
+        journal::open(&start.dir, core.id, core.shard_count, start.segment_bytes)
+            .await
+            .map_err(|e| format!("cannot open shard {}'s journal: {e}", core.id))?;
     core.set_journal(Box::new(journal));
     let now = Instant::now();
     for session in start.sessions {
@@ -290,13 +294,13 @@ async fn restore(core: &mut Shard, start: DurableStart) -> Result<JournalWriter,
         core.restore_retained(msg);
     }
     core.resume_message_ids(start.message_n_max);
-    // One shard writes the retained messages: every shard holds the same replica.
-    core.snapshot(core.id == 0);
+    core.snapshot();
     let durable = writer
         .write()
         .await
         .map_err(|e| format!("cannot write shard {}'s snapshot: {e}", core.id))?;
     core.durable(durable);
+    writer.snapshot_written();
     let _ = start.snapshotted.send(());
     // Blocking this thread is fine: nothing runs on this shard until its listeners open.
     start
@@ -306,27 +310,19 @@ async fn restore(core: &mut Shard, start: DurableStart) -> Result<JournalWriter,
     Ok(writer)
 }
 
-/// The shard's journal task: writes each batch as it gathers, then lets what waited for it go.
-/// A journal that cannot be written stops the broker (`failure` says why): nothing could be
-/// acknowledged any more, and what was is on disk.
+/// The shard's journal task (`journal::JournalWriter::run`). A journal that cannot be written
+/// stops the broker (`failure` says why): nothing could be acknowledged any more, and what was
+/// is on disk.
 async fn journal_task(
     io: Rc<ShardIo>,
-    mut writer: JournalWriter,
+    writer: JournalWriter,
     stop: Arc<AtomicBool>,
     failure: Rc<std::cell::RefCell<Option<String>>>,
 ) {
-    loop {
-        writer.gathered().await;
-        match writer.write().await {
-            Ok(durable) => io.durable(durable),
-            Err(error) => {
-                tracing::error!(shard = io.id, %error, "the journal cannot be written; stopping");
-                *failure.borrow_mut() = Some(format!("shard {}'s journal: {error}", io.id));
-                stop.store(true, Ordering::Relaxed);
-                return;
-            }
-        }
-    }
+    let error = writer.run(io.clone()).await;
+    tracing::error!(shard = io.id, %error, "the journal cannot be written; stopping");
+    *failure.borrow_mut() = Some(format!("shard {}'s journal: {error}", io.id));
+    stop.store(true, Ordering::Relaxed);
 }
 
 async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), String> {

@@ -138,6 +138,51 @@ impl SegmentWriter {
         self.broken = undone.is_err();
     }
 
+    /// Closes the current segment and begins the next, whatever its size: compaction starts
+    /// its snapshot in a segment of its own, so that the ones before it can go whole. Returns
+    /// the new segment's sequence.
+    pub async fn begin_segment(&mut self) -> Result<u64, WriteError> {
+        if self.broken {
+            return Err(WriteError::Broken {
+                path: self.path.clone(),
+            });
+        }
+        self.roll().await?;
+        Ok(self.header.sequence)
+    }
+
+    /// Removes this shard's segments before `sequence`, oldest first (so that what is left is
+    /// always a run without gaps, which the reader requires), durably. Compaction calls it once
+    /// the snapshot that begins at `sequence` is durable.
+    pub async fn remove_before(&self, sequence: u64) -> Result<usize, WriteError> {
+        let dir = self.shard_dir.clone();
+        let removed = glommio::executor()
+            .spawn_blocking(move || -> io::Result<usize> {
+                let mut older: Vec<(u64, PathBuf)> = Vec::new();
+                for entry in std::fs::read_dir(&dir)? {
+                    let path = entry?.path();
+                    let name = path
+                        .file_name()
+                        .and_then(|n| n.to_str())
+                        .unwrap_or_default();
+                    if let Some(n) = segment::parse_segment_file_name(name) {
+                        if n < sequence {
+                            older.push((n, path));
+                        }
+                    }
+                }
+                older.sort_unstable();
+                for (_, path) in &older {
+                    std::fs::remove_file(path)?;
+                }
+                Ok(older.len())
+            })
+            .await
+            .map_err(|e| io_error("removing old segments in", &self.shard_dir, e))?;
+        sync_dir(&self.shard_dir).await?;
+        Ok(removed)
+    }
+
     async fn roll(&mut self) -> Result<(), WriteError> {
         let next = SegmentHeader {
             sequence: self.header.sequence + 1,
@@ -389,6 +434,32 @@ mod tests {
         assert!(within
             .iter()
             .all(|&size| size > SEGMENT_HEADER_BYTES as u64));
+    }
+
+    /// Proves compaction's two steps: a segment begun on demand, however small the current
+    /// one, and the segments before a sequence removed, after which the rest reads back as a
+    /// run that begins there.
+    #[test]
+    fn a_segment_begun_on_demand_and_older_ones_removed() {
+        let data = tempfile::tempdir().unwrap();
+        let (kept, first_kept) = on_glommio(async {
+            let mut writer = SegmentWriter::create(data.path(), header(0), 1 << 20)
+                .await
+                .unwrap();
+            writer.append(&batch(0, 2, 10).0).await.unwrap();
+            assert_eq!(writer.begin_segment().await.unwrap(), 1);
+            writer.append(&batch(10, 1, 10).0).await.unwrap();
+            let first_kept = writer.begin_segment().await.unwrap();
+            let (bytes, kept) = batch(20, 3, 10);
+            writer.append(&bytes).await.unwrap();
+            assert_eq!(writer.remove_before(first_kept).await.unwrap(), 2);
+            writer.close().await.unwrap();
+            (kept, first_kept)
+        });
+        assert_eq!(segment_sizes(data.path()).len(), 1);
+        let (read, frames) = read_back(data.path());
+        assert_eq!(frames, kept);
+        assert_eq!(read.last.unwrap().sequence, first_kept);
     }
 
     /// Proves a writer never reuses an existing segment: a sequence that exists is refused.

@@ -57,6 +57,7 @@ use crate::stats::Stats;
 use crate::tree::TopicTree;
 use crate::violation::Violation;
 
+pub use restore::SnapshotCursor;
 pub use route::Target;
 pub use subscribe::SUBSCRIBE_SLICE;
 

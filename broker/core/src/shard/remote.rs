@@ -16,16 +16,17 @@ impl Shard {
                 retained,
                 ack,
             } => {
+                let mark = self.journal_mark();
                 if retained {
                     self.store_retained(&msg);
                 }
-                let mark = self.journal_mark();
                 let mut rejected = plain && self.deliver_plain(now, &msg).rejected;
                 for key in &shares {
                     rejected |= self.deliver_shared(now, key, &msg, 0).rejected;
                 }
                 if let Some(token) = ack {
-                    // Told once what the deliveries stored here is durable: the publisher's
+                    // Told once what the deliveries stored here (and the retained record, if
+                    // this shard journals the topic) is durable: the publisher's
                     // acknowledgement waits for it.
                     let outcome = ShardMsg::PublishOutcome { token, rejected };
                     self.send_outcome(msg.origin_shard(), outcome, mark);

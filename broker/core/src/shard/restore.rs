@@ -122,9 +122,20 @@ impl Shard {
     }
 
     /// Hands the journal every durable thing this shard holds, as the records that would make
-    /// it: what a new journal starts with. With `retained`, the retained messages too (one shard
-    /// writes them: every shard holds the same replica).
-    pub fn snapshot(&mut self, retained: bool) {
+    /// it: what a new journal starts with (at start, before any client: all at once).
+    pub fn snapshot(&mut self) {
+        let mut cursor = SnapshotCursor::default();
+        while !self.snapshot_slice(&mut cursor, usize::MAX) {}
+    }
+
+    /// Hands the journal the next `budget` entries of a snapshot taken in slices while clients
+    /// come and go (compaction): sessions, then the retained topics this shard journals. Each
+    /// session's records begin with `SessionEnded`, so they stand alone: whatever the journal
+    /// said of the session before them, in older segments or in records made since the
+    /// snapshot began, they replace. A session that ends, or begins, while the snapshot is
+    /// under way has all its records after the snapshot's start anyway. Returns whether the
+    /// snapshot is complete.
+    pub fn snapshot_slice(&mut self, cursor: &mut SnapshotCursor, budget: usize) -> bool {
         let Shard {
             sessions,
             shares,
@@ -132,18 +143,42 @@ impl Shard {
             retained: store,
             ..
         } = self;
-        for (_, s) in sessions.iter().filter(|(_, s)| s.expiry_s > 0) {
-            snapshot_session(journal, shares, s);
+        let mut left = budget;
+        while cursor.session < sessions.capacity() && left > 0 {
+            if let Some(s) = sessions.get(cursor.session).filter(|s| s.expiry_s > 0) {
+                journal.record(Record::SessionEnded {
+                    client_id: &s.client_id,
+                });
+                snapshot_session(journal, shares, s);
+                left -= 1;
+            }
+            cursor.session += 1;
         }
-        if retained {
-            for msg in store.all() {
+        let (id, shard_count) = (self.id, self.shard_count);
+        while left > 0 {
+            let Some((at, msg)) = store.next_from(cursor.retained) else {
+                return true;
+            };
+            cursor.retained = at + 1;
+            if crate::shard::owner_of(&msg.topic, shard_count) == id {
                 journal.record(Record::Retained {
                     topic: &msg.topic,
                     message: msg,
                 });
+                left -= 1;
             }
         }
+        false
     }
+}
+
+/// Where a snapshot taken in slices has got to.
+#[derive(Debug, Default)]
+pub struct SnapshotCursor {
+    /// The next session slot to look at.
+    session: usize,
+    /// The next retained slot to look at.
+    retained: usize,
 }
 
 /// A session whose connection the broker lost at `now` (it stopped under it).

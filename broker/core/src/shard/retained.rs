@@ -114,9 +114,10 @@ impl RetainedStore {
         }
     }
 
-    /// Every retained message.
-    pub(super) fn all(&self) -> impl Iterator<Item = &SharedMessage> {
-        self.messages.values()
+    /// The first retained message in a slot at `from` or after, with its slot: a walk over the
+    /// store in slices, each taking up where the last one ended.
+    pub(super) fn next_from(&self, from: usize) -> Option<(usize, &SharedMessage)> {
+        self.messages.value_from(from)
     }
 
     /// Forgets the clearings older than [`CLEARED_KEEP`] (on the shard's tick).
@@ -139,14 +140,22 @@ impl Shard {
     /// shard or from another shard.
     pub(super) fn store_retained(&mut self, msg: &SharedMessage) {
         let max = self.settings.broker.retained_max;
-        // Every shard keeps a replica; the journal keeps one copy, the publishing shard's.
+        // Every shard keeps a replica; the journal keeps one copy of each topic: its owner
+        // shard's, which sees every update of the topic in version order (`retained_owner`).
         let mut memory_only = MemoryOnly;
-        let journal: &mut dyn Journal = if msg.origin_shard() == self.id {
+        let journal: &mut dyn Journal = if self.retained_owner(&msg.topic) {
             &mut self.journal
         } else {
             &mut memory_only
         };
         self.retained.store(msg, max, journal);
+    }
+
+    /// Whether this shard journals the retained message of `topic`. One shard per topic, by
+    /// the hash that places client ids: a topic's updates then live in one journal, so that a
+    /// clearing and the message it cleared are compacted together, never one without the other.
+    pub(super) fn retained_owner(&self, topic: &str) -> bool {
+        self.owner_of(topic) == self.id
     }
 
     /// Delivers the retained messages `request` asked for. `request.filter` is a plain filter (a

@@ -86,12 +86,16 @@ impl Shard {
         });
         let mut outcome = Outcome::default();
         let local_shares = std::mem::take(&mut routes[usize::from(me)].shares);
+        // The shard that journals a retained topic reports too: the acknowledgement waits for
+        // its record to be durable.
+        let journals = msg.retain.then(|| self.owner_of(&msg.topic));
         for shard in self.other_shards() {
             let route = &mut routes[usize::from(shard)];
             let delivers = route.plain || !route.shares.is_empty();
             if delivers || msg.retain {
                 outcome.matched |= delivers;
-                outcome.awaiting += u16::from(delivers && ack.is_some());
+                let reports = delivers || journals == Some(shard);
+                outcome.awaiting += u16::from(reports && ack.is_some());
                 let shares = std::mem::take(&mut route.shares);
                 let plain = std::mem::take(&mut route.plain);
                 let msg = ShardMsg::Publish {
@@ -99,7 +103,7 @@ impl Shard {
                     plain,
                     shares,
                     retained: msg.retain,
-                    ack: ack.filter(|_| delivers),
+                    ack: ack.filter(|_| reports),
                 };
                 self.queue_remote(shard, msg);
             }
