@@ -11,6 +11,7 @@ same directory is refused.
 from __future__ import annotations
 
 import random
+import subprocess
 import re
 import threading
 import time
@@ -347,3 +348,88 @@ def test_compaction_keeps_the_journal_bounded_by_the_live_state(start_broker, tm
     assert consumer.connect(), "the consumer's session survived compaction"
     keeper.close()
     consumer.close()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MiB tmpfs for the data directory, unmounted by its path afterwards (root only: CI
+    runs as root; elsewhere the test fails saying so)."""
+    disk = tmp_path / "store"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
+                             capture_output=True, text=True, timeout=10)
+    assert mounted.returncode == 0, f"cannot mount a tmpfs (root needed): {mounted.stderr}"
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True, timeout=10)
+
+
+def test_a_full_disk_refuses_new_durable_work_and_loses_nothing(start_broker, small_disk):
+    """The journal on a 3 MiB disk: QoS 1 messages for an offline persistent session are
+    acknowledged until the disk is full, then refused with PUBACK 0x97 (Quota exceeded), as is
+    a CONNECT asking for a durable session; QoS 0 goes on. When the disk has room again, QoS 1
+    is acknowledged again, and after a kill -9 the offline session gets every message that was
+    acknowledged, and no refused one."""
+    objects = store_objects(small_disk)
+    objects["Store"]["PersistFileSizeMB"] = 1
+    b = start_broker(objects=objects)
+    sink = Client(b, V5, "sink", clean=False, session_expiry=3600)
+    sink.connect()
+    sink.subscribe("fill", 1)
+    sink.disconnect()
+    live = Client(b, V311, "live")
+    live.connect()
+    live.subscribe("live", 0)
+    publisher = Client(b, V5, "filler")
+    publisher.connect()
+
+    def reason_of(mid: int, timeout: float) -> int | None:
+        """The reason code of `mid`'s PUBACK, or None if none came within `timeout` (a
+        message routed just before the disk filled waits for room)."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if publisher.pubacks.get(mid) is not None:
+                return publisher.pubacks[mid]
+            time.sleep(0.005)
+        return None
+
+    sent: dict[int, bytes] = {}
+    refused = None
+    for i in range(6000):
+        payload = f"{i:06d}".encode() + bytes(1018)
+        info = publisher.mqtt.publish("fill", payload, 1)
+        sent[info.mid] = payload
+        reason = reason_of(info.mid, 2)
+        if reason == 0x97:
+            refused = info.mid
+            break
+        assert reason in (0, None), reason
+    assert refused is not None, "6 MB of messages fit a 3 MiB disk"
+    assert refused > 100, f"refused after {refused} messages"
+    b.wait_log("disk is full")
+    publisher.publish("live", b"still flowing", qos=0)
+    assert live.wait_messages(1)[0].payload == b"still flowing"
+    durable = Client(b, V5, "latecomer", clean=False, session_expiry=60)
+    assert durable.connect(expect_reason=None).reason == 0x97
+
+    grown = subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)],
+                           capture_output=True, text=True, timeout=10)
+    assert grown.returncode == 0, grown.stderr
+    after = b"after the room came back"
+    wait_for(lambda: publisher.publish("fill", after, qos=1) == 0, 10,
+             message="QoS 1 acknowledged again once the disk has room")
+    b.wait_log("has room again")
+    acked = {sent[mid] for mid, reason in publisher.pubacks.items()
+             if reason == 0 and mid in sent} | {after}
+    assert sent[refused] not in acked
+    publisher.close()
+    live.close()
+
+    restart_after_crash(b)
+    sink = Client(b, V5, "sink", clean=False, session_expiry=3600)
+    assert sink.connect().session_present
+    got = [m.payload for m in sink.wait_messages(len(acked), timeout=20)]
+    assert acked <= set(got), f"{len(acked - set(got))} acknowledged messages lost"
+    assert sent[refused] not in got, "the refused message was delivered"
+    sink.close()

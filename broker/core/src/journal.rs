@@ -119,6 +119,15 @@ pub trait Journal {
     /// wait for). A journal on disk answers false and reports durability through
     /// `Shard::durable`; until then the shard holds what the records promise.
     fn synchronous(&self) -> bool;
+
+    /// Whether the journal cannot grow now (its disk is full, for any shard: they share it).
+    /// While it cannot, the shard refuses what would promise new durable state, with Quota
+    /// exceeded (0x97): a QoS 1/2 PUBLISH, a durable session's SUBSCRIBE, a CONNECT asking for
+    /// a durable session. QoS 0 goes on, what was acknowledged is on disk already, and records
+    /// that cannot be refused (an acknowledgement's release, a disconnection) wait in memory.
+    fn full(&self) -> bool {
+        false
+    }
 }
 
 /// State lives in memory only and ends with the process.

@@ -14,6 +14,8 @@
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use ironsight_core::journal::{Journal, Record};
@@ -23,6 +25,9 @@ use ironsight_store::segment::SegmentHeader;
 use ironsight_store::writer::{SegmentWriter, WriteError};
 
 use crate::shard_io::ShardIo;
+
+/// How often a batch is tried again while the journal's disk is full.
+const FULL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Sessions (or retained topics) per slice of a compaction snapshot: a few hundred
 /// microseconds of the shard's time, between which its clients are served.
@@ -39,11 +44,19 @@ struct Gathering {
 }
 
 /// The core's side: what `Shard::set_journal` is given.
-pub struct DiskJournal(Rc<RefCell<Gathering>>);
+pub struct DiskJournal {
+    gathering: Rc<RefCell<Gathering>>,
+    full: Arc<FullShards>,
+}
+
+/// How many shards' journals find the disk full now. The shards share the data directory's
+/// disk, so while any of them does, every shard refuses new durable work (`Journal::full`).
+#[derive(Debug, Default)]
+pub struct FullShards(AtomicUsize);
 
 impl Journal for DiskJournal {
     fn record(&mut self, record: Record<'_>) {
-        let gathering = &mut *self.0.borrow_mut();
+        let gathering = &mut *self.gathering.borrow_mut();
         gathering.encoder.encode(&record, &mut gathering.bytes);
         gathering.records += 1;
         if let Some(task) = gathering.waiting.take() {
@@ -54,12 +67,17 @@ impl Journal for DiskJournal {
     fn synchronous(&self) -> bool {
         false
     }
+
+    fn full(&self) -> bool {
+        self.full.0.load(Ordering::Relaxed) > 0
+    }
 }
 
 /// The journal task's side: writes what gathered, and compacts.
 pub struct JournalWriter {
     gathering: Rc<RefCell<Gathering>>,
     writer: SegmentWriter,
+    full: Arc<FullShards>,
     segment_bytes: u64,
     /// The previous batch's buffer, cleared, kept for its capacity.
     spare: Vec<u8>,
@@ -92,6 +110,7 @@ pub async fn open(
     shard: u16,
     shard_count: u16,
     segment_bytes: u64,
+    full: Arc<FullShards>,
 ) -> Result<(DiskJournal, JournalWriter), WriteError> {
     let header = SegmentHeader {
         shard,
@@ -105,10 +124,14 @@ pub async fn open(
         encoder: RecordEncoder::new(Clock::now()),
         waiting: None,
     }));
-    let journal = DiskJournal(gathering.clone());
+    let journal = DiskJournal {
+        gathering: gathering.clone(),
+        full: full.clone(),
+    };
     let writer = JournalWriter {
         gathering,
         writer,
+        full,
         segment_bytes,
         spare: Vec::new(),
         since_snapshot: 0,
@@ -144,7 +167,14 @@ impl JournalWriter {
             (batch, gathering.records)
         };
         if !batch.is_empty() {
-            self.writer.append(&batch).await?;
+            if let Err(error) = self.writer.append(&batch).await {
+                // Nothing of it is on disk (the writer cut the file back): it goes again,
+                // ahead of what gathered since.
+                let mut gathering = self.gathering.borrow_mut();
+                let since = std::mem::replace(&mut gathering.bytes, batch);
+                gathering.bytes.extend_from_slice(&since);
+                return Err(error);
+            }
             self.since_snapshot += batch.len() as u64;
         }
         let mut batch = batch;
@@ -161,16 +191,43 @@ impl JournalWriter {
     }
 
     /// Writes each batch as it gathers, lets what waited for it go, and compacts between
-    /// batches. Returns only when the journal cannot be written.
+    /// batches. A full disk is waited out: every shard refuses new durable work meanwhile
+    /// ([`FullShards`]), the batch is tried again every [`FULL_RETRY`], and what it
+    /// holds is acknowledged once it is on disk. Returns only when the journal cannot be
+    /// written for another reason.
     pub async fn run(mut self, io: Rc<ShardIo>) -> WriteError {
+        let mut full = false;
         loop {
             self.gathered().await;
             match self.write().await {
                 Ok(durable) => io.durable(durable),
+                Err(WriteError::DiskFull { path }) => {
+                    if !full {
+                        full = true;
+                        self.full.0.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(
+                            shard = io.id,
+                            path = %path.display(),
+                            "the journal's disk is full: new durable work is refused until it has room"
+                        );
+                    }
+                    glommio::timer::sleep(FULL_RETRY).await;
+                    continue;
+                }
                 Err(error) => return error,
             }
-            if let Err(error) = self.compact(&io).await {
-                return error;
+            if full {
+                full = false;
+                self.full.0.fetch_sub(1, Ordering::Relaxed);
+                tracing::info!(shard = io.id, "the journal's disk has room again");
+            }
+            match self.compact(&io).await {
+                Ok(()) => {}
+                // Compaction begins again later; the journal itself is whole.
+                Err(WriteError::DiskFull { path }) => {
+                    tracing::warn!(shard = io.id, path = %path.display(), "no room to compact the journal");
+                }
+                Err(error) => return error,
             }
         }
     }

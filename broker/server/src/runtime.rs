@@ -216,6 +216,8 @@ struct DurableStart {
     message_n_max: u64,
     /// `Store.PersistFileSizeMB`, in bytes.
     segment_bytes: u64,
+    /// Shared by every shard: which of them find the disk full.
+    full: Arc<journal::FullShards>,
     snapshotted: std::sync::mpsc::Sender<()>,
     go: std::sync::mpsc::Receiver<()>,
 }
@@ -236,6 +238,7 @@ fn open_store(
         sessions[usize::from(owner)].push(session);
     }
     let retained = Arc::new(recovered.retained);
+    let full = Arc::new(journal::FullShards::default());
     let (snapshotted_tx, snapshotted) = std::sync::mpsc::channel();
     let mut go = Vec::with_capacity(shards);
     let mut starts = Vec::with_capacity(shards);
@@ -248,6 +251,7 @@ fn open_store(
             retained: retained.clone(),
             message_n_max: recovered.message_n_max,
             segment_bytes: options.config.store.persist_file_size_mb << 20,
+            full: full.clone(),
             snapshotted: snapshotted_tx.clone(),
             go: go_rx,
         });
@@ -281,10 +285,15 @@ impl StoreStart {
 /// generation, and waits until every shard's is durable and the generation committed. Returns
 /// the journal's writer, for the shard's journal task.
 async fn restore(core: &mut Shard, start: DurableStart) -> Result<JournalWriter, String> {
-    let (journal, mut writer) =
-        journal::open(&start.dir, core.id, core.shard_count, start.segment_bytes)
-            .await
-            .map_err(|e| format!("cannot open shard {}'s journal: {e}", core.id))?;
+    let (journal, mut writer) = journal::open(
+        &start.dir,
+        core.id,
+        core.shard_count,
+        start.segment_bytes,
+        start.full,
+    )
+    .await
+    .map_err(|e| format!("cannot open shard {}'s journal: {e}", core.id))?;
     core.set_journal(Box::new(journal));
     let now = Instant::now();
     for session in start.sessions {

@@ -493,6 +493,16 @@ impl Shard {
             .will
             .as_ref()
             .is_some_and(|w| w.qos != QoS::AtMostOnce);
+        if durable && self.journal.full() {
+            // A persistent session cannot be promised while the journal cannot grow
+            // (`shard/durability.rs`): v5 0x97 Quota exceeded, v3 3 (server unavailable).
+            tracing::debug!(
+                conn,
+                client_id,
+                "durable session refused: the store is full"
+            );
+            return Err(ReasonCode::QuotaExceeded);
+        }
         if (durable && !rule.allow_durable) || (persistent_will && !rule.allow_persistent) {
             tracing::debug!(conn, client_id, policy = %rule.name, "connection policy forbids a durable session or a QoS > 0 will");
             return Err(ReasonCode::NotAuthorized);

@@ -55,6 +55,11 @@ impl Log {
         self.journal.synchronous()
     }
 
+    /// Whether new durable work is refused now ([`Journal::full`]).
+    pub fn full(&self) -> bool {
+        self.journal.full()
+    }
+
     /// Whether records after `mark` (a count taken earlier) are not durable yet.
     fn pending_since(&self, mark: u64) -> bool {
         self.appended > mark && self.appended > self.durable
@@ -68,6 +73,10 @@ impl Journal for Log {
 
     fn synchronous(&self) -> bool {
         Log::synchronous(self)
+    }
+
+    fn full(&self) -> bool {
+        Log::full(self)
     }
 }
 

@@ -63,6 +63,9 @@ impl Shard {
                 return self.acknowledge_resent_qos2(conn, pid);
             }
         }
+        if publish.qos != QoS::AtMostOnce && self.journal.full() {
+            return self.refuse_while_full(conn, now, &publish);
+        }
         if publish.qos != QoS::AtMostOnce {
             let unacknowledged = self.sessions[session as usize]
                 .delivery()
@@ -141,6 +144,23 @@ impl Shard {
             (QoS::ExactlyOnce, Some(pid)) => {
                 self.send(conn, &Packet::PubRec(ack(pid, ReasonCode::NotAuthorized)))
             }
+            _ => {}
+        }
+    }
+
+    /// A QoS 1/2 PUBLISH while the journal cannot grow: its acknowledgement could promise
+    /// nothing. A v5 publisher is told 0x97 (Quota exceeded) and may try again later; a v3
+    /// acknowledgement cannot say no, so the connection is closed instead, as for a refused
+    /// publish (the client resends after reconnecting). QoS 0 goes on as before.
+    fn refuse_while_full(&mut self, conn: ConnId, now: Instant, publish: &Publish) {
+        self.stats.messages_rejected += 1;
+        if !self.conns[conn as usize].is_v5() {
+            return self.fail(conn, now, ReasonCode::QuotaExceeded);
+        }
+        let quota = ReasonCode::QuotaExceeded;
+        match (publish.qos, publish.packet_id) {
+            (QoS::AtLeastOnce, Some(pid)) => self.send(conn, &Packet::PubAck(ack(pid, quota))),
+            (QoS::ExactlyOnce, Some(pid)) => self.send(conn, &Packet::PubRec(ack(pid, quota))),
             _ => {}
         }
     }

@@ -214,6 +214,10 @@ impl Shard {
         if is_new && s.subscriptions.len() >= self.settings.broker.subscriptions_max {
             return Err(ReasonCode::QuotaExceeded);
         }
+        if self.journal.full() && self.persistent(session) {
+            // A durable subscription cannot be promised while the journal cannot grow.
+            return Err(ReasonCode::QuotaExceeded);
+        }
         let share = self.route_to(session, parsed, f.options, id);
         if self.persistent(session) {
             let client_id = &self.sessions[session as usize].client_id;

@@ -1,11 +1,15 @@
 //! Output held until the journal's records are durable (`shard/durability.rs`), with a journal
 //! that is "on disk": its records are durable only when the test says so.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use super::*;
 use crate::journal::{Journal, Record};
 
-/// A journal whose records become durable only when the test calls [`sync`].
-struct OnDisk;
+/// A journal whose records become durable only when the test calls [`sync`], and whose disk
+/// is full while the test's flag says so.
+struct OnDisk(Rc<Cell<bool>>);
 
 impl Journal for OnDisk {
     fn record(&mut self, _record: Record<'_>) {}
@@ -13,12 +17,21 @@ impl Journal for OnDisk {
     fn synchronous(&self) -> bool {
         false
     }
+
+    fn full(&self) -> bool {
+        self.0.get()
+    }
 }
 
 fn on_disk(shards: u16) -> Broker {
+    on_disk_with(shards, Rc::default())
+}
+
+/// A broker whose shards share one disk, full while `full` is set.
+fn on_disk_with(shards: u16, full: Rc<Cell<bool>>) -> Broker {
     let mut b = Broker::new(shards);
     for shard in &mut b.shards {
-        shard.set_journal(Box::new(OnDisk));
+        shard.set_journal(Box::new(OnDisk(full.clone())));
     }
     b
 }
@@ -184,4 +197,68 @@ fn a_publish_waits_for_every_shard_it_reached() {
         [Packet::PubAck(ack(9, ReasonCode::Success))]
     );
     assert_eq!(b.publishes(&mut d).len(), 1);
+}
+
+/// Proves what a full store refuses and what it does not: a v5 QoS 1 PUBLISH gets PUBACK 0x97
+/// and reaches nobody, a v3 one closes its connection (its PUBACK cannot say no), a durable
+/// session's SUBSCRIBE gets 0x97, a CONNECT asking for a durable session 0x97 (v3: 3); QoS 0
+/// goes on; and once the store has room, all of it works again.
+#[test]
+fn a_full_store_refuses_new_durable_work_only() {
+    let full = Rc::new(Cell::new(false));
+    let mut b = on_disk_with(1, full.clone());
+    let mut durable = connect("d", V5, false);
+    durable.properties.session_expiry_interval_s = Some(300);
+    let mut d = connect_raw(&mut b, durable);
+    b.send(&mut d, subscribe(1, &[("t", opts(QoS::AtLeastOnce))]));
+    sync(&mut b);
+    b.received(&mut d);
+    let (mut p, _) = b.connect(connect("p", V5, true));
+    full.set(true);
+
+    b.send(
+        &mut p,
+        Packet::Publish(publish("t", b"q1", QoS::AtLeastOnce, Some(1))),
+    );
+    assert_eq!(
+        b.received(&mut p),
+        [Packet::PubAck(ack(1, ReasonCode::QuotaExceeded))]
+    );
+    assert!(b.publishes(&mut d).is_empty());
+    b.send(
+        &mut p,
+        Packet::Publish(publish("t", b"q0", QoS::AtMostOnce, None)),
+    );
+    assert_eq!(payloads(&b.publishes(&mut d)), [b"q0"]);
+
+    b.send(&mut d, subscribe(2, &[("u", opts(QoS::AtLeastOnce))]));
+    match &b.received(&mut d)[..] {
+        [Packet::SubAck(s)] => assert_eq!(s.reason_codes, [ReasonCode::QuotaExceeded]),
+        other => panic!("expected a SUBACK, got {other:?}"),
+    }
+    let mut refused = connect("e", V5, false);
+    refused.properties.session_expiry_interval_s = Some(60);
+    let (_, connack) = b.connect(refused);
+    assert_eq!(connack.reason_code, ReasonCode::QuotaExceeded);
+    let (mut v3, _) = b.connect(connect("v3", V311, true));
+    b.send(
+        &mut v3,
+        Packet::Publish(publish("t", b"v3", QoS::AtLeastOnce, Some(4))),
+    );
+    assert!(
+        v3.closed,
+        "a v3 publisher cannot be told no: it is disconnected"
+    );
+
+    full.set(false);
+    b.send(
+        &mut p,
+        Packet::Publish(publish("t", b"q1", QoS::AtLeastOnce, Some(5))),
+    );
+    sync(&mut b);
+    assert_eq!(
+        b.received(&mut p),
+        [Packet::PubAck(ack(5, ReasonCode::Success))]
+    );
+    assert_eq!(payloads(&b.publishes(&mut d)), [b"q1"]);
 }
