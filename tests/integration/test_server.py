@@ -126,6 +126,28 @@ def test_check_config_prints_every_default(tmp_path):
     assert shown["TopicPolicy"]["TP"]["MaxMessages"] == 5000
     assert shown["TopicPolicy"]["TP"]["MaxMessagesBehavior"] == "RejectNewMessages"
     assert shown["Broker"]["MaxInflightMessages"] == 128
+    assert shown["Store"] == {"EnableDiskPersistence": False,
+                              "DiskPersistPath": "/var/lib/ironsight/store",
+                              "PersistFileSizeMB": 64}
+    assert "no durable store" in done.stderr
+
+
+def test_check_config_reports_the_store(tmp_path):
+    """With the store on, `--check-config` says where it lives (a relative path is the
+    configuration file's directory) and how large its journal segments are."""
+    config = tmp_path / "durable.json"
+    config.write_text(json.dumps({
+        "MessageHub": {"Hub": {}},
+        "Endpoint": {"Edge": {"Port": free_port(), "MessageHub": "Hub", "ConnectionPolicies": "CP",
+                              "TopicPolicies": "TP"}},
+        "ConnectionPolicy": {"CP": {"ClientID": "*"}},
+        "TopicPolicy": {"TP": {"Topic": "*", "ActionList": "Publish"}},
+        "Store": {"EnableDiskPersistence": True, "DiskPersistPath": "data",
+                  "PersistFileSizeMB": 8},
+    }))
+    done = run(["--config", str(config), "--check-config"])
+    assert done.returncode == 0, done.stderr
+    assert f"durable store in {tmp_path / 'data'}, journal segments of 8 MiB" in done.stderr
 
 
 @pytest.mark.parametrize("cores", ["1", "0-1"])

@@ -64,6 +64,16 @@ fn main() -> ExitCode {
     if args.check_config {
         let json = serde_json::to_string_pretty(&config).expect("configuration serializes");
         println!("{json}");
+        let store = &config.store;
+        if store.enable_disk_persistence {
+            eprintln!(
+                "ironsight: durable store in {}, journal segments of {} MiB",
+                config.file(&store.disk_persist_path).display(),
+                store.persist_file_size_mb
+            );
+        } else {
+            eprintln!("ironsight: no durable store (Store.EnableDiskPersistence is false): state ends with the process");
+        }
         // The files the configuration names (certificates, keys, CAs, CRLs) are checked too.
         let checked = config
             .listeners(&args.listen)
