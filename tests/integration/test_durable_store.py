@@ -433,3 +433,30 @@ def test_a_full_disk_refuses_new_durable_work_and_loses_nothing(start_broker, sm
     assert acked <= set(got), f"{len(acked - set(got))} acknowledged messages lost"
     assert sent[refused] not in got, "the refused message was delivered"
     sink.close()
+
+
+def test_sessions_follow_their_client_ids_when_the_core_count_changes(start_broker, tmp_path):
+    """Recorded on three shards, recovered on two: each session lands on the shard that owns
+    its client id now, with its queued messages, after a clean stop as after a crash."""
+    b = start_broker(objects=store_objects(tmp_path / "store"), args=["--shards", "3"])
+    ids = [f"device-{i}" for i in range(8)]
+    for client_id in ids:
+        c = Client(b, V311, client_id, clean=False)
+        c.connect()
+        c.subscribe(f"to/{client_id}", 1)
+        c.disconnect()
+    sender = Client(b, V311, "sender")
+    sender.connect()
+    for client_id in ids:
+        assert sender.publish(f"to/{client_id}", client_id.encode(), qos=1) == 0
+    sender.close()
+    for restarts, (shards, stop) in enumerate([("2", b.stop), ("4", lambda: crash(b))], 1):
+        stop()
+        b.args = ["--shards", shards]
+        b.start()
+        b.wait_log(rf"recovered .*sessions={len(ids)} ", count=restarts)
+    for client_id in ids:
+        c = Client(b, V311, client_id, clean=False)
+        assert c.connect().session_present, client_id
+        assert [m.payload for m in c.wait_messages(1)] == [client_id.encode()]
+        c.close()
