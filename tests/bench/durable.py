@@ -321,12 +321,15 @@ class Case:
             broker.start()
             result = one_run(self.scenario, self.n, self.payload, broker, self.tool_cpus, rate,
                              self.quick, self.count_syncs, self.workdir)
+            broker.stop()
+            if disk:
+                result["disk"] = {k: disk[k] for k in ("fdatasync_median_ms", "fdatasync_p99_ms",
+                                                       "syncs_per_s")}
+                # What the run left in the journal (until compaction, its whole history).
+                result["data_bytes"] = dir_bytes(broker.store_dir)
         finally:
             broker.stop()
             shutil.rmtree(data, ignore_errors=True)
-        if disk:
-            result["disk"] = {k: disk[k] for k in ("fdatasync_median_ms", "fdatasync_p99_ms",
-                                                   "syncs_per_s")}
         return result
 
 
@@ -526,6 +529,15 @@ def qos1_table(results: dict) -> list[str]:
         per_sync = cell("messages_per_sync", lambda v: " / ".join(map(str, v["value"])))
         lines.append(f"| {entry['scenario']} {entry['payload']} B | {share} | {p99} | "
                      f"{per_sync} |")
+    journal = [f"{e['scenario']} {e['payload']} B: {size(run['data_bytes'])} for "
+               f"{run['published_total']:,} messages ({run['data_bytes'] / run['published_total']:,.0f} "
+               f"B each)"
+               for e in results["durable_qos1"]
+               for run in [e["brokers"].get("ironsight-store", {}).get("paced", {})]
+               if run.get("data_bytes") and run.get("published_total")]
+    if journal:
+        lines += ["", "The journal each paced run of ironsight with the store left behind (its "
+                  "whole history: no compaction ran): " + "; ".join(journal) + "."]
     return lines + [""]
 
 
