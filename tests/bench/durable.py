@@ -638,6 +638,10 @@ def main() -> None:
     ap.add_argument("--ironsight", default=os.environ.get("IRONSIGHT_BIN", str(compare.IRONSIGHT)),
                     help="the ironsight binary (default: $IRONSIGHT_BIN or target/release)")
     args = ap.parse_args()
+    # SIGTERM (and SIGINT, which a shell's background job ignores) end the run through the
+    # `finally` blocks, which stop the brokers this run started.
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_, n=number: sys.exit(128 + n))
     kinds = args.brokers.split(",")
     if unknown := [k for k in kinds if k not in BROKER_KINDS]:
         sys.exit(f"unknown broker(s) {unknown}; choose from {BROKER_KINDS}")
