@@ -28,7 +28,8 @@ tests/bench/compare.py uses (the broker on the first half, the load generator on
    saturated). Reported per run: messages a second received in the measured window, the
    delivery latency (publish to subscriber, p50/p99), the acknowledgement latency (PUBLISH to
    PUBACK at the publisher, p50/p99: with the store, this is what waits for the disk; a QoS 1
-   delivery to a connected subscriber does not), and the syncs the broker issued.
+   delivery waits only where the subscriber's own PUBACKs made records that hold its
+   connection's output, as in the fan-in), and the syncs the broker issued.
 
    **Counting syncs.** glommio issues ironsight's fdatasync through io_uring, so no syscall
    tracer sees it (strace, perf's syscalls:sys_enter_fdatasync). The kernel's tracepoint
@@ -139,7 +140,8 @@ class StoreIronsight(compare.Ironsight):
         if self.store_dir is not None:
             path = self.workdir / "ironsight.json"
             config = json.loads(path.read_text())
-            config["Store"] = {"EnableDiskPersistence": True, "DiskPersistPath": str(self.store_dir)}
+            config["Store"] = {"EnableDiskPersistence": True,
+                               "DiskPersistPath": str(self.store_dir)}
             path.write_text(json.dumps(config))
         return command
 
@@ -459,7 +461,8 @@ def recovery(broker_cpus, data_root: Path, workdir: Path, sessions: int, queued:
         "sessions": sessions, "queued_per_session": queued, "payload": payload,
         "messages": sessions * queued, "stopped_by": "kill -9",
         "make_sessions_s": round(made_s, 1), "sessions_per_s": round(sessions / made_s),
-        "queue_messages_s": round(queued_s, 1), "messages_per_s": round(sessions * queued / queued_s),
+        "queue_messages_s": round(queued_s, 1),
+        "messages_per_s": round(sessions * queued / queued_s),
         "ready_wall_s": started["ready_wall_s"],
         "start_ms": int(started["ready"]["start_ms"]),
         "recovered": {k: int(v) for k, v in (started["recovered"] or {}).items()
@@ -539,8 +542,8 @@ def qos1_table(results: dict) -> list[str]:
         lines.append(f"| {entry['scenario']} {entry['payload']} B | {share} | {p99} | "
                      f"{per_sync} |")
     journal = [f"{e['scenario']} {e['payload']} B: {size(run['data_bytes'])} for "
-               f"{run['published_total']:,} messages ({run['data_bytes'] / run['published_total']:,.0f} "
-               f"B each)"
+               f"{run['published_total']:,} messages "
+               f"({run['data_bytes'] / run['published_total']:,.0f} B each)"
                for e in results["durable_qos1"]
                for run in [e["brokers"].get("ironsight-store", {}).get("paced", {})]
                if run.get("data_bytes") and run.get("published_total")]
@@ -596,7 +599,8 @@ def recovery_table(r: dict) -> list[str]:
             f"| recovered | {rec.get('sessions', 0):,} sessions, {rec.get('messages', 0):,} "
             f"messages, {rec.get('records', 0):,} records |",
             f"| resident memory after recovery (before the crash) | "
-            f"{size(r['rss_after_recovery_kb'] * 1024)} ({size(r['rss_before_crash_kb'] * 1024)}) |",
+            f"{size(r['rss_after_recovery_kb'] * 1024)} "
+            f"({size(r['rss_before_crash_kb'] * 1024)}) |",
             f"| data directory before the crash, after the restart | "
             f"{size(r['data_bytes_before_crash'])}, {size(r['data_bytes_after_restart'])} |",
             f"| sessions resumed after the restart: messages each | {resumed} |", ""]
