@@ -70,6 +70,7 @@ pub struct Partial {
     pub worker: u32,
     pub connections: ConnCounts,
     pub connack_hist: String,
+    pub ack_hist: String,
     pub latency_hist: String,
     pub messages: MsgCounts,
     pub totals: Totals,
@@ -120,6 +121,7 @@ pub struct Merged {
     pub workers: u32,
     pub connections: ConnCounts,
     pub connack: Latency,
+    pub ack: Latency,
     pub latency: Latency,
     pub messages: MsgCounts,
     pub totals: Totals,
@@ -135,6 +137,7 @@ impl Merged {
         self.connections.merge(&p.connections);
         for (hist, text, name) in [
             (&mut self.connack, &p.connack_hist, "CONNACK"),
+            (&mut self.ack, &p.ack_hist, "acknowledgement"),
             (&mut self.latency, &p.latency_hist, "latency"),
         ] {
             match Latency::from_base64(text) {
@@ -234,6 +237,9 @@ pub struct Report {
     /// µs: publish to decode (request-response: round trip; retained: per subscriber, SUBSCRIBE
     /// to its last retained message).
     pub latency: Summary,
+    /// µs: a window message's PUBLISH to its PUBACK (QoS 1) or PUBCOMP (QoS 2) at the
+    /// publisher; empty at QoS 0. With a durable store this is the wait for the disk.
+    pub ack_latency: Summary,
     /// Publisher-seconds blocked by flow control in the window.
     pub backpressure_s: f64,
     pub window_s: f64,
@@ -343,6 +349,7 @@ impl Report {
             sent_rate,
             received_rate,
             latency: m.latency.summary(),
+            ack_latency: m.ack.summary(),
             backpressure_s: ns_to_s(m.messages.backpressure_ns),
             window_s,
             wall_s: outside.wall_s,
@@ -401,6 +408,13 @@ impl Report {
                 l.p999,
                 l.max,
             );
+            let a = &self.ack_latency;
+            if a.count > 0 {
+                s += &format!(
+                    "acknowledged µs: p50 {} p90 {} p99 {} p99.9 {} max {}\n",
+                    a.p50, a.p90, a.p99, a.p999, a.max,
+                );
+            }
         }
         s += &format!(
             "tool cpu: {:.2} s user, {:.2} s sys ({:.0}% of one core)",
@@ -441,6 +455,8 @@ mod tests {
         }
         let mut c = Latency::new();
         c.record_ns(1_000_000);
+        let mut a = Latency::new();
+        a.record_ns(4_000_000);
         Partial {
             worker,
             connections: ConnCounts {
@@ -452,6 +468,7 @@ mod tests {
                 ..Default::default()
             },
             connack_hist: c.to_base64(),
+            ack_hist: a.to_base64(),
             latency_hist: h.to_base64(),
             messages: MsgCounts {
                 published: 100,
@@ -486,6 +503,7 @@ mod tests {
         assert_eq!(m.messages.published, 200);
         assert_eq!(m.latency.count(), 3);
         assert_eq!(m.connack.count(), 2);
+        assert_eq!(m.ack.count(), 2);
         assert_eq!(m.errors.lines(), ["connect: refused (×2)"]);
     }
 

@@ -236,7 +236,8 @@ fn conn_opens_pings_and_closes_all() {
 }
 
 /// Proves fan-out delivers every window message to every subscriber, at every QoS and in
-/// both protocol families.
+/// both protocol families; and that every window message's acknowledgement (PUBACK, PUBCOMP)
+/// is timed once, none at QoS 0.
 #[test]
 fn fanout_every_qos_both_versions() {
     let broker = start_broker();
@@ -258,6 +259,8 @@ fn fanout_every_qos_both_versions() {
             let r = bench(&broker, &args);
             assert_clean(&r);
             assert_eq!(u(&r, "expected"), u(&r, "published") * 4, "{r}");
+            let acknowledged = if qos == "0" { 0 } else { u(&r, "published") };
+            assert_eq!(r["ack_latency"]["count"], acknowledged, "{r}");
         }
     }
 }

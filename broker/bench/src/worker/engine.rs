@@ -79,6 +79,8 @@ pub struct Engine {
     /// Socket bytes of connections with a link, before the link turns them into MQTT bytes.
     pub(super) wire: BytesMut,
     pub(super) connack: Latency,
+    /// Window messages' PUBLISH to PUBACK (QoS 1) or PUBCOMP (QoS 2).
+    pub(super) ack: Latency,
     pub(super) counts: ConnCounts,
     /// Messages decoded by this worker's subscribers (for progress).
     pub(super) received: u64,
@@ -224,6 +226,7 @@ impl Engine {
             links,
             wire: BytesMut::new(),
             connack: Latency::new(),
+            ack: Latency::new(),
             counts: ConnCounts::default(),
             received: 0,
             connecting: 0,
@@ -494,6 +497,7 @@ impl Engine {
             worker: self.worker,
             connections: self.counts,
             connack_hist: self.connack.to_base64(),
+            ack_hist: self.ack.to_base64(),
             latency_hist: self.acct.latency.to_base64(),
             messages: MsgCounts {
                 published,

@@ -18,9 +18,9 @@ impl Engine {
             Packet::ConnAck(ack) => self.on_connack(i, ack, now),
             Packet::SubAck(ack) => self.on_suback(i, ack, now),
             Packet::Publish(p) => self.on_publish(i, p, now),
-            Packet::PubAck(r) => self.on_ack(i, "PUBACK", r),
-            Packet::PubRec(r) => self.on_ack(i, "PUBREC", r),
-            Packet::PubComp(r) => self.on_ack(i, "PUBCOMP", r),
+            Packet::PubAck(r) => self.on_ack(i, "PUBACK", r, now),
+            Packet::PubRec(r) => self.on_ack(i, "PUBREC", r, now),
+            Packet::PubComp(r) => self.on_ack(i, "PUBCOMP", r, now),
             Packet::PubRel(r) => {
                 let comp = Packet::PubComp(PubResponse::success(r.packet_id));
                 self.conns[i].queue(&comp, self.version);
@@ -182,7 +182,7 @@ impl Engine {
         }
     }
 
-    fn on_ack(&mut self, i: usize, name: &'static str, r: PubResponse) {
+    fn on_ack(&mut self, i: usize, name: &'static str, r: PubResponse, now: u64) {
         let Some(slot) = self.conns[i].sender else {
             self.close(i, Some(format!("{name} to a client that does not publish")));
             return;
@@ -200,6 +200,7 @@ impl Engine {
             self.close(i, Some(format!("{name} at QoS 0")));
             return;
         };
+        // Ok(Some(sent)): a timed exchange ended.
         let result = match name {
             "PUBACK" => window.on_puback(r.packet_id),
             "PUBREC" => window.on_pubrec(r.packet_id, accepted).map(|send_rel| {
@@ -207,11 +208,17 @@ impl Engine {
                     let rel = Packet::PubRel(PubResponse::success(r.packet_id));
                     self.conns[i].queue(&rel, self.version);
                 }
+                None
             }),
             _ => window.on_pubcomp(r.packet_id),
         };
         match result {
-            Ok(()) => self.wake(slot),
+            Ok(sent) => {
+                if let (Some(sent), true) = (sent, accepted) {
+                    self.ack.record_ns(now.saturating_sub(sent));
+                }
+                self.wake(slot)
+            }
             Err(e) => self.close(i, Some(e.to_string())),
         }
     }

@@ -158,11 +158,12 @@ impl Sender {
         }
     }
 
-    fn packet_id(&mut self, qos: QoS) -> Option<PacketId> {
+    /// A packet id for a PUBLISH at `qos` (none at QoS 0); `timed`: see [`InflightWindow::acquire`].
+    fn packet_id(&mut self, qos: QoS, timed: Option<u64>) -> Option<PacketId> {
         if qos == QoS::AtMostOnce {
             return None;
         }
-        let id = self.window.as_mut()?.acquire(qos);
+        let id = self.window.as_mut()?.acquire(qos, timed);
         assert!(id.is_some(), "room was checked before encoding");
         id
     }
@@ -195,14 +196,16 @@ impl Sender {
             if t >= window.end_ns {
                 break;
             }
-            let seq = self.next_seq(t >= window.start_ns);
+            let in_window = t >= window.start_ns;
+            let seq = self.next_seq(in_window);
             let header = Header {
                 run_id: ctx.run_id,
                 publisher: self.publisher_id,
                 seq,
                 sent_ns: t,
             };
-            let id = self.packet_id(self.qos);
+            // Only the window counts: its messages' acknowledgements are timed.
+            let id = self.packet_id(self.qos, in_window.then_some(t));
             self.encode_flow(conn, ctx, id, &header);
             sent += 1;
         }
@@ -272,7 +275,7 @@ impl Sender {
             };
             let packet_id = match qos {
                 QoS::AtMostOnce => None,
-                _ => self.window.as_mut().and_then(|w| w.acquire(qos)),
+                _ => self.window.as_mut().and_then(|w| w.acquire(qos, None)),
             };
             let publish = Publish {
                 dup: false,
@@ -370,7 +373,7 @@ impl Sender {
             let Some(window) = self.window.as_mut() else {
                 return Next::WaitAck;
             };
-            let Some(id) = window.acquire(QoS::AtLeastOnce) else {
+            let Some(id) = window.acquire(QoS::AtLeastOnce, None) else {
                 return Next::WaitAck;
             };
             let Some(r) = pending.pop_front() else {
