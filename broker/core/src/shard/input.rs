@@ -136,11 +136,18 @@ impl Shard {
     }
 
     /// One whole packet. What it made the journal record holds the connection's output (its
-    /// acknowledgement among it) until the records are durable (`shard/durability.rs`).
+    /// acknowledgement among it) until the records are durable (`shard/durability.rs`). Not
+    /// for the client's own PUBACK and PUBCOMP: they are answered with nothing, and the records
+    /// they make (the message released, the next ones sent at QoS 1) promise the client
+    /// nothing. Losing them in a crash means a QoS 1 message comes again, which QoS 1 allows;
+    /// a QoS 2 message they send holds the output itself (`deliver.rs`).
     fn on_frame(&mut self, conn: ConnId, now: Instant, frame: Bytes) {
         let mark = self.journal_mark();
+        let promises = !matches!(frame[0] >> 4, packet_type::PUBACK | packet_type::PUBCOMP);
         self.dispatch_frame(conn, now, frame);
-        self.hold_output(conn, mark);
+        if promises {
+            self.hold_output(conn, mark);
+        }
     }
 
     fn dispatch_frame(&mut self, conn: ConnId, now: Instant, frame: Bytes) {

@@ -262,3 +262,39 @@ fn a_full_store_refuses_new_durable_work_only() {
     );
     assert_eq!(payloads(&b.publishes(&mut d)), [b"q1"]);
 }
+
+/// Proves a subscriber's own PUBACK does not hold its output: the next QoS 1 message goes out
+/// at once though the PUBACK made a record (the message released) that is not durable yet.
+#[test]
+fn a_subscribers_puback_does_not_hold_its_deliveries() {
+    let mut b = on_disk(1);
+    let mut d = connect_raw(&mut b, connect("d", V311, false));
+    b.send(&mut d, subscribe(1, &[("t", opts(QoS::AtLeastOnce))]));
+    sync(&mut b);
+    b.received(&mut d);
+    let (mut p, _) = b.connect(connect("p", V311, true));
+    b.send(
+        &mut p,
+        Packet::Publish(publish("t", b"1", QoS::AtLeastOnce, Some(1))),
+    );
+    let first = b.publishes(&mut d);
+    sync(&mut b);
+    b.send(
+        &mut d,
+        Packet::PubAck(ack(first[0].packet_id.unwrap().get(), ReasonCode::Success)),
+    );
+    let made = b.shards[0].records_made();
+    b.send(
+        &mut p,
+        Packet::Publish(publish("t", b"2", QoS::AtLeastOnce, Some(2))),
+    );
+    assert_eq!(
+        payloads(&b.publishes(&mut d)),
+        [b"2"],
+        "not held behind the PUBACK's record"
+    );
+    assert!(
+        b.shards[0].records_made() > made,
+        "the PUBACK and the delivery made records"
+    );
+}
