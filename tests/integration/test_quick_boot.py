@@ -1,0 +1,102 @@
+"""The quick boot of the appliance (issue 12): Debian's kernel and a small initramfs holding the
+broker (image/quick-boot/build), booted in QEMU with its user-mode network and one port forwarded
+from the host's loopback to the guest's 1883. An MQTT client on the host must reach the broker
+in the guest through that port within a bound.
+
+/dev/kvm exists on these machines but guests hang in it, so QEMU emulates the CPU (TCG): the
+boot takes about ten seconds on a quiet machine, longer while other work shares its two CPUs.
+The full disk image (UEFI, systemd, sshd) is booted by image/boot-test, outside tests/run.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from broker import free_port
+from helpers import V5, V311, Client
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "image" / "quick-boot" / "build"
+OUT = REPO / "target" / "image" / "quick-boot"
+#: Building the image: downloading Debian's kernel package the first time (70 MB), then a few
+#: seconds of packing.
+BUILD_TIMEOUT_S = 300
+#: From QEMU's start to the broker's `ready` line on the guest's console, emulated. Measured
+#: 10 to 15 s; the bound leaves room for a machine busy with other builds.
+BOOT_TIMEOUT_S = 120
+#: Memory of the guest: the broker, the kernel and the initramfs unpacked in it.
+GUEST_MEMORY_MIB = 512
+
+
+@pytest.fixture(scope="module")
+def image() -> Path:
+    """The quick-boot kernel and initramfs, built from the current release binary."""
+    # The build takes IRONSIGHT_BIN from the environment, as the rest of the suite does.
+    done = subprocess.run([str(BUILD), str(OUT)], capture_output=True, text=True,
+                          timeout=BUILD_TIMEOUT_S)
+    assert done.returncode == 0, f"image/quick-boot/build failed: {done.stderr[-3000:]}"
+    assert "quick-boot image:" in done.stdout, done.stdout
+    return OUT
+
+
+@pytest.fixture(scope="module")
+def guest(image, tmp_path_factory):
+    """The booted guest: its forwarded port on the host, and its console log."""
+    port = free_port()
+    console = tmp_path_factory.mktemp("quick-boot") / "console.log"
+    command = ["qemu-system-x86_64", "-m", str(GUEST_MEMORY_MIB), "-smp", "1",
+               "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.cpio.gz"),
+               # panic=-1 and -no-reboot: a guest that fails ends QEMU instead of looping.
+               "-append", "console=ttyS0 panic=-1", "-nographic", "-no-reboot",
+               "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:1883",
+               "-device", "virtio-net-pci,netdev=n0"]
+    with open(console, "wb") as out:
+        qemu = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        began = time.monotonic()
+        while " ready " not in console.read_text(errors="replace"):
+            assert qemu.poll() is None, f"QEMU ended: {console.read_text(errors='replace')[-3000:]}"
+            assert time.monotonic() - began < BOOT_TIMEOUT_S, \
+                f"no 'ready' within {BOOT_TIMEOUT_S}s: {console.read_text(errors='replace')[-3000:]}"
+            time.sleep(0.2)
+        yield SimpleNamespace(host="127.0.0.1", port=port, console=console,
+                              boot_s=time.monotonic() - began)
+    finally:
+        qemu.kill()
+        qemu.wait(10)
+
+
+def test_the_guest_runs_debians_kernel_and_the_broker(guest):
+    """Proves what booted is the image's: Debian's kernel, the network init brought up, and the
+    broker's own start lines on the guest's console."""
+    text = guest.console.read_text(errors="replace")
+    assert "Linux version" in text and "Debian" in text, text[:2000]
+    assert "init: network up:" in text and "10.0.2.15/24" in text, text[-3000:]
+    assert "listening endpoint=DemoEndpoint" in text, text[-3000:]
+
+
+@pytest.mark.parametrize("proto", [V311, V5], ids=["v311", "v5"])
+def test_a_client_on_the_host_reaches_the_broker_in_the_guest(guest, proto):
+    """Proves an MQTT client on the host publishes through the forwarded port to a subscriber
+    on the same port, at QoS 1, and that the broker in the guest kept running."""
+    topic = f"quick-boot/{proto}"
+    sub = Client(guest, proto, client_id=f"qb-sub-{proto}")
+    pub = Client(guest, proto, client_id=f"qb-pub-{proto}")
+    try:
+        # Emulated, the guest answers slower than a broker on the host: generous bounds.
+        assert sub.connect(timeout=30).reason == 0
+        sub.subscribe(topic, qos=1)
+        assert pub.connect(timeout=30).reason == 0
+        pub.publish(topic, b"from the host", qos=1)
+        got = sub.wait_messages(1, timeout=30)
+        assert [(m.topic, m.payload, m.qos) for m in got] == [(topic, b"from the host", 1)]
+    finally:
+        sub.close()
+        pub.close()
+    assert "ironsight exited" not in guest.console.read_text(errors="replace")
