@@ -10,6 +10,7 @@ The full disk image (UEFI, systemd, sshd) is booted by image/boot-test, outside 
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -31,6 +32,9 @@ BUILD_TIMEOUT_S = 300
 BOOT_TIMEOUT_S = 120
 #: Memory of the guest: the broker, the kernel and the initramfs unpacked in it.
 GUEST_MEMORY_MIB = 512
+#: CPUs of the guest: one for housekeeping (the card's interrupts) and two for shards, as
+#: ironsight-tune lays out a machine with fewer than seventeen.
+GUEST_CPUS = 3
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +53,7 @@ def guest(image, tmp_path_factory):
     """The booted guest: its forwarded port on the host, and its console log."""
     port = free_port()
     console = tmp_path_factory.mktemp("quick-boot") / "console.log"
-    command = ["qemu-system-x86_64", "-m", str(GUEST_MEMORY_MIB), "-smp", "1",
+    command = ["qemu-system-x86_64", "-m", str(GUEST_MEMORY_MIB), "-smp", str(GUEST_CPUS),
                "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.cpio.gz"),
                # panic=-1 and -no-reboot: a guest that fails ends QEMU instead of looping.
                "-append", "console=ttyS0 panic=-1", "-nographic", "-no-reboot",
@@ -79,6 +83,22 @@ def test_the_guest_runs_debians_kernel_and_the_broker(guest):
     assert "Linux version" in text and "Debian" in text, text[:2000]
     assert "init: network up:" in text and "10.0.2.15/24" in text, text[-3000:]
     assert "listening endpoint=DemoEndpoint" in text, text[-3000:]
+
+
+def test_the_kernel_is_tuned_and_the_broker_runs_on_the_shard_cpus(guest):
+    """Proves the appliance's tuning took effect in the guest: the static sysctls as the
+    kernel reports them, the card's interrupts and receive processing on the housekeeping CPU
+    (read back from /proc and /sys by init, not the script's own word), and the broker's
+    shards on the other CPUs, from the layout file ironsight-tune wrote."""
+    text = guest.console.read_text(errors="replace")
+    assert "init: sysctl fs.nr_open=2097152 net.core.somaxconn=65535" in text, text[-3000:]
+    assert "ironsight-tune: layout: 3 CPUs online (0-2); housekeeping 0; shards 1,2" in text, \
+        text[-3000:]
+    affinities = re.findall(r"init: irq (\d+) affinity (\S+)", text)
+    assert affinities, text[-3000:]
+    assert {cpus for _, cpus in affinities} == {"0"}, affinities
+    assert "init: rps_cpus 1" in text, text[-3000:]
+    assert re.search(r"starting shards=2 cpus=\[1, 2\]", text), text[-3000:]
 
 
 @pytest.mark.parametrize("proto", [V311, V5], ids=["v311", "v5"])
