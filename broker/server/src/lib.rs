@@ -15,8 +15,9 @@
 //! - [`store`]: the durable store at start: the data directory locked and read back, the new
 //!   generation of journals committed once every shard's snapshot is in it.
 //! - [`journal`]: a shard's journal on disk: records gathered as the core makes them, one
-//!   write and one `fdatasync` per batch, then "durable up to n" back to the core.
+//!   `O_DSYNC` write per batch, then "durable up to n" back to the core.
 //! - [`log_budget`]: a bound on log lines a second, so that a flood of refusals is counted.
+//! - [`notify`]: readiness for systemd (`READY=1` on `NOTIFY_SOCKET`).
 //! - [`reload`]: certificates and revocation lists read again on SIGHUP and when they change.
 //! - [`transport`]: everything between a socket and MQTT bytes: plain, parking, sending,
 //!   lingering.
@@ -36,6 +37,7 @@ pub mod journal;
 pub mod link;
 pub mod listen;
 pub mod log_budget;
+pub mod notify;
 pub mod overflow;
 pub mod reload;
 pub mod runtime;

@@ -30,7 +30,7 @@ use crate::store::{self, OnCorruption};
 use crate::transport::park::{Parking, TokenReader};
 use crate::transport::{tls, EndpointTransport};
 use crate::verdicts::Verdicts;
-use crate::{listen, reload};
+use crate::{listen, notify, reload};
 
 /// Messages a channel between two shards holds before the sender's overflow takes over.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -137,11 +137,11 @@ pub fn run(options: Options) -> Result<(), String> {
     // "ready" is: every shard accepts. (A shard that fails first drops its sender, and stops
     // the others, which drop theirs.)
     if ready.iter().take(shards).count() == shards {
-        tracing::info!(
-            shards,
-            start_ms = started_at.elapsed().as_millis() as u64,
-            "ready"
-        );
+        let start_ms = started_at.elapsed().as_millis() as u64;
+        tracing::info!(shards, start_ms, "ready");
+        if let Err(error) = notify::ready(&format!("ready: {shards} shards")) {
+            tracing::warn!(%error, "cannot tell systemd the broker is ready (NOTIFY_SOCKET)");
+        }
     }
     drop(ready);
     let mut failed = None;
