@@ -6,6 +6,8 @@
 //!
 //! - `frame`: one frame: magic byte, CRC-32C, kind, body length, body; [`frame::encode`]
 //!   appends one to a batch buffer, [`frame::decode`] reads one back.
+//! - `batch`: one batch, what one write makes durable: a header (where the batch lies, its
+//!   length, a CRC over it) and frames; [`batch::Batch`] gathers them and seals the header.
 //! - `segment`: segment files: their names (`shard-<n>/<sequence>.seg`), the header each
 //!   begins with ([`segment::SegmentHeader`]) and [`segment::SEGMENT_BYTES`].
 //! - `scan`: where a segment's good frames end, and whether a bad frame there is a torn tail
@@ -21,6 +23,7 @@
 //! - `disk_probe`: the disk's own `fdatasync` latency and rate ([`disk_probe::probe_sync`]),
 //!   printed beside every durable benchmark; `examples/disk_sync.rs` prints it as JSON.
 
+pub mod batch;
 pub mod disk_probe;
 pub mod frame;
 pub mod lock;
