@@ -187,6 +187,8 @@ class Broker:
         if self.kind == "ironsight" and not os.access(IRONSIGHT_BIN, os.X_OK):
             raise RuntimeError(f"no ironsight binary at {IRONSIGHT_BIN}: build it with "
                                "`cargo build --release` or set IRONSIGHT_BIN")
+        # The log is appended to across restarts: only a "ready" after these is this start's.
+        ready_before = len(self.log_lines(r"\bready\b"))
         log = open(self.log_path, "ab")
         log.write(f"--- starting {self.kind} on port {self.port}: {self.config}\n".encode())
         log.flush()
@@ -197,18 +199,25 @@ class Broker:
         log.close()
         self.stopped_by_us = False
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not port_open(self.host, self.port):
+        self._wait_starting(lambda: port_open(self.host, self.port), deadline,
+                            f"listen on {self.port}")
+        if self.kind == "ironsight":
+            # The port opens when it is bound; the broker answers once every shard runs. In
+            # between it reads its durable store, and may refuse to start (a damaged journal).
+            self._wait_starting(lambda: len(self.log_lines(r"\bready\b")) > ready_before,
+                                deadline, "get ready")
+
+    def _wait_starting(self, started, deadline: float, what: str) -> None:
+        """Wait until `started()`; raise if the broker exits first or `deadline` passes."""
+        while not started():
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} exited with {self.proc.returncode} at start:\n"
                                    + self.log_text())
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"{self.kind} did not listen on {self.port} within "
-                                   f"{START_TIMEOUT_S}s:\n" + self.log_text())
+                raise RuntimeError(f"{self.kind} did not {what} within {START_TIMEOUT_S}s:\n"
+                                   + self.log_text())
             time.sleep(0.02)
-        if self.kind == "ironsight":
-            # The port opens when it is bound; the broker answers once every shard runs.
-            self.wait_log(r"\bready\b", timeout=max(0.1, deadline - time.monotonic()))
 
     def stop(self) -> None:
         """SIGTERM, wait, then SIGKILL after STOP_TIMEOUT_S."""

@@ -255,15 +255,63 @@ def offline_payloads(b: Broker, count: int) -> list[bytes]:
 
 
 def test_a_torn_tail_is_cut_and_the_rest_recovered(durable, tmp_path):
-    """A crash mid-write leaves the journal's last frame cut short: the broker starts, says it
+    """A crash mid-write leaves the journal's last batch cut short: the broker starts, says it
     cut a torn tail, and everything before it is there."""
     queue_messages(durable, 5)
     crash(durable)
     newest = max(segments(durable, tmp_path), key=lambda p: p.stat().st_size)
     with open(newest, "ab") as f:
-        f.write(bytes([0xD5, 1, 2, 3, 4, 7, 50, 0, 0, 0, 1, 2]))  # a frame header, body cut
+        f.write(bytes([0xBA, 1, 2, 3, 4, 5, 6]))  # a batch header, cut
     durable.start()
     durable.wait_log("torn tail")
+    assert offline_payloads(durable, 5) == [f"m{i}".encode() for i in range(5)]
+
+
+#: docs/store.md, "Files": a segment's header, then batches, each a header and frames.
+SEGMENT_HEADER_BYTES = 30
+BATCH_HEADER_BYTES = 33
+#: Where a batch header holds the length of its frames (u64, little-endian).
+BATCH_FRAMES_LEN_AT = 21
+PAGE = 4096
+
+
+def batches(segment: Path) -> list[tuple[int, int]]:
+    """(offset, length) of each batch of a segment, header included, from the lengths their
+    headers give (the reader checks the rest)."""
+    data = segment.read_bytes()
+    found, at = [], SEGMENT_HEADER_BYTES
+    while at < len(data):
+        field = data[at + BATCH_FRAMES_LEN_AT:at + BATCH_FRAMES_LEN_AT + 8]
+        length = BATCH_HEADER_BYTES + int.from_bytes(field, "little")
+        found.append((at, length))
+        at += length
+    assert at == len(data), f"{segment}: batches end at {at}, the file at {len(data)}"
+    return found
+
+
+def test_a_hole_in_the_last_batch_is_a_torn_tail(durable, tmp_path):
+    """A power cut during the last batch's write can leave a page in its middle unwritten
+    (zeros) with good records after it. Nothing in that batch was acknowledged when the power
+    went, so the broker starts, cuts the whole batch as a torn tail at its first byte, and
+    everything before it is there. The last batch here is a 16 KiB message queued for an offline
+    session; a page of zeros goes in the middle of its payload, before the record that queues
+    it."""
+    queue_messages(durable, 5)
+    pub = Client(durable, V311, "pub")
+    pub.connect()
+    pub.publish("q", bytes(range(256)) * 64, qos=1)
+    pub.close()
+    crash(durable)
+    last = {seg: batches(seg)[-1] for seg in segments(durable, tmp_path)}
+    segment, (batch, length) = max(last.items(), key=lambda item: item[1][1])
+    assert length > 16 * 1024, last
+    hole = (batch + length // 2) // PAGE * PAGE
+    assert batch + BATCH_HEADER_BYTES < hole and hole + PAGE < batch + length - 100
+    data = bytearray(segment.read_bytes())
+    data[hole:hole + PAGE] = bytes(PAGE)
+    segment.write_bytes(bytes(data))
+    durable.start()
+    durable.wait_log(rf"{re.escape(str(segment))}, byte offset {batch}: torn tail")
     assert offline_payloads(durable, 5) == [f"m{i}".encode() for i in range(5)]
 
 

@@ -1,9 +1,11 @@
 //! A shard's journal on disk (`docs/store.md`, "Group commit" and "Compaction"). The core's
 //! records are encoded into the shard's batch as they are made, with no I/O and no waiting on
-//! the message path; the shard's journal task writes the batch with one io_uring write and one
-//! `fdatasync`, then tells the core how many records are durable, which releases the output they
-//! held. While one sync runs, the next batch gathers: a disk round trip per batch, however many
-//! records (and clients) it holds.
+//! the message path, into a [`Batch`] whose header's room is reserved when it begins; the
+//! shard's journal task takes the batch, and the segment writer fills in its header (one CRC
+//! pass) and writes it with one io_uring write to a segment opened `O_DSYNC`, then the task
+//! tells the core how many records are durable, which releases the output they held. While one
+//! write runs, the next batch gathers: a disk round trip per batch, however many records (and
+//! clients) it holds.
 //!
 //! The same task keeps the files bounded by the live state: once the journal written since the
 //! last snapshot outgrows twice that snapshot (and four segments), it begins a new segment and
@@ -20,6 +22,7 @@ use std::task::{Poll, Waker};
 
 use ironsight_core::journal::{Journal, Record};
 use ironsight_core::shard::SnapshotCursor;
+use ironsight_store::batch::Batch;
 use ironsight_store::records::{Clock, RecordEncoder};
 use ironsight_store::segment::SegmentHeader;
 use ironsight_store::writer::{SegmentWriter, WriteError};
@@ -39,7 +42,7 @@ pub const SNAPSHOT_SLICE: usize = 256;
 
 /// What the core has recorded and the journal task has not written yet.
 struct Gathering {
-    bytes: Vec<u8>,
+    batch: Batch,
     /// Records made since the shard started (the core counts the same).
     records: u64,
     encoder: RecordEncoder,
@@ -61,7 +64,9 @@ pub struct FullShards(AtomicUsize);
 impl Journal for DiskJournal {
     fn record(&mut self, record: Record<'_>) {
         let gathering = &mut *self.gathering.borrow_mut();
-        gathering.encoder.encode(&record, &mut gathering.bytes);
+        gathering
+            .encoder
+            .encode(&record, gathering.batch.frames_out());
         gathering.records += 1;
         if let Some(task) = gathering.waiting.take() {
             task.wake();
@@ -83,8 +88,8 @@ pub struct JournalWriter {
     writer: SegmentWriter,
     full: Arc<FullShards>,
     segment_bytes: u64,
-    /// The previous batch's buffer, cleared, kept for its capacity.
-    spare: Vec<u8>,
+    /// The previous batch, cleared, kept for its capacity.
+    spare: Batch,
     /// Bytes written since the last snapshot began.
     since_snapshot: u64,
     /// Bytes from the last snapshot's start to its end: what the live state takes, at most.
@@ -116,14 +121,10 @@ pub async fn open(
     segment_bytes: u64,
     full: Arc<FullShards>,
 ) -> Result<(DiskJournal, JournalWriter), WriteError> {
-    let header = SegmentHeader {
-        shard,
-        shard_count,
-        sequence: 0,
-    };
+    let header = SegmentHeader::new(shard, shard_count, 0);
     let writer = SegmentWriter::create(dir, header, segment_bytes).await?;
     let gathering = Rc::new(RefCell::new(Gathering {
-        bytes: Vec::new(),
+        batch: Batch::new(),
         records: 0,
         encoder: RecordEncoder::new(Clock::now()),
         waiting: None,
@@ -137,7 +138,7 @@ pub async fn open(
         writer,
         full,
         segment_bytes,
-        spare: Vec::new(),
+        spare: Batch::new(),
         since_snapshot: 0,
         snapshot_bytes: 0,
         compaction: Compaction::Idle,
@@ -150,7 +151,7 @@ impl JournalWriter {
     pub async fn gathered(&self) {
         futures_lite::future::poll_fn(|cx| {
             let mut gathering = self.gathering.borrow_mut();
-            if gathering.bytes.is_empty() {
+            if gathering.batch.is_empty() {
                 gathering.waiting = Some(cx.waker().clone());
                 Poll::Pending
             } else {
@@ -162,26 +163,25 @@ impl JournalWriter {
 
     /// Writes and syncs what gathered; returns how many records are durable now.
     pub async fn write(&mut self) -> Result<u64, WriteError> {
-        let (batch, records) = {
+        let (mut batch, records) = {
             let mut gathering = self.gathering.borrow_mut();
             let spare = std::mem::take(&mut self.spare);
-            let batch = std::mem::replace(&mut gathering.bytes, spare);
+            let batch = std::mem::replace(&mut gathering.batch, spare);
             // The next batch names its messages again, and takes the clocks afresh.
             gathering.encoder.new_batch(Clock::now());
             (batch, gathering.records)
         };
         if !batch.is_empty() {
-            if let Err(error) = self.writer.append(&batch).await {
-                // Nothing of it is on disk (the writer cut the file back): it goes again,
-                // ahead of what gathered since.
+            if let Err(error) = self.writer.append(&mut batch).await {
+                // Nothing of it is on disk (the writer cut the file back): it goes again, one
+                // batch with what gathered since, under one header.
                 let mut gathering = self.gathering.borrow_mut();
-                let since = std::mem::replace(&mut gathering.bytes, batch);
-                gathering.bytes.extend_from_slice(&since);
+                let since = std::mem::replace(&mut gathering.batch, batch);
+                gathering.batch.append(&since);
                 return Err(error);
             }
             self.since_snapshot += batch.len() as u64;
         }
-        let mut batch = batch;
         batch.clear();
         // A batch far larger than the usual (the snapshot at start, a burst) does not keep its
         // memory for the rest of the shard's life.

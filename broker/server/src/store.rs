@@ -217,7 +217,7 @@ fn read_shard(shard_dir: &Path, recovery: &mut Recovery) -> Result<(), Unreadabl
             })
     })?;
     if let Some(torn) = &read.torn {
-        tracing::warn!(%torn, "journal ends in a torn write (the broker stopped mid-write); cut there");
+        tracing::warn!(%torn, "journal ends in a torn write (the broker or the machine stopped during it, so nothing in it was acknowledged); cut there");
         reader::cut_torn_tail(torn)?;
     }
     Ok(())

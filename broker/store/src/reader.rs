@@ -1,10 +1,13 @@
 //! Reading a shard's journal back at start, and repairing its end.
 //!
 //! [`read_shard`] reads `shard-<n>/`'s segments in sequence order, one file in memory at a
-//! time, and hands every good frame to the caller with the file and offset it came from. A torn
-//! tail ends the read quietly and is reported in [`ShardRead::torn`]: [`cut_torn_tail`] cuts it
-//! off. Corruption stops the read with a [`Corruption`] that names the file and byte offset:
-//! [`recover_truncate`] is the documented way past it (`docs/store.md`, "Files").
+//! time, and hands every frame of its good batches to the caller with the file and offset it
+//! came from. A torn tail (damage in the newest segment's last batch, `scan.rs`) ends the read
+//! quietly and is reported in [`ShardRead::torn`]: [`cut_torn_tail`] cuts it off at the batch's
+//! start. Corruption stops the read with a [`Corruption`] that names the file and byte offset:
+//! [`recover_truncate`] is the documented way past it (`docs/store.md`, "Files"). A segment of
+//! another format version is refused as such ([`ReadError::Format`]), not as corruption: there
+//! is nothing to repair, and `--recover-truncate` would remove it.
 //!
 //! [`read_segment`] is the same over one segment's bytes, which is what the fuzzer drives.
 //!
@@ -12,8 +15,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use crate::batch::{self, BatchError};
 use crate::frame::FrameError;
 use crate::scan::{self, End, NotTorn};
 use crate::segment::{self, HeaderError, SegmentHeader, SEGMENT_HEADER_BYTES};
@@ -38,7 +43,8 @@ pub struct ShardRead {
     pub torn: Option<TornTail>,
 }
 
-/// The end of a shard's newest segment that a crash cut short: everything from `offset` on.
+/// The end of a shard's newest segment that a crash cut short or tore: everything from
+/// `offset` on (a batch's start, or 0 for a segment whose header was never written whole).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}, byte offset {offset}: torn tail ({tear})", file.display())]
 pub struct TornTail {
@@ -49,10 +55,10 @@ pub struct TornTail {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Tear {
-    #[error("the segment header is cut short")]
+    #[error("the segment header was not written whole, and nothing follows it")]
     Header,
-    #[error(transparent)]
-    Frame(FrameError),
+    #[error("the last batch: {0}")]
+    Batch(BatchError),
 }
 
 /// Damage a crash cannot explain: the start stops here.
@@ -66,8 +72,18 @@ pub struct Corruption {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Damage {
-    #[error("bad frame ({error}), and it is not a torn tail: {why}")]
-    Frame { error: FrameError, why: NotTorn },
+    /// `Corruption::offset` is where the damage begins: the first bad frame in the batch, or
+    /// the batch's start.
+    #[error(
+        "bad batch at byte offset {batch} ({error}{}), and it is not a torn tail: {why}",
+        frame.map(|e| format!("; its first bad frame: {e}")).unwrap_or_default()
+    )]
+    Batch {
+        batch: u64,
+        error: BatchError,
+        frame: Option<FrameError>,
+        why: NotTorn,
+    },
     #[error("bad segment header: {0}")]
     Header(HeaderError),
     #[error("segment {missing} is missing before this one")]
@@ -80,6 +96,8 @@ pub enum ReadError {
     Io { path: PathBuf, source: io::Error },
     #[error("{}: not a shard directory (shard-<n>) or segment file (<20 digits>.seg) name", path.display())]
     BadName { path: PathBuf },
+    #[error("{}: {error}", path.display())]
+    Format { path: PathBuf, error: HeaderError },
     #[error(transparent)]
     Corrupt(#[from] Corruption),
 }
@@ -188,9 +206,14 @@ pub fn read_segment<E: From<ReadError>>(
             torn: Some(torn),
         });
     };
-    let end = scan::scan(bytes, SEGMENT_HEADER_BYTES, place.newest).map_err(|c| {
-        let (error, why) = (c.error, c.why);
-        corrupt(file, c.offset as u64, Damage::Frame { error, why })
+    let end = scan::scan(bytes, SEGMENT_HEADER_BYTES, header.salt, place.newest).map_err(|c| {
+        let damage = Damage::Batch {
+            batch: c.batch as u64,
+            error: c.error,
+            frame: c.frame.map(|(_, error)| error),
+            why: c.why,
+        };
+        corrupt(file, c.offset() as u64, damage)
     })?;
     let mut frames = 0;
     for (offset, frame) in scan::frames(bytes, SEGMENT_HEADER_BYTES, end.good_until(bytes.len())) {
@@ -207,7 +230,7 @@ pub fn read_segment<E: From<ReadError>>(
         End::Torn { offset, error } => Some(TornTail {
             file: file.to_owned(),
             offset: offset as u64,
-            tear: Tear::Frame(error),
+            tear: Tear::Batch(error),
         }),
     };
     Ok(SegmentRead {
@@ -217,13 +240,25 @@ pub fn read_segment<E: From<ReadError>>(
     })
 }
 
-/// The segment's header, checked against where the file lies; none if a crash cut it short
-/// in the newest segment (the writer syncs a header before anything goes after it).
+/// The segment's header, checked against where the file lies; none if a crash tore it in the
+/// newest segment. The writer writes a header as a write of its own and lets nothing follow
+/// it until it is durable, so a header that is bad or cut short with nothing after it is that
+/// write torn (a cut, or a hole: zeros or old bytes).
 fn segment_header(bytes: &[u8], place: Place<'_>) -> Result<Option<SegmentHeader>, ReadError> {
     let bad = |error| corrupt(place.file, 0, Damage::Header(error));
     let header = match SegmentHeader::decode(bytes) {
         Ok(header) => header,
-        Err(HeaderError::Short) if place.newest => return Ok(None),
+        Err(error @ HeaderError::UnsupportedVersion { .. }) => {
+            return Err(ReadError::Format {
+                path: place.file.to_owned(),
+                error,
+            })
+        }
+        Err(HeaderError::Short | HeaderError::BadMagic | HeaderError::BadCrc)
+            if place.newest && bytes.len() <= SEGMENT_HEADER_BYTES =>
+        {
+            return Ok(None)
+        }
         Err(error) => return Err(bad(error)),
     };
     header
@@ -240,7 +275,7 @@ fn corrupt(file: &Path, offset: u64, damage: Damage) -> ReadError {
     })
 }
 
-/// Cuts a torn tail off, durably: the file ends where its good frames end (a segment whose
+/// Cuts a torn tail off, durably: the file ends where its good batches end (a segment whose
 /// header was torn holds nothing and is removed).
 pub fn cut_torn_tail(torn: &TornTail) -> Result<(), ReadError> {
     if torn.offset < SEGMENT_HEADER_BYTES as u64 {
@@ -251,9 +286,12 @@ pub fn cut_torn_tail(torn: &TornTail) -> Result<(), ReadError> {
 }
 
 /// The documented recovery from corruption: keep everything before the damage. The damaged
-/// segment is cut at the damaged frame (removed, if its header is the damage), and every later
-/// segment of the shard is removed. The frames a read before this handed out past the damage
-/// are gone: read the shard again.
+/// segment is cut where the damage begins (removed, if its header is the damage), and every
+/// later segment of the shard is removed. Damage that begins inside a batch, at a bad frame
+/// after good ones, keeps those: the batch's header is written again for them (first, and
+/// synced, so that a crash between the two steps leaves either the old batch, still corrupt,
+/// or the new one followed by bytes that are no batch, which the next read reports again).
+/// The frames a read before this handed out past the damage are gone: read the shard again.
 pub fn recover_truncate(corruption: &Corruption) -> Result<Recovered, ReadError> {
     let file = &corruption.file;
     let shard_dir = file
@@ -272,9 +310,16 @@ pub fn recover_truncate(corruption: &Corruption) -> Result<Recovered, ReadError>
         }
     }
     let truncated = match corruption.damage {
-        Damage::Frame { .. } => {
-            truncate_durably(file, corruption.offset)?;
-            Some((file.clone(), corruption.offset))
+        Damage::Batch { batch, .. } => {
+            let frames = batch + batch::HEADER_BYTES as u64;
+            let keep = if corruption.offset > frames {
+                rewrite_batch_header(file, batch, corruption.offset)?;
+                corruption.offset
+            } else {
+                batch
+            };
+            truncate_durably(file, keep)?;
+            Some((file.clone(), keep))
         }
         Damage::Header(_) | Damage::Gap { .. } => {
             remove_durably(file)?;
@@ -312,6 +357,25 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf)>, ReadError> {
     Ok(entries)
 }
 
+/// Writes the header of the batch at `batch` again, for its frames up to `until`, durably.
+fn rewrite_batch_header(file: &Path, batch: u64, until: u64) -> Result<(), ReadError> {
+    let bytes = fs::read(file).map_err(|source| io_error(file, source))?;
+    let salt = SegmentHeader::decode(&bytes)
+        .map_err(|error| corrupt(file, 0, Damage::Header(error)))?
+        .salt;
+    let frames = bytes
+        .get(batch as usize + batch::HEADER_BYTES..until as usize)
+        .ok_or_else(|| io_error(file, io::ErrorKind::UnexpectedEof.into()))?;
+    let header = batch::header(salt, batch, frames);
+    let f = OpenOptions::new()
+        .write(true)
+        .open(file)
+        .map_err(|source| io_error(file, source))?;
+    f.write_all_at(&header, batch)
+        .and_then(|()| f.sync_data())
+        .map_err(|source| io_error(file, source))
+}
+
 fn truncate_durably(file: &Path, len: u64) -> Result<(), ReadError> {
     let f = OpenOptions::new()
         .write(true)
@@ -339,29 +403,60 @@ fn io_error(path: &Path, source: io::Error) -> ReadError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Batch;
     use crate::frame;
     use crate::segment::{segment_file_name, shard_dir};
 
     const SHARD: u16 = 1;
     const SHARD_COUNT: u16 = 2;
+    /// A page, as the page cache writes them: what a power cut leaves unwritten at a time.
+    const PAGE: usize = 4096;
 
-    /// Writes segment `sequence` of shard 1 with one frame per body (kind = its index), and
-    /// returns its path and the frames' offsets.
-    fn write_segment(dir: &Path, sequence: u64, bodies: &[&[u8]]) -> (PathBuf, Vec<u64>) {
-        let header = SegmentHeader {
-            shard: SHARD,
-            shard_count: SHARD_COUNT,
-            sequence,
-        };
+    /// Where a segment's batches and frames lie.
+    struct Written {
+        path: PathBuf,
+        /// Each batch's offset, and its frames' offsets.
+        batches: Vec<(u64, Vec<u64>)>,
+    }
+
+    impl Written {
+        /// The offsets of every frame, in order.
+        fn frames(&self) -> Vec<u64> {
+            self.batches.iter().flat_map(|(_, f)| f.clone()).collect()
+        }
+    }
+
+    /// Writes segment `sequence` of shard 1: one batch per slice of bodies, one frame per body
+    /// (kind = its index in the batch), as the writer would.
+    fn write_batches(dir: &Path, sequence: u64, batches: &[&[&[u8]]]) -> Written {
+        let header = SegmentHeader::new(SHARD, SHARD_COUNT, sequence);
         let mut bytes = header.encode().to_vec();
         let mut offsets = Vec::new();
-        for (kind, body) in bodies.iter().enumerate() {
-            offsets.push(bytes.len() as u64);
-            frame::encode(&mut bytes, kind as u8, |b| b.extend_from_slice(body));
+        for bodies in batches {
+            let at = bytes.len();
+            let mut batch = Batch::new();
+            let mut frames = Vec::new();
+            for (kind, body) in bodies.iter().enumerate() {
+                frames.push((at + batch.len()) as u64);
+                frame::encode(batch.frames_out(), kind as u8, |b| {
+                    b.extend_from_slice(body)
+                });
+            }
+            bytes.extend_from_slice(batch.seal(header.salt, at as u64));
+            offsets.push((at as u64, frames));
         }
         let path = dir.join(segment_file_name(sequence));
         fs::write(&path, bytes).unwrap();
-        (path, offsets)
+        Written {
+            path,
+            batches: offsets,
+        }
+    }
+
+    /// A segment of one batch per body, each of one frame.
+    fn write_segment(dir: &Path, sequence: u64, bodies: &[&[u8]]) -> Written {
+        let batches: Vec<&[&[u8]]> = bodies.iter().map(std::slice::from_ref).collect();
+        write_batches(dir, sequence, &batches)
     }
 
     fn new_shard() -> (tempfile::TempDir, PathBuf) {
@@ -384,6 +479,10 @@ mod tests {
         Ok((read, seen))
     }
 
+    fn bodies(seen: &Seen) -> Vec<&[u8]> {
+        seen.iter().map(|s| s.3.as_slice()).collect()
+    }
+
     fn corruption(result: Result<(ShardRead, Seen), ReadError>) -> Corruption {
         match result {
             Err(ReadError::Corrupt(c)) => c,
@@ -391,12 +490,13 @@ mod tests {
         }
     }
 
-    /// Proves the frames of every segment come back in order, with their files and offsets.
+    /// Proves the frames of every batch of every segment come back in order, with their files
+    /// and offsets.
     #[test]
     fn segments_read_back_in_order() {
         let (_data, dir) = new_shard();
-        let (_, first) = write_segment(&dir, 4, &[b"a", b"bb"]);
-        let (_, second) = write_segment(&dir, 5, &[b"ccc"]);
+        let first = write_batches(&dir, 4, &[&[b"a", b"bb"], &[b"c"]]).frames();
+        let second = write_segment(&dir, 5, &[b"ddd"]).frames();
         fs::write(dir.join("notes.txt"), "not a segment").unwrap();
         let (read, seen) = read_all(&dir).unwrap();
         let name = |s| segment_file_name(s);
@@ -405,10 +505,11 @@ mod tests {
             [
                 (name(4), first[0], 0, b"a".to_vec()),
                 (name(4), first[1], 1, b"bb".to_vec()),
-                (name(5), second[0], 0, b"ccc".to_vec()),
+                (name(4), first[2], 0, b"c".to_vec()),
+                (name(5), second[0], 0, b"ddd".to_vec()),
             ]
         );
-        assert_eq!((read.segments, read.frames, read.torn), (2, 3, None));
+        assert_eq!((read.segments, read.frames, read.torn), (2, 4, None));
         assert_eq!(
             read.last.map(|h| (h.sequence, h.shard_count)),
             Some((5, SHARD_COUNT))
@@ -423,49 +524,213 @@ mod tests {
         assert!(seen.is_empty());
     }
 
-    /// Proves the torn-tail rule at every offset inside the newest segment's last frame: the
-    /// read hands out exactly the frames before it and reports the tail, and cutting it leaves
-    /// a file that reads clean with the same frames.
+    /// Proves the torn-tail rule at every offset inside the newest segment's last batch: the
+    /// read hands out exactly the frames before it and reports the tail at the batch's start,
+    /// and cutting it leaves a file that reads clean with the same frames.
     #[test]
-    fn a_torn_last_frame_is_cut_at_every_offset() {
+    fn a_torn_last_batch_is_cut_at_every_offset() {
         let (_data, dir) = new_shard();
         write_segment(&dir, 0, &[b"an older segment"]);
-        let bodies: [&[u8]; 3] = [b"first", b"second", b"the last frame, torn anywhere"];
-        let (path, offsets) = write_segment(&dir, 1, &bodies);
-        let whole = fs::read(&path).unwrap();
-        let last = offsets[2];
+        let last: &[&[u8]] = &[b"the last batch", b"torn anywhere"];
+        let written = write_batches(&dir, 1, &[&[b"first", b"second"], last]);
+        let path = &written.path;
+        let whole = fs::read(path).unwrap();
+        let last = written.batches[1].0;
         let (_, expected) = read_all(&dir).unwrap();
         let expected = &expected[..3];
         for cut in last + 1..whole.len() as u64 {
-            fs::write(&path, &whole[..cut as usize]).unwrap();
+            fs::write(path, &whole[..cut as usize]).unwrap();
             let (read, seen) = read_all(&dir).unwrap();
             assert_eq!(seen, expected, "cut at {cut}");
             let torn = read.torn.expect("a torn tail");
-            assert_eq!((&torn.file, torn.offset), (&path, last), "cut at {cut}");
-            assert_eq!(torn.tear, Tear::Frame(FrameError::Short));
+            assert_eq!((&torn.file, torn.offset), (path, last), "cut at {cut}");
+            assert!(
+                matches!(
+                    torn.tear,
+                    Tear::Batch(BatchError::Short | BatchError::Cut { .. })
+                ),
+                "cut at {cut}: {:?}",
+                torn.tear
+            );
 
             cut_torn_tail(&torn).unwrap();
-            assert_eq!(fs::metadata(&path).unwrap().len(), last);
+            assert_eq!(fs::metadata(path).unwrap().len(), last);
             let (read, seen) = read_all(&dir).unwrap();
             assert_eq!((read.torn, seen.as_slice()), (None, expected));
         }
     }
 
-    /// Proves a newest segment whose header a crash cut short is a torn tail that removes it,
-    /// and that the same in an older segment is corruption.
+    /// The newest segment of a shard whose last batch holds a frame large enough to span pages,
+    /// with frames before and after it: (the shard's directory, the segment, the last batch's
+    /// offset, a page-aligned range of it inside the large frame, past its first page).
+    fn a_large_last_batch(dir: &Path) -> (Written, u64, std::ops::Range<usize>) {
+        let large = vec![0x5Au8; 5 * PAGE];
+        let last: &[&[u8]] = &[b"before the hole", &large, b"after the hole"];
+        let written = write_batches(dir, 0, &[&[b"kept"], last]);
+        let batch = written.batches[1].0;
+        let large_at = written.batches[1].1[1] as usize;
+        let page = large_at.next_multiple_of(PAGE) + PAGE;
+        (written, batch, page..page + PAGE)
+    }
+
+    /// Proves what a power cut during the last batch's write can leave, a page of zeros in the
+    /// middle of the batch with good frames after it inside the batch, is a torn tail: nothing
+    /// of that batch is handed out, the tail is cut exactly at the batch's start, and the shard
+    /// then reads clean.
+    #[test]
+    fn a_hole_in_the_last_batch_is_a_torn_tail() {
+        let (_data, dir) = new_shard();
+        let (written, batch, hole) = a_large_last_batch(&dir);
+        let mut bytes = fs::read(&written.path).unwrap();
+        bytes[hole].fill(0);
+        let after = written.batches[1].1[2] as usize;
+        assert_eq!(
+            frame::decode(&bytes[after..]).unwrap().body,
+            b"after the hole"
+        );
+        fs::write(&written.path, &bytes).unwrap();
+
+        let (read, seen) = read_all(&dir).unwrap();
+        assert_eq!(bodies(&seen), [b"kept"]);
+        let torn = read.torn.expect("a torn tail");
+        assert_eq!((&torn.file, torn.offset), (&written.path, batch));
+        assert!(
+            matches!(torn.tear, Tear::Batch(BatchError::BadCrc { .. })),
+            "{:?}",
+            torn.tear
+        );
+        assert!(torn.to_string().contains("torn tail"), "{torn}");
+        cut_torn_tail(&torn).unwrap();
+        assert_eq!(fs::metadata(&written.path).unwrap().len(), batch);
+        let (read, seen) = read_all(&dir).unwrap();
+        assert_eq!((read.torn, bodies(&seen)), (None, vec![&b"kept"[..]]));
+    }
+
+    /// Proves the same hole in a batch that a good batch follows is corruption: the read stops
+    /// before handing out anything, naming the file and the frame the hole hit, and
+    /// `recover_truncate` keeps what came before it, the frame before the hole in the same
+    /// batch included.
+    #[test]
+    fn a_hole_in_a_batch_that_another_follows_is_corruption() {
+        let (_data, dir) = new_shard();
+        let (written, batch, hole) = a_large_last_batch(&dir);
+        let mut bytes = fs::read(&written.path).unwrap();
+        bytes[hole].fill(0);
+        let later = bytes.len() as u64;
+        let salt = SegmentHeader::decode(&bytes).unwrap().salt;
+        let mut next = Batch::new();
+        frame::encode(next.frames_out(), 0, |b| b.extend_from_slice(b"later"));
+        bytes.extend_from_slice(next.seal(salt, later));
+        fs::write(&written.path, &bytes).unwrap();
+
+        let mut seen = 0;
+        let result = read_shard(&dir, |_| {
+            seen += 1;
+            Ok::<_, ReadError>(())
+        });
+        let c = corruption(result.map(|read| (read, Vec::new())));
+        assert_eq!(
+            seen, 0,
+            "nothing is handed out before the corruption is found"
+        );
+        let large = written.batches[1].1[1];
+        assert_eq!((&c.file, c.offset), (&written.path, large));
+        assert!(
+            matches!(
+                c.damage,
+                Damage::Batch {
+                    batch: b,
+                    error: BatchError::BadCrc { .. },
+                    frame: Some(FrameError::BadCrc { .. }),
+                    why: NotTorn::BatchFollows { offset },
+                } if b == batch && offset as u64 == later
+            ),
+            "{:?}",
+            c.damage
+        );
+        let message = c.to_string();
+        assert!(
+            message.contains(&format!("{}, byte offset {large}:", written.path.display())),
+            "{message}"
+        );
+
+        let recovered = recover_truncate(&c).unwrap();
+        assert_eq!(recovered.truncated, Some((written.path.clone(), large)));
+        let (read, seen) = read_all(&dir).unwrap();
+        assert_eq!(read.torn, None);
+        assert_eq!(bodies(&seen), [&b"kept"[..], b"before the hole"]);
+    }
+
+    /// Proves a last batch whose header a hole hit is a torn tail, although good frames follow
+    /// the header, and that a good batch header after it makes it corruption at its start.
+    #[test]
+    fn a_torn_batch_header() {
+        let (_data, dir) = new_shard();
+        let written = write_batches(&dir, 0, &[&[b"kept"], &[b"one", b"two", b"three"]]);
+        let batch = written.batches[1].0 as usize;
+        let whole = fs::read(&written.path).unwrap();
+        let mut bytes = whole.clone();
+        bytes[batch..batch + batch::HEADER_BYTES].fill(0);
+        fs::write(&written.path, &bytes).unwrap();
+        let (read, seen) = read_all(&dir).unwrap();
+        assert_eq!(bodies(&seen), [b"kept"]);
+        let torn = read.torn.unwrap();
+        assert_eq!(torn.offset, batch as u64);
+        assert_eq!(torn.tear, Tear::Batch(BatchError::BadMagic { found: 0 }));
+
+        let salt = SegmentHeader::decode(&bytes).unwrap().salt;
+        let mut next = Batch::new();
+        frame::encode(next.frames_out(), 0, |b| b.extend_from_slice(b"later"));
+        let later = bytes.len() as u64;
+        bytes.extend_from_slice(next.seal(salt, later));
+        fs::write(&written.path, &bytes).unwrap();
+        let c = corruption(read_all(&dir));
+        assert_eq!(c.offset, batch as u64);
+        assert_eq!(
+            c.damage,
+            Damage::Batch {
+                batch: batch as u64,
+                error: BatchError::BadMagic { found: 0 },
+                frame: None,
+                why: NotTorn::BatchFollows {
+                    offset: later as usize
+                },
+            }
+        );
+    }
+
+    /// Proves a newest segment whose header a crash cut short, or left as a hole with nothing
+    /// after it, is a torn tail that removes it, and that the same in an older segment, or with
+    /// batches after it, is corruption.
     #[test]
     fn a_torn_segment_header() {
         let (_data, dir) = new_shard();
         write_segment(&dir, 0, &[b"kept"]);
-        let (path, _) = write_segment(&dir, 1, &[]);
-        fs::write(&path, &fs::read(&path).unwrap()[..SEGMENT_HEADER_BYTES - 1]).unwrap();
-        let (read, seen) = read_all(&dir).unwrap();
-        assert_eq!(seen.len(), 1);
-        assert_eq!(read.last.map(|h| h.sequence), Some(0));
-        let torn = read.torn.unwrap();
-        assert_eq!((torn.offset, torn.tear), (0, Tear::Header));
-        cut_torn_tail(&torn).unwrap();
-        assert!(!path.exists());
+        let path = write_segment(&dir, 1, &[]).path;
+        let header = fs::read(&path).unwrap();
+        for torn_header in [
+            header[..SEGMENT_HEADER_BYTES - 1].to_vec(),
+            vec![0; SEGMENT_HEADER_BYTES],
+        ] {
+            fs::write(&path, &torn_header).unwrap();
+            let (read, seen) = read_all(&dir).unwrap();
+            assert_eq!(seen.len(), 1);
+            assert_eq!(read.last.map(|h| h.sequence), Some(0));
+            let torn = read.torn.unwrap();
+            assert_eq!((torn.offset, torn.tear), (0, Tear::Header));
+            cut_torn_tail(&torn).unwrap();
+            assert!(!path.exists());
+        }
+
+        let path = write_segment(&dir, 1, &[b"newer"]).path;
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[..SEGMENT_HEADER_BYTES].fill(0);
+        fs::write(&path, &bytes).unwrap();
+        let c = corruption(read_all(&dir));
+        assert_eq!(
+            (c.offset, c.damage),
+            (0, Damage::Header(HeaderError::BadMagic))
+        );
 
         write_segment(&dir, 1, &[b"newer"]);
         fs::write(dir.join(segment_file_name(0)), b"ISEG").unwrap();
@@ -476,41 +741,43 @@ mod tests {
         );
     }
 
-    /// Proves one flipped byte anywhere in a middle frame, header or body, stops the read with
-    /// the file and that frame's exact offset, in the newest segment (a good frame follows) and
-    /// in an older one, and that the message names both.
+    /// Proves one flipped byte anywhere in a middle batch stops the read with the file and the
+    /// offset where the damage begins (the batch, for its header; the frame, for a frame), in
+    /// the newest segment (a good batch follows) and in an older one, and that the message
+    /// names both.
     #[test]
-    fn a_flipped_byte_in_a_middle_frame_is_corruption_at_its_offset() {
+    fn a_flipped_byte_in_a_middle_batch_is_corruption_at_its_offset() {
         let (_data, dir) = new_shard();
-        let bodies: [&[u8]; 3] = [b"before", b"the middle frame", b"after"];
-        let (older, older_offsets) = write_segment(&dir, 0, &bodies);
-        let (newest, newest_offsets) = write_segment(&dir, 1, &bodies);
-        for (path, offsets, why) in [
-            (&older, &older_offsets, NotTorn::NotNewest),
-            (
-                &newest,
-                &newest_offsets,
-                NotTorn::GoodFrameFollows {
-                    offset: newest_offsets[2] as usize,
-                },
-            ),
-        ] {
+        let batches: &[&[&[u8]]] = &[&[b"before"], &[b"the middle", b"batch"], &[b"after"]];
+        let older = write_batches(&dir, 0, batches);
+        let newest = write_batches(&dir, 1, batches);
+        for (written, newest) in [(&older, false), (&newest, true)] {
+            let path = &written.path;
             let whole = fs::read(path).unwrap();
-            let middle = offsets[1];
-            for at in middle..offsets[2] {
+            let (middle, frames) = &written.batches[1];
+            let after = written.batches[2].0;
+            for at in *middle..after {
                 let mut bad = whole.clone();
                 bad[at as usize] ^= 0x40;
                 fs::write(path, &bad).unwrap();
                 let c = corruption(read_all(&dir));
-                assert_eq!((&c.file, c.offset), (path, middle), "byte {at}");
-                assert!(
-                    matches!(c.damage, Damage::Frame { why: w, .. } if w == why),
-                    "byte {at}: {:?}",
-                    c.damage
-                );
+                let expected = frames.iter().rev().find(|&&f| f <= at).unwrap_or(middle);
+                assert_eq!((&c.file, c.offset), (path, *expected), "byte {at}");
+                let Damage::Batch { batch, why, .. } = c.damage else {
+                    panic!("byte {at}: {:?}", c.damage);
+                };
+                assert_eq!(batch, *middle);
+                let expected_why = if newest {
+                    NotTorn::BatchFollows {
+                        offset: after as usize,
+                    }
+                } else {
+                    NotTorn::NotNewest
+                };
+                assert_eq!(why, expected_why, "byte {at}");
                 let message = c.to_string();
                 assert!(
-                    message.contains(&format!("{}, byte offset {middle}:", path.display())),
+                    message.contains(&format!("{}, byte offset {expected}:", path.display())),
                     "{message}"
                 );
             }
@@ -519,27 +786,51 @@ mod tests {
     }
 
     /// Proves `recover_truncate` keeps exactly what came before the damage: the damaged
-    /// segment is cut at the bad frame and later segments go, and the shard then reads clean.
+    /// segment is cut at the bad frame, the frames before it in its batch kept under a header
+    /// written again, later segments go, and the shard then reads clean.
     #[test]
     fn recover_truncate_keeps_everything_before_the_damage() {
         let (_data, dir) = new_shard();
         write_segment(&dir, 0, &[b"zero"]);
-        let (damaged, offsets) = write_segment(&dir, 1, &[b"one", b"two", b"three"]);
-        let (later, _) = write_segment(&dir, 2, &[b"four"]);
-        let mut bytes = fs::read(&damaged).unwrap();
-        bytes[offsets[1] as usize + 12] ^= 1;
-        fs::write(&damaged, bytes).unwrap();
+        let damaged = write_batches(&dir, 1, &[&[b"one"], &[b"two", b"three"], &[b"four"]]);
+        let later = write_segment(&dir, 2, &[b"five"]).path;
+        let three = damaged.batches[1].1[1];
+        let mut bytes = fs::read(&damaged.path).unwrap();
+        bytes[three as usize + 12] ^= 1;
+        fs::write(&damaged.path, bytes).unwrap();
 
         let c = corruption(read_all(&dir));
+        assert_eq!(c.offset, three);
         let recovered = recover_truncate(&c).unwrap();
-        assert_eq!(recovered.truncated, Some((damaged.clone(), offsets[1])));
+        assert_eq!(recovered.truncated, Some((damaged.path.clone(), three)));
         assert_eq!(recovered.removed, std::slice::from_ref(&later));
         assert!(!later.exists());
 
         let (read, seen) = read_all(&dir).unwrap();
-        let bodies: Vec<&[u8]> = seen.iter().map(|s| s.3.as_slice()).collect();
-        assert_eq!(bodies, [&b"zero"[..], b"one"]);
+        assert_eq!(bodies(&seen), [&b"zero"[..], b"one", b"two"]);
         assert_eq!((read.torn, read.last.map(|h| h.sequence)), (None, Some(1)));
+    }
+
+    /// Proves damage at a batch's first frame, or in its header, keeps nothing of that batch.
+    #[test]
+    fn recover_truncate_at_a_batch_start_keeps_none_of_it() {
+        let (_data, dir) = new_shard();
+        let older = write_batches(&dir, 0, &[&[b"one"], &[b"two", b"three"], &[b"four"]]);
+        write_segment(&dir, 1, &[b"five"]);
+        let whole = fs::read(&older.path).unwrap();
+        let (batch, frames) = older.batches[1].clone();
+        for at in [batch, frames[0] + 11] {
+            let mut bytes = whole.clone();
+            bytes[at as usize] ^= 1;
+            fs::write(&older.path, bytes).unwrap();
+            let c = corruption(read_all(&dir));
+            let damage_begins = if at == batch { batch } else { frames[0] };
+            assert_eq!(c.offset, damage_begins);
+            let recovered = recover_truncate(&c).unwrap();
+            assert_eq!(recovered.truncated, Some((older.path.clone(), batch)));
+            let (_, seen) = read_all(&dir).unwrap();
+            assert_eq!(bodies(&seen), [b"one"]);
+        }
     }
 
     /// Proves a header that is bad, or that does not belong where it lies, is corruption at
@@ -548,7 +839,7 @@ mod tests {
     fn a_bad_segment_header_is_corruption() {
         let (_data, dir) = new_shard();
         write_segment(&dir, 0, &[b"zero"]);
-        let (bad, _) = write_segment(&dir, 1, &[b"one"]);
+        let bad = write_segment(&dir, 1, &[b"one"]).path;
         write_segment(&dir, 2, &[b"two"]);
         let whole = fs::read(&bad).unwrap();
 
@@ -561,14 +852,8 @@ mod tests {
 
         // A segment of shard 0 in shard 1's directory.
         let mut bytes = whole.clone();
-        bytes[..SEGMENT_HEADER_BYTES].copy_from_slice(
-            &SegmentHeader {
-                shard: 0,
-                shard_count: SHARD_COUNT,
-                sequence: 1,
-            }
-            .encode(),
-        );
+        bytes[..SEGMENT_HEADER_BYTES]
+            .copy_from_slice(&SegmentHeader::new(0, SHARD_COUNT, 1).encode());
         fs::write(&bad, &bytes).unwrap();
         let c = corruption(read_all(&dir));
         assert_eq!(
@@ -586,12 +871,43 @@ mod tests {
         assert_eq!((read.segments, read.frames), (1, 1));
     }
 
+    /// Proves a segment of format version 1 (before batch headers) is refused as a format
+    /// the build does not read, naming the file, whether it is the newest or not, and is not
+    /// taken for corruption (which `--recover-truncate` would remove) or a torn tail.
+    #[test]
+    fn an_old_format_segment_is_refused_by_name() {
+        let (_data, dir) = new_shard();
+        let path = write_segment(&dir, 0, &[b"zero"]).path;
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[4..6].copy_from_slice(&1u16.to_le_bytes());
+        for len in [bytes.len(), 22] {
+            fs::write(&path, &bytes[..len]).unwrap();
+            let error = read_all(&dir).unwrap_err();
+            assert!(
+                matches!(
+                    &error,
+                    ReadError::Format {
+                        path: p,
+                        error: HeaderError::UnsupportedVersion { found: 1 }
+                    } if p == &path
+                ),
+                "{error:?}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&path.display().to_string()),
+                "{message}"
+            );
+            assert!(message.contains("format version 1"), "{message}");
+        }
+    }
+
     /// Proves a missing segment between two others is found, named by the one after the gap.
     #[test]
     fn a_missing_segment_is_corruption() {
         let (_data, dir) = new_shard();
         write_segment(&dir, 3, &[b"three"]);
-        let (after_gap, _) = write_segment(&dir, 5, &[b"five"]);
+        let after_gap = write_segment(&dir, 5, &[b"five"]).path;
         let c = corruption(read_all(&dir));
         assert_eq!((&c.file, c.offset), (&after_gap, 0));
         assert_eq!(c.damage, Damage::Gap { missing: 4 });
@@ -612,7 +928,7 @@ mod tests {
             }
         }
         let (_data, dir) = new_shard();
-        let (_, offsets) = write_segment(&dir, 0, &[b"ok", b"refused", b"never seen"]);
+        let offsets = write_segment(&dir, 0, &[b"ok", b"refused", b"never seen"]).frames();
         let mut seen = 0;
         let result = read_shard(&dir, |f| {
             seen += 1;

@@ -1,46 +1,40 @@
-//! Where a segment's good frames end, and what a bad frame there means (`docs/store.md`,
+//! Where a segment's good batches end, and what a bad batch there means (`docs/store.md`,
 //! "Files"): pure functions over a segment's bytes, so that the fuzzer reaches all of it.
 //!
-//! A writer appends whole batches and syncs each before the next, and it begins a segment only
-//! after the previous one is synced. So a crash can damage only the end of the newest segment:
-//! a bad frame there with no good frame anywhere after it is a **torn tail**. A bad frame
-//! anywhere else, or one followed by a good frame, is **corruption**.
+//! A writer writes a batch whole, with one write, and writes the next only after that one
+//! returned (when it is durable); it begins a segment only after the previous one is durable.
+//! So a crash can damage only the last batch of the newest segment, and anywhere in it: the
+//! page cache writes a batch's pages in any order, and a power cut can leave a hole in the
+//! middle with good frames after it. Nothing in that batch was acknowledged. So:
 //!
-//! Looking for a good frame after a bad one means trying every later magic byte as a frame
-//! start. Checking each candidate's CRC from scratch would cost its whole body, and a torn
-//! tail of random payload holds many candidates whose declared lengths fit in the file: the work
-//! grows with the cube of the tail's length. Instead the resync runs one CRC over the tail and
-//! checks each candidate from two prefix CRCs (about a microsecond each, see `shift`), so the
-//! work is linear in the tail plus a little per candidate; the candidates waiting for their end
-//! are bounded by [`RESYNC_PENDING_MAX`].
+//! - a bad batch in the newest segment with no good batch header after it is a **torn tail**,
+//!   cut at the batch's start. After it means after its end when its header is good (the
+//!   frames within its length are its own, whatever they look like), and anywhere after its
+//!   first byte when its header is bad (its length is unknown; but a good header is at a batch
+//!   boundary, and so proves that a later batch was written);
+//! - a bad batch anywhere else is **corruption**, reported at the first bad frame in it (the
+//!   batch's start if its header is bad), so that `recover_truncate` keeps what is before;
+//! - a batch whose CRC matches but whose frames do not fill it was written so: corruption.
+//!
+//! "Good batch header" is strict: the right magic byte, its own CRC, the segment's salt and its
+//! own offset (`batch.rs`). Frames alone never count: bytes of the last batch past a hole are
+//! good frames, and so are old bytes that a hole shows.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use crate::batch::{self, BatchError, Header};
+use crate::frame::{self, Frame, FrameError, HEADER_BYTES};
 
-use crate::frame::{self, Frame, FrameError, Header, HEADER_BYTES, MAGIC};
-
-/// Candidates (magic byte, header within the limit, frame within the file) whose end the resync
-/// has not reached yet: 24 MiB of them at most, and about a second of work. Random bytes make
-/// about `n² / 2⁴⁰` candidates in a tail of n bytes (65,536 for 256 MiB); only bytes made to look
-/// like frames reach the bound. Past it the resync cannot say that no good frame follows, and the
-/// bad frame is reported as corruption: the safe side, as the start stops and names the offset.
-pub const RESYNC_PENDING_MAX: usize = 1 << 20;
-
-/// Where the CRC's range begins within a frame: after the magic byte and the CRC itself.
-const CRC_FROM: usize = 5;
-
-/// How a segment's frames end, when they end well enough to go on.
+/// How a segment's batches end, when they end well enough to go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
-    /// Good frames up to the last byte.
+    /// Good batches up to the last byte.
     Clean,
-    /// A bad frame at `offset`, the last segment's, with no good frame after it: what a crash
-    /// during the last write leaves. Everything from `offset` on is to be cut off.
-    Torn { offset: usize, error: FrameError },
+    /// A bad batch at `offset`, the newest segment's last: what a crash during the last write
+    /// leaves. Everything from `offset` on is to be cut off.
+    Torn { offset: usize, error: BatchError },
 }
 
 impl End {
-    /// Where the good frames end.
+    /// Where the good batches end.
     pub fn good_until(&self, len: usize) -> usize {
         match self {
             End::Clean => len,
@@ -49,65 +43,121 @@ impl End {
     }
 }
 
-/// A bad frame that a crash cannot explain.
+/// A bad batch that a crash cannot explain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Corrupt {
-    pub offset: usize,
-    pub error: FrameError,
+    /// Where the batch begins.
+    pub batch: usize,
+    pub error: BatchError,
+    /// Its first bad frame, when its header is good: where the damage begins.
+    pub frame: Option<(usize, FrameError)>,
     pub why: NotTorn,
 }
 
-/// Why a bad frame is corruption rather than a torn tail.
+impl Corrupt {
+    /// Where the damage begins: everything before it is good.
+    pub fn offset(&self) -> usize {
+        self.frame.map_or(self.batch, |(at, _)| at)
+    }
+}
+
+/// Why a bad batch is corruption rather than a torn tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NotTorn {
     #[error("it is not in the shard's newest segment")]
     NotNewest,
-    #[error("a good frame follows at byte offset {offset}")]
-    GoodFrameFollows { offset: usize },
-    #[error(
-        "whether a good frame follows could not be decided within {RESYNC_PENDING_MAX} candidates"
-    )]
-    Undecided,
+    #[error("a good batch follows at byte offset {offset}, so this one was written whole before")]
+    BatchFollows { offset: usize },
+    #[error("its CRC matches: it was written so")]
+    Whole,
 }
 
-/// Checks every frame of `bytes` from `from` on (the segment header before it is the caller's)
-/// and says where the good ones end. `newest`: whether this is the shard's newest segment, the
-/// only one a crash can tear.
-pub fn scan(bytes: &[u8], from: usize, newest: bool) -> Result<End, Corrupt> {
+/// Checks every batch of `bytes` from `from` on (the segment header before it is the
+/// caller's), against the segment's `salt`, and says where the good ones end. `newest`: whether
+/// this is the shard's newest segment, the only one a crash can tear.
+pub fn scan(bytes: &[u8], from: usize, salt: u64, newest: bool) -> Result<End, Corrupt> {
     assert!(from <= bytes.len());
     let mut at = from;
     while at < bytes.len() {
-        match frame::decode(&bytes[at..]) {
-            Ok(frame) => at += frame.frame_len(),
-            Err(error) => return classify(bytes, at, error, newest),
+        match batch::check(bytes, at, salt) {
+            Ok(frames) => {
+                if let Err(frame) = fill(bytes, frames.start, frames.end) {
+                    return Err(Corrupt {
+                        batch: at,
+                        error: BatchError::Unframed,
+                        frame: Some(frame),
+                        why: NotTorn::Whole,
+                    });
+                }
+                at = frames.end;
+            }
+            Err(error) => return classify(bytes, at, error, salt, newest),
         }
     }
     Ok(End::Clean)
 }
 
-fn classify(bytes: &[u8], offset: usize, error: FrameError, newest: bool) -> Result<End, Corrupt> {
+fn classify(
+    bytes: &[u8],
+    at: usize,
+    error: BatchError,
+    salt: u64,
+    newest: bool,
+) -> Result<End, Corrupt> {
+    let header = Header::parse(bytes, at, salt).ok();
     let why = if !newest {
         NotTorn::NotNewest
     } else {
-        match next_good_frame(bytes, offset, RESYNC_PENDING_MAX) {
-            Resync::NoneFollows => return Ok(End::Torn { offset, error }),
-            Resync::Found { offset } => NotTorn::GoodFrameFollows { offset },
-            Resync::Undecided => NotTorn::Undecided,
+        let after = match header {
+            Some(header) => usize::try_from(header.end(at)).unwrap_or(usize::MAX),
+            None => at + 1,
+        };
+        match batch::next_good_header(bytes, after, salt) {
+            None => return Ok(End::Torn { offset: at, error }),
+            Some(offset) => NotTorn::BatchFollows { offset },
         }
     };
-    Err(Corrupt { offset, error, why })
+    let frame = header.and_then(|header| {
+        let end = usize::try_from(header.end(at)).map_or(bytes.len(), |end| end.min(bytes.len()));
+        fill(bytes, at + batch::HEADER_BYTES, end).err()
+    });
+    Err(Corrupt {
+        batch: at,
+        error,
+        frame,
+        why,
+    })
 }
 
-/// The good frames of `bytes[from..until]`, which [`scan`] has checked: their offsets, kinds
-/// and bodies, without computing a CRC again.
+/// Checks that good frames fill `bytes[from..until]` exactly; the first that does not, and why.
+fn fill(bytes: &[u8], from: usize, until: usize) -> Result<(), (usize, FrameError)> {
+    let bytes = &bytes[..until];
+    let mut at = from;
+    while at < until {
+        match frame::decode(&bytes[at..]) {
+            Ok(frame) => at += frame.frame_len(),
+            Err(error) => return Err((at, error)),
+        }
+    }
+    Ok(())
+}
+
+/// The frames of the good batches of `bytes[from..until]`, which [`scan`] has checked: their
+/// offsets, kinds and bodies, without computing a CRC again.
 pub fn frames(bytes: &[u8], from: usize, until: usize) -> impl Iterator<Item = (usize, Frame<'_>)> {
     let bytes = &bytes[..until];
     let mut at = from;
+    let mut batch_end = from;
     std::iter::from_fn(move || {
-        if at == bytes.len() {
-            return None;
+        // Past the headers of the batches that end here (an empty batch is only a header).
+        while at == batch_end {
+            if at == bytes.len() {
+                return None;
+            }
+            batch_end = at + batch::HEADER_BYTES + batch::frames_len_unchecked(&bytes[at..]);
+            at += batch::HEADER_BYTES;
         }
-        let header = Header::parse(&bytes[at..]).expect("scan checked this frame");
+        let header = frame::Header::parse(&bytes[at..]).expect("scan checked this frame");
         let frame = Frame {
             kind: header.kind,
             body: &bytes[at + HEADER_BYTES..at + header.frame_len()],
@@ -118,255 +168,202 @@ pub fn frames(bytes: &[u8], from: usize, until: usize) -> impl Iterator<Item = (
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Resync {
-    NoneFollows,
-    Found { offset: usize },
-    Undecided,
-}
-
-/// A place where a frame could start: its header is good and its frame ends within the bytes.
-struct Candidate {
-    offset: usize,
-    crc: u32,
-    end: usize,
-}
-
-fn next_candidate(bytes: &[u8], from: usize) -> Option<Candidate> {
-    let mut at = from;
-    loop {
-        at += bytes.get(at..)?.iter().position(|&b| b == MAGIC)?;
-        if let Ok(header) = Header::parse(&bytes[at..]) {
-            let end = at + header.frame_len();
-            if end <= bytes.len() {
-                return Some(Candidate {
-                    offset: at,
-                    crc: header.crc,
-                    end,
-                });
-            }
-        }
-        at += 1;
-    }
-}
-
-/// Whether a good frame starts anywhere after `bad`, in one pass.
-///
-/// `prefix` is the CRC-32C of `bytes[bad + 1 .. at]` as `at` moves forward. A candidate's CRC
-/// covers `bytes[s..e]` (s = its offset + 5, e = its end); CRC-32C is linear, so
-/// `prefix(e) = shift(prefix(s), e - s) ^ crc(bytes[s..e])`. At s the resync notes the
-/// `prefix(e)` that a good frame implies; at e it compares.
-fn next_good_frame(bytes: &[u8], bad: usize, pending_max: usize) -> Resync {
-    let mut at = bad + 1;
-    let mut prefix = 0u32;
-    // (end, the prefix CRC there if the frame is good, the frame's offset), earliest end first.
-    let mut pending = BinaryHeap::<Reverse<(usize, u32, usize)>>::new();
-    let mut candidate = next_candidate(bytes, bad + 1);
-    loop {
-        let crc_start = candidate.as_ref().map(|c| c.offset + CRC_FROM);
-        let first_end = pending.peek().map(|Reverse((end, ..))| *end);
-        let Some(to) = crc_start.into_iter().chain(first_end).min() else {
-            return Resync::NoneFollows;
-        };
-        prefix = crc32c::crc32c_append(prefix, &bytes[at..to]);
-        at = to;
-        while let Some(&Reverse((end, expected, offset))) = pending.peek() {
-            if end != at {
-                break;
-            }
-            if prefix == expected {
-                return Resync::Found { offset };
-            }
-            pending.pop();
-        }
-        if crc_start == Some(at) {
-            let c = candidate.take().expect("crc_start came from it");
-            let expected = c.crc ^ shift(prefix, c.end - at);
-            pending.push(Reverse((c.end, expected, c.offset)));
-            if pending.len() > pending_max {
-                return Resync::Undecided;
-            }
-            candidate = next_candidate(bytes, c.offset + 1);
-        }
-    }
-}
-
-/// The CRC-32C polynomial, bits reversed as the CRC runs.
-const POLY: u32 = 0x82F6_3B78;
-
-/// `shift(crc(a), n) ^ crc(b) = crc(a ++ b)` for any `b` of `n` bytes: what `n` more bytes do
-/// to a CRC, as a product with x^(8n) modulo the polynomial. The crc32c crate's
-/// `crc32c_combine` computes the same with zlib's old matrix method, about 30 µs a call; this is
-/// zlib's newer one (`multmodp`, `x2nmodp`) over a table built at compile time, about 1 µs.
-fn shift(crc: u32, n: usize) -> u32 {
-    let mut product = 1 << 31; // x^0
-    let mut k = 3; // x^(8n) = x^(n * 2^3)
-    let mut n = n;
-    while n != 0 {
-        if n & 1 == 1 {
-            product = mul_mod_poly(X_TO_2_TO_THE[k], product);
-        }
-        n >>= 1;
-        k += 1;
-    }
-    mul_mod_poly(product, crc)
-}
-
-/// `X_TO_2_TO_THE[k]` = x^(2^k) modulo the polynomial, for every k `shift` can reach.
-const X_TO_2_TO_THE: [u32; 3 + usize::BITS as usize] = {
-    let mut table = [0; 3 + usize::BITS as usize];
-    table[0] = 1 << 30; // x^1
-    let mut k = 1;
-    while k < table.len() {
-        table[k] = mul_mod_poly(table[k - 1], table[k - 1]);
-        k += 1;
-    }
-    table
-};
-
-/// a * b modulo the polynomial, in the reversed bit order of the CRC (bit 31 is x^0).
-const fn mul_mod_poly(a: u32, mut b: u32) -> u32 {
-    let mut product = 0;
-    let mut m = 1 << 31;
-    while m != 0 {
-        if a & m != 0 {
-            product ^= b;
-        }
-        m >>= 1;
-        b = if b & 1 == 1 { (b >> 1) ^ POLY } else { b >> 1 };
-    }
-    product
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Batch;
 
-    fn frames_of(bodies: &[&[u8]]) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (kind, body) in bodies.iter().enumerate() {
-            frame::encode(&mut out, kind as u8, |b| b.extend_from_slice(body));
-        }
-        out
-    }
+    const SALT: u64 = 0x5A17;
 
-    /// What the resync relies on: the CRC of a slice, from the CRCs of two prefixes, with
-    /// `shift` agreeing with the crc32c crate's own combine at short and long distances.
-    #[test]
-    fn a_slice_crc_from_two_prefix_crcs() {
-        let bytes: Vec<u8> = (0..1000u32).map(|i| (i * 7 + i / 3) as u8).collect();
-        for (s, e) in [(0, 0), (0, 10), (3, 4), (17, 999), (500, 1000)] {
-            let prefix_s = crc32c::crc32c(&bytes[..s]);
-            let prefix_e = crc32c::crc32c(&bytes[..e]);
-            let slice = prefix_e ^ shift(prefix_s, e - s);
-            assert_eq!(slice, crc32c::crc32c(&bytes[s..e]), "{s}..{e}");
-        }
-        for n in [1, 5, 255, 1 << 20, 300_000_007, usize::MAX] {
-            for crc in [0, 1, 0xDEAD_BEEF, u32::MAX] {
-                assert_eq!(
-                    shift(crc, n),
-                    crc32c::crc32c_combine(crc, 0, n),
-                    "{crc:x} {n}"
-                );
+    /// Batches of frames (one slice of bodies each, kinds by position in the batch) as a
+    /// segment's bytes after `from` bytes of header room, and each batch's offset.
+    fn batches_of(from: usize, batches: &[&[&[u8]]]) -> (Vec<u8>, Vec<usize>) {
+        let mut out = vec![0; from];
+        let mut offsets = Vec::new();
+        for bodies in batches {
+            let mut batch = Batch::new();
+            for (kind, body) in bodies.iter().enumerate() {
+                frame::encode(batch.frames_out(), kind as u8, |b| {
+                    b.extend_from_slice(body)
+                });
             }
+            offsets.push(out.len());
+            let sealed = batch.seal(SALT, out.len() as u64).to_vec();
+            out.extend_from_slice(&sealed);
         }
+        (out, offsets)
     }
 
-    #[test]
-    fn good_frames_end_clean_and_read_back() {
-        let bytes = frames_of(&[b"one", b"", b"three"]);
-        assert_eq!(scan(&bytes, 0, true), Ok(End::Clean));
-        assert_eq!(scan(&bytes, bytes.len(), false), Ok(End::Clean));
-        let read: Vec<(usize, u8, &[u8])> = frames(&bytes, 0, bytes.len())
+    fn read(bytes: &[u8], until: usize) -> Vec<(usize, u8, &[u8])> {
+        frames(bytes, 0, until)
             .map(|(offset, f)| (offset, f.kind, f.body))
-            .collect();
+            .collect()
+    }
+
+    /// Proves good batches scan clean and hand out their frames, past the batch headers and
+    /// an empty batch.
+    #[test]
+    fn good_batches_end_clean_and_read_back() {
+        let (bytes, offsets) = batches_of(0, &[&[b"one", b""], &[], &[b"three"]]);
+        assert_eq!(scan(&bytes, 0, SALT, true), Ok(End::Clean));
+        assert_eq!(scan(&bytes, 0, SALT, false), Ok(End::Clean));
+        assert_eq!(scan(&bytes, bytes.len(), SALT, false), Ok(End::Clean));
+        let h = batch::HEADER_BYTES;
+        assert_eq!(offsets, [0, h + 23, 2 * h + 23]);
         assert_eq!(
-            read,
+            read(&bytes, bytes.len()),
             [
-                (0, 0, &b"one"[..]),
-                (13, 1, &b""[..]),
-                (23, 2, &b"three"[..])
+                (h, 0, &b"one"[..]),
+                (h + 13, 1, &b""[..]),
+                (3 * h + 23, 0, &b"three"[..])
             ]
         );
     }
 
-    /// Proves a cut-off last frame is a torn tail in the newest segment and corruption in any
-    /// other, at every cut, and that the frames before it are the good ones.
+    /// Proves a cut-off last batch is a torn tail in the newest segment and corruption in any
+    /// other, at every cut, and that the batches before it are the good ones.
     #[test]
-    fn a_cut_last_frame_is_torn_only_in_the_newest_segment() {
-        let bytes = frames_of(&[b"kept", b"cut off somewhere"]);
-        let last = 14;
+    fn a_cut_last_batch_is_torn_only_in_the_newest_segment() {
+        let (bytes, offsets) = batches_of(0, &[&[b"kept"], &[b"cut off", b"somewhere"]]);
+        let last = offsets[1];
         for cut in last + 1..bytes.len() {
-            let end = scan(&bytes[..cut], 0, true).unwrap();
-            assert_eq!(
-                end,
-                End::Torn {
-                    offset: last,
-                    error: FrameError::Short
-                },
-                "cut at {cut}"
-            );
+            let end = scan(&bytes[..cut], 0, SALT, true).unwrap();
+            let End::Torn { offset, error } = end else {
+                panic!("cut at {cut}: {end:?}");
+            };
+            assert_eq!(offset, last, "cut at {cut}");
+            let short = matches!(error, BatchError::Short | BatchError::Cut { .. });
+            assert!(short, "cut at {cut}: {error:?}");
             assert_eq!(end.good_until(cut), last);
-            assert_eq!(frames(&bytes[..cut], 0, last).count(), 1);
-            let corrupt = scan(&bytes[..cut], 0, false).unwrap_err();
-            assert_eq!((corrupt.offset, corrupt.why), (last, NotTorn::NotNewest));
+            assert_eq!(read(&bytes[..cut], last).len(), 1);
+            let corrupt = scan(&bytes[..cut], 0, SALT, false).unwrap_err();
+            assert_eq!((corrupt.batch, corrupt.why), (last, NotTorn::NotNewest));
         }
     }
 
-    /// Proves a bad frame followed by a good one is corruption even in the newest segment, and
-    /// that the report says where the good frame is.
+    /// Proves the case a power cut makes that per-frame checks could not tell from corruption:
+    /// a hole (zeros, or old bytes) in the middle of the last batch with good frames after it,
+    /// inside the batch, is a torn tail cut at the batch's start. The same hole in a batch that
+    /// another follows is corruption, at the first frame the hole hit.
     #[test]
-    fn a_bad_frame_before_a_good_one_is_corruption() {
-        let mut bytes = frames_of(&[b"first", b"second", b"third"]);
-        bytes[15 + 12] ^= 0x01; // in the second frame's body
-        let corrupt = scan(&bytes, 0, true).unwrap_err();
-        assert_eq!(corrupt.offset, 15);
-        assert!(matches!(corrupt.error, FrameError::BadCrc { .. }));
-        assert_eq!(corrupt.why, NotTorn::GoodFrameFollows { offset: 31 });
+    fn a_hole_in_the_last_batch_is_torn_and_before_another_is_corruption() {
+        let big = [0x42; 3000];
+        let last: &[&[u8]] = &[b"before the hole", &big, b"after the hole, a good frame"];
+        let (bytes, offsets) = batches_of(0, &[&[b"kept"], last]);
+        let hole = offsets[1] + 100..offsets[1] + 1100;
+        let after = bytes.len() - (frame::HEADER_BYTES + 28);
+        assert!(frame::decode(&bytes[after..]).is_ok());
+        for fill in [0x00, 0xD5, 0xBA] {
+            let mut torn = bytes.clone();
+            torn[hole.clone()].fill(fill);
+            assert_eq!(frame::decode(&torn[after..]).map(|f| f.kind), Ok(2));
+            let end = scan(&torn, 0, SALT, true).unwrap();
+            let End::Torn { offset, error } = end else {
+                panic!("{end:?}");
+            };
+            assert_eq!(offset, offsets[1]);
+            assert!(matches!(error, BatchError::BadCrc { .. }), "{error:?}");
+
+            let (next, _) = batches_of(torn.len(), &[&[b"a later batch"]]);
+            let mut followed = torn.clone();
+            followed.extend_from_slice(&next[torn.len()..]);
+            let corrupt = scan(&followed, 0, SALT, true).unwrap_err();
+            assert_eq!(corrupt.batch, offsets[1]);
+            assert!(matches!(corrupt.error, BatchError::BadCrc { .. }));
+            let second_frame = offsets[1] + batch::HEADER_BYTES + frame::HEADER_BYTES + 15;
+            assert_eq!(corrupt.offset(), second_frame);
+            assert!(matches!(
+                corrupt.frame,
+                Some((_, FrameError::BadCrc { .. }))
+            ));
+            assert_eq!(corrupt.why, NotTorn::BatchFollows { offset: torn.len() });
+        }
     }
 
-    /// Proves the resync is not fooled by magic bytes, frame-like headers and whole frames
-    /// inside a torn tail's payload: only a frame whose CRC matches counts, however it overlaps
-    /// the others.
+    /// Proves a last batch whose header a hole hit is torn, however its frames look after it,
+    /// and that a good batch header anywhere after a torn header makes it corruption.
     #[test]
-    fn a_torn_tail_full_of_lookalikes_is_still_torn() {
-        let mut inner = Vec::new();
-        frame::encode(&mut inner, 4, |b| b.extend_from_slice(&[MAGIC; 30]));
-        // The body of the frame that the crash cuts holds a whole frame; cut inside that one.
-        let mut body = vec![MAGIC; 50];
-        body.extend_from_slice(&inner);
-        body.extend_from_slice(&[MAGIC, 0, 0, 0, 0, 1, 5, 0, 0, 0]);
-        let bytes = frames_of(&[b"kept", &body]);
-        let inner_at = 14 + HEADER_BYTES + 50;
-        let cut = inner_at + inner.len() - 1;
+    fn a_torn_batch_header() {
+        let (bytes, offsets) = batches_of(0, &[&[b"kept"], &[b"first", b"second", b"third"]]);
+        let last = offsets[1];
+        for at in last..last + batch::HEADER_BYTES {
+            let mut torn = bytes.clone();
+            torn[at] ^= 0x20;
+            let end = scan(&torn, 0, SALT, true).unwrap();
+            let End::Torn { offset, error } = end else {
+                panic!("byte {at}: {end:?}");
+            };
+            assert_eq!(offset, last, "byte {at}");
+            let bad = matches!(
+                error,
+                BatchError::BadMagic { .. } | BatchError::BadHeaderCrc
+            );
+            assert!(bad, "byte {at}: {error:?}");
+        }
+        let mut torn = bytes.clone();
+        torn[last..last + batch::HEADER_BYTES].fill(0);
+        let (next, _) = batches_of(torn.len(), &[&[b"later"]]);
+        torn.extend_from_slice(&next[torn.len()..]);
+        let corrupt = scan(&torn, 0, SALT, true).unwrap_err();
         assert_eq!(
-            scan(&bytes[..cut], 0, true),
+            (corrupt.batch, corrupt.offset(), corrupt.frame),
+            (last, last, None)
+        );
+        assert_eq!(
+            corrupt.why,
+            NotTorn::BatchFollows {
+                offset: bytes.len()
+            }
+        );
+    }
+
+    /// Proves a batch of another segment (another salt) or copied from another offset, whole
+    /// and with good CRCs, is neither read nor taken as proof that a later batch was written.
+    #[test]
+    fn old_bytes_are_not_a_batch() {
+        let (bytes, offsets) = batches_of(0, &[&[b"kept"], &[b"the last batch"]]);
+        let (stale, _) = batches_of(offsets[1], &[&[b"another segment's batch"]]);
+        let mut other_salt = stale.clone();
+        let h = offsets[1];
+        other_salt[h..h + batch::HEADER_BYTES].copy_from_slice(&batch::header(
+            SALT + 1,
+            h as u64,
+            &stale[h + 33..],
+        ));
+        let mut torn = bytes[..h].to_vec();
+        torn.extend_from_slice(&other_salt[h..]);
+        assert_eq!(
+            scan(&torn, 0, SALT, true),
             Ok(End::Torn {
-                offset: 14,
-                error: FrameError::Short
+                offset: h,
+                error: BatchError::WrongSalt { found: SALT + 1 }
             })
         );
-        // Uncut, the inner frame is whole: a good frame follows the (now short) outer frame.
-        let whole = &bytes[..inner_at + inner.len()];
-        let corrupt = scan(whole, 0, true).unwrap_err();
-        assert_eq!(corrupt.why, NotTorn::GoodFrameFollows { offset: inner_at });
+
+        // A whole batch of this segment moved by one byte, after a hole.
+        let mut moved = bytes.clone();
+        moved[h..].fill(0);
+        moved.push(0);
+        moved[h + 1..].copy_from_slice(&bytes[h..]);
+        assert!(matches!(
+            scan(&moved, 0, SALT, true),
+            Ok(End::Torn { offset, error: BatchError::BadMagic { found: 0 } }) if offset == h
+        ));
     }
 
-    /// Proves the resync gives up, as corruption, when more candidates wait than it may hold,
-    /// and decides when they fit.
+    /// Proves a batch whose CRC matches but whose frames do not fill it is corruption even as
+    /// the newest segment's last: it was written whole, and acknowledged.
     #[test]
-    fn too_many_candidates_are_undecided() {
-        // Ten candidates, every one claiming the rest of the bytes as its body.
-        let mut bytes = vec![0u8];
-        let len = 200;
-        for i in 0..10 {
-            let q = bytes.len();
-            let body_len = (len - q - HEADER_BYTES) as u32;
-            bytes.extend_from_slice(&[MAGIC, 0, 0, 0, 0, i]);
-            bytes.extend_from_slice(&body_len.to_le_bytes());
-        }
-        bytes.resize(len, 0);
-        assert_eq!(next_good_frame(&bytes, 0, 9), Resync::Undecided);
-        assert_eq!(next_good_frame(&bytes, 0, 10), Resync::NoneFollows);
+    fn a_whole_batch_of_bad_frames_is_corruption() {
+        let mut batch = Batch::new();
+        frame::encode(batch.frames_out(), 1, |b| b.extend_from_slice(b"good"));
+        batch.frames_out().extend_from_slice(b"not a frame");
+        let bytes = batch.seal(SALT, 0).to_vec();
+        let corrupt = scan(&bytes, 0, SALT, true).unwrap_err();
+        assert_eq!(
+            (corrupt.error, corrupt.why),
+            (BatchError::Unframed, NotTorn::Whole)
+        );
+        assert_eq!(corrupt.offset(), batch::HEADER_BYTES + 14);
     }
 }

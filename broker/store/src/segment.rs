@@ -1,4 +1,4 @@
-//! Segment files: where a shard's frames live, and the header each file begins with.
+//! Segment files: where a shard's batches of frames live, and the header each file begins with.
 //!
 //! Shard n's journal is `<data dir>/shard-<n>/<sequence>.seg`, one file after another; the
 //! sequence is zero-padded to 20 digits (all of `u64`) so that names sort as the sequence does.
@@ -10,11 +10,17 @@
 //!      6     2  shard, u16 little-endian
 //!      8     2  shard count when the file was written, u16 little-endian
 //!     10     8  sequence, u64 little-endian (the same as in the file name)
-//!     18     4  CRC-32C of bytes 0 .. 18, u32 little-endian
-//!     22        frames (frame.rs)
+//!     18     8  salt, u64 little-endian: random, repeated in every batch header (batch.rs)
+//!     26     4  CRC-32C of bytes 0 .. 26, u32 little-endian
+//!     30        batches (batch.rs), each a header and frames (frame.rs)
 //! ```
+//!
+//! The magic and the version come first and are read before anything else, so that a segment
+//! of another format is named as such, whatever its length.
 
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 /// The size at which a writer closes a segment and begins the next (`writer.rs`). A shard's
 /// journal is compacted by removing whole segments, and the reader holds one segment in memory
@@ -27,10 +33,16 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 
 pub const SEGMENT_MAGIC: [u8; 4] = *b"ISEG";
 
-/// Bumped when the frame or header layout changes; a reader refuses versions it does not know.
-pub const FORMAT_VERSION: u16 = 1;
+/// Bumped when the layout of segments, batches or frames changes; a reader refuses versions it
+/// does not know. Version 1 had no batch headers; the store never shipped with it, so nothing
+/// written in it is read.
+pub const FORMAT_VERSION: u16 = 2;
 
-pub const SEGMENT_HEADER_BYTES: usize = 22;
+pub const SEGMENT_HEADER_BYTES: usize = 30;
+
+/// Magic and version: what is read before the rest of the header.
+const VERSION_END: usize = 6;
+const CRC_AT: usize = 26;
 
 const SEGMENT_SUFFIX: &str = ".seg";
 const SEQUENCE_DIGITS: usize = 20;
@@ -47,6 +59,8 @@ pub struct SegmentHeader {
     /// count of the current run (`docs/store.md`, "Recovery"); this one is for the logs.
     pub shard_count: u16,
     pub sequence: u64,
+    /// Random, per segment: a batch header is good only with its segment's salt (`batch.rs`).
+    pub salt: u64,
 }
 
 /// Why the start of a segment file is not a good header.
@@ -56,7 +70,10 @@ pub enum HeaderError {
     Short,
     #[error("not a segment: the file does not begin with \"ISEG\"")]
     BadMagic,
-    #[error("segment format version {found}; this build reads version {FORMAT_VERSION}")]
+    #[error(
+        "segment format version {found}, written by another version of ironsight; this one \
+         reads version {FORMAT_VERSION} only"
+    )]
     UnsupportedVersion { found: u16 },
     #[error("CRC-32C mismatch in the segment header")]
     BadCrc,
@@ -69,6 +86,19 @@ pub enum HeaderError {
 }
 
 impl SegmentHeader {
+    /// The header of a new segment, with a salt of its own. Not a secret, only different from
+    /// every other segment's: std's `RandomState` is seeded from the system's randomness (and
+    /// changes at every call), and the time goes in too.
+    pub fn new(shard: u16, shard_count: u16, sequence: u64) -> SegmentHeader {
+        let salt = RandomState::new().hash_one((SystemTime::now(), shard, sequence));
+        SegmentHeader {
+            shard,
+            shard_count,
+            sequence,
+            salt,
+        }
+    }
+
     pub fn encode(&self) -> [u8; SEGMENT_HEADER_BYTES] {
         assert!(self.shard < self.shard_count, "{self:?}");
         let mut out = [0; SEGMENT_HEADER_BYTES];
@@ -77,35 +107,43 @@ impl SegmentHeader {
         out[6..8].copy_from_slice(&self.shard.to_le_bytes());
         out[8..10].copy_from_slice(&self.shard_count.to_le_bytes());
         out[10..18].copy_from_slice(&self.sequence.to_le_bytes());
-        let crc = crc32c::crc32c(&out[..18]);
-        out[18..22].copy_from_slice(&crc.to_le_bytes());
+        out[18..26].copy_from_slice(&self.salt.to_le_bytes());
+        let crc = crc32c::crc32c(&out[..CRC_AT]);
+        out[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
     /// Reads the header at the start of a segment file's bytes.
     pub fn decode(bytes: &[u8]) -> Result<SegmentHeader, HeaderError> {
-        let Some(header) = bytes.get(..SEGMENT_HEADER_BYTES) else {
+        let Some(start) = bytes.get(..VERSION_END) else {
             return Err(HeaderError::Short);
         };
-        if header[0..4] != SEGMENT_MAGIC {
+        if start[0..4] != SEGMENT_MAGIC {
             return Err(HeaderError::BadMagic);
         }
-        let field = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
-        let version = field(4);
+        let version = u16::from_le_bytes([start[4], start[5]]);
         if version != FORMAT_VERSION {
             return Err(HeaderError::UnsupportedVersion { found: version });
         }
+        let Some(header) = bytes.get(..SEGMENT_HEADER_BYTES) else {
+            return Err(HeaderError::Short);
+        };
+        let field = |at: usize| u16::from_le_bytes([header[at], header[at + 1]]);
+        let u64_at = |at: usize| {
+            let mut field = [0; 8];
+            field.copy_from_slice(&header[at..at + 8]);
+            u64::from_le_bytes(field)
+        };
         let mut crc = [0; 4];
-        crc.copy_from_slice(&header[18..22]);
-        if crc32c::crc32c(&header[..18]) != u32::from_le_bytes(crc) {
+        crc.copy_from_slice(&header[CRC_AT..]);
+        if crc32c::crc32c(&header[..CRC_AT]) != u32::from_le_bytes(crc) {
             return Err(HeaderError::BadCrc);
         }
-        let mut sequence = [0; 8];
-        sequence.copy_from_slice(&header[10..18]);
         let decoded = SegmentHeader {
             shard: field(6),
             shard_count: field(8),
-            sequence: u64::from_le_bytes(sequence),
+            sequence: u64_at(10),
+            salt: u64_at(18),
         };
         if decoded.shard >= decoded.shard_count {
             return Err(HeaderError::ShardOutOfRange {
@@ -170,22 +208,24 @@ pub fn looks_like_segment(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// The header, field by field: shard 2 of 4, sequence 7.
+    /// The header, field by field: shard 2 of 4, sequence 7, salt 0x0123456789abcdef.
     #[test]
     fn a_header_spelled_out() {
         let header = SegmentHeader {
             shard: 2,
             shard_count: 4,
             sequence: 7,
+            salt: 0x0123_4567_89AB_CDEF,
         };
         let bytes = header.encode();
         let expected = [
             b'I', b'S', b'E', b'G', //                        magic
-            0x01, 0x00, //                                    format version 1
+            0x02, 0x00, //                                    format version 2
             0x02, 0x00, //                                    shard 2
             0x04, 0x00, //                                    of 4 shards
             0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // sequence 7
-            0x34, 0x1E, 0xCB, 0xFC, //                        CRC-32C of the above
+            0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01, // salt
+            0xA4, 0x7F, 0x98, 0x20, //                        CRC-32C of the above
         ];
         assert_eq!(bytes, expected);
         assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
@@ -195,23 +235,19 @@ mod tests {
     /// against the directory and file name it was found under.
     #[test]
     fn bad_headers_are_named() {
-        let good = SegmentHeader {
-            shard: 1,
-            shard_count: 2,
-            sequence: 9,
-        }
-        .encode();
-        assert_eq!(SegmentHeader::decode(&good[..21]), Err(HeaderError::Short));
+        let good = SegmentHeader::new(1, 2, 9).encode();
+        assert_eq!(SegmentHeader::decode(&good[..29]), Err(HeaderError::Short));
+        assert_eq!(SegmentHeader::decode(&good[..5]), Err(HeaderError::Short));
 
         let mut bad = good;
         bad[0] = b'X';
         assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::BadMagic));
 
         let mut bad = good;
-        bad[4] = 2;
+        bad[4] = 3;
         assert_eq!(
             SegmentHeader::decode(&bad),
-            Err(HeaderError::UnsupportedVersion { found: 2 })
+            Err(HeaderError::UnsupportedVersion { found: 3 })
         );
 
         for at in 6..SEGMENT_HEADER_BYTES {
@@ -226,8 +262,8 @@ mod tests {
 
         let mut bad = good;
         bad[6..8].copy_from_slice(&2u16.to_le_bytes());
-        let crc = crc32c::crc32c(&bad[..18]);
-        bad[18..22].copy_from_slice(&crc.to_le_bytes());
+        let crc = crc32c::crc32c(&bad[..CRC_AT]);
+        bad[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             SegmentHeader::decode(&bad),
             Err(HeaderError::ShardOutOfRange {
@@ -252,6 +288,35 @@ mod tests {
                 expected: 8
             })
         );
+    }
+
+    /// Proves a segment of format version 1 (22 bytes of header, no salt, no batches) is named
+    /// by its version, not taken for a short or damaged header: the store never shipped with
+    /// it, and a segment written by it is refused.
+    #[test]
+    fn a_version_1_segment_is_refused_by_its_version() {
+        let version_1 = [
+            b'I', b'S', b'E', b'G', //                        magic
+            0x01, 0x00, //                                    format version 1
+            0x00, 0x00, 0x01, 0x00, //                        shard 0 of 1
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // sequence 0
+            0x12, 0x34, 0x56, 0x78, //                        its CRC (not read)
+        ];
+        for len in [6, version_1.len()] {
+            assert_eq!(
+                SegmentHeader::decode(&version_1[..len]),
+                Err(HeaderError::UnsupportedVersion { found: 1 })
+            );
+        }
+    }
+
+    /// Proves every new header gets a salt of its own.
+    #[test]
+    fn salts_differ() {
+        let salts: std::collections::HashSet<u64> = (0..1000)
+            .map(|_| SegmentHeader::new(0, 1, 0).salt)
+            .collect();
+        assert_eq!(salts.len(), 1000);
     }
 
     /// Proves names sort as sequences do and parse back, and that near-misses are refused.
