@@ -134,7 +134,7 @@ pub struct PolicyFilters {
 }
 
 /// How a policy type reads its filters.
-struct FilterRules {
+pub(crate) struct FilterRules {
     /// What its ClientID may hold.
     client_id: PatternKind,
     /// The ClientID when the attribute is absent ("" for none).
@@ -145,7 +145,7 @@ struct FilterRules {
 }
 
 impl PolicyFilters {
-    fn parse(f: &mut Fields, rules: FilterRules) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(f: &mut Fields, rules: FilterRules) -> Result<Self, ConfigError> {
         let filters = PolicyFilters {
             client_id: f.string("ClientID", rules.client_id_default)?,
             client_address: f.string("ClientAddress", "")?,
@@ -442,6 +442,9 @@ pub struct Config {
     pub users: crate::users::Users,
     #[serde(rename = "LDAP", skip_serializing_if = "Option::is_none")]
     pub ldap: Option<crate::ldap::Ldap>,
+    /// `AdminEndpoint`, `ConfigurationPolicy`, `AdminUserID`, `AdminUserPassword`: the REST API.
+    #[serde(flatten)]
+    pub admin: crate::admin::Admin,
     /// Where files named by a relative path are found: the configuration file's directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -605,7 +608,7 @@ impl ConnectionPolicy {
 }
 
 /// The filters of a TopicPolicy or SubscriptionPolicy: no variables in them (Amlen's rule).
-const MESSAGING_FILTERS: FilterRules = FilterRules {
+pub(crate) const MESSAGING_FILTERS: FilterRules = FilterRules {
     client_id: PatternKind::Name,
     client_id_default: "",
     protocol_glob: false,
@@ -627,7 +630,7 @@ fn max_messages(f: &mut Fields) -> Result<(u32, MaxMessagesBehavior), ConfigErro
 }
 
 /// An ActionList: each entry one of `actions`, at least one.
-fn check_actions(f: &Fields, list: &str, actions: &[&str]) -> Result<(), ConfigError> {
+pub(crate) fn check_actions(f: &Fields, list: &str, actions: &[&str]) -> Result<(), ConfigError> {
     for action in names(list) {
         if !actions.iter().any(|a| a.eq_ignore_ascii_case(&action)) {
             return Err(f.error(
@@ -639,7 +642,7 @@ fn check_actions(f: &Fields, list: &str, actions: &[&str]) -> Result<(), ConfigE
     Ok(())
 }
 
-fn lists(list: &str, action: &str) -> bool {
+pub(crate) fn lists(list: &str, action: &str) -> bool {
     names(list).iter().any(|a| a.eq_ignore_ascii_case(action))
 }
 
@@ -994,6 +997,7 @@ impl Config {
                 .remove("LDAP")
                 .map(|v| crate::ldap::Ldap::parse(&v))
                 .transpose()?,
+            admin: crate::admin::Admin::parse(&mut doc)?,
             base_dir: PathBuf::from("."),
         };
         if let Some(unknown) = doc.keys().next() {
@@ -1004,6 +1008,7 @@ impl Config {
         let mut config = config;
         config.check_references()?;
         config.check_security()?;
+        config.check_admin()?;
         Ok(config)
     }
 
