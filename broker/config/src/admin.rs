@@ -83,6 +83,12 @@ pub struct AdminEndpoint {
 }
 
 impl AdminEndpoint {
+    /// Where it listens (its Interface was checked when parsed).
+    pub fn addr(&self) -> std::net::SocketAddr {
+        let ip = resolve::interface_addr(&self.interface).expect("checked when parsed");
+        std::net::SocketAddr::new(ip, self.port)
+    }
+
     fn parse(value: &Value) -> Result<Self, ConfigError> {
         let mut f = Fields::new("AdminEndpoint", "AdminEndpoint", value)?;
         let endpoint = AdminEndpoint {
@@ -122,7 +128,7 @@ impl ConfigurationPolicy {
             ("Protocol", &filters.protocol),
         ] {
             if !given.trim().is_empty() {
-                return Err(f.error(attribute, "is not an attribute of this object"));
+                return Err(f.error(attribute, crate::objects::UNKNOWN_ATTRIBUTE));
             }
         }
         if !filters.common_names.trim().is_empty() {

@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Map, Value};
 
-use crate::fields::kind;
+pub use crate::fields::kind;
 use crate::{Config, ConfigError};
 
 /// How an object type sits in the document.

@@ -450,6 +450,9 @@ pub struct Config {
     pub base_dir: PathBuf,
 }
 
+/// What an error says of an attribute the object does not have (MessageSight's CWLNA0138).
+pub const UNKNOWN_ATTRIBUTE: &str = "is not an attribute of this object";
+
 /// Attributes MessageSight defines that ironsight does not implement yet; naming them is refused
 /// rather than silently ignored.
 const NOT_YET: &[(&str, &str)] = &[
@@ -1017,7 +1020,13 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut config = Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Config::parse_for(&text, path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and checks the text of the configuration file `path` (which need not hold it
+    /// yet: the REST API checks a new version before writing it).
+    pub fn parse_for(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config = Config::parse(text)?;
         config.base_dir = path
             .parent()
             .filter(|dir| !dir.as_os_str().is_empty())

@@ -16,40 +16,59 @@ use ironsight_codec::ProtocolVersion;
 pub const RESULTS_MAX: usize = 100;
 
 /// A name filter as Amlen's monitoring takes them: `*` matches any characters, anything else
-/// itself; empty matches everything.
+/// itself. Several patterns (Amlen's comma lists, as close connection takes them) match what
+/// any of them matches; none matches everything.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Wildcard(pub String);
+pub struct Wildcard(Vec<String>);
 
 impl Wildcard {
+    /// Matches everything.
     pub fn any() -> Wildcard {
-        Wildcard(String::new())
+        Wildcard(Vec::new())
+    }
+
+    /// One pattern; empty or `*` matches everything.
+    pub fn new(pattern: impl Into<String>) -> Wildcard {
+        Wildcard::any_of([pattern.into()])
+    }
+
+    /// Any of `patterns`.
+    pub fn any_of(patterns: impl IntoIterator<Item = String>) -> Wildcard {
+        let patterns: Vec<String> = patterns.into_iter().collect();
+        if patterns.iter().any(|p| p.is_empty() || p == "*") {
+            return Wildcard::any();
+        }
+        Wildcard(patterns)
+    }
+
+    /// Whether it matches everything.
+    pub fn is_any(&self) -> bool {
+        self.0.is_empty()
     }
 
     pub fn matches(&self, text: &str) -> bool {
-        let pattern = self.0.as_str();
-        if pattern.is_empty() || pattern == "*" {
-            return true;
-        }
-        let parts: Vec<&str> = pattern.split('*').collect();
-        let (first, last) = (parts[0], parts[parts.len() - 1]);
-        if parts.len() == 1 {
-            return text == pattern;
-        }
-        if !text.starts_with(first) || text.len() < first.len() + last.len() {
-            return false;
-        }
-        let mut rest = &text[first.len()..text.len() - last.len()];
-        if !text.ends_with(last) {
-            return false;
-        }
-        for part in &parts[1..parts.len() - 1] {
-            match rest.find(part) {
-                Some(at) => rest = &rest[at + part.len()..],
-                None => return false,
-            }
-        }
-        true
+        self.is_any() || self.0.iter().any(|p| glob(p, text))
     }
+}
+
+/// Whether `text` matches `pattern`, whose `*`s match any characters.
+fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if parts.len() == 1 {
+        return text == pattern;
+    }
+    if !text.starts_with(first) || !text.ends_with(last) || text.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Which connections: each filter given must match (Amlen's Connection and close connection
@@ -242,7 +261,7 @@ mod tests {
     /// Proves Amlen's wildcard: `*` anywhere, any number of times, empty or `*` for all.
     #[test]
     fn wildcards_match_like_amlen() {
-        let w = |p: &str| Wildcard(p.to_string());
+        let w = |p: &str| Wildcard::new(p);
         assert!(w("").matches("anything") && w("*").matches(""));
         assert!(w("abc").matches("abc") && !w("abc").matches("abcd"));
         assert!(w("a*").matches("a") && w("a*").matches("abc") && !w("a*").matches("ba"));
@@ -250,5 +269,8 @@ mod tests {
         assert!(w("a*c*e").matches("abcde") && w("a*c*e").matches("ace"));
         assert!(!w("a*c*e").matches("abde") && !w("ab*ba").matches("aba"));
         assert!(w("10.0.*").matches("10.0.3.4") && !w("10.0.*").matches("10.1.0.0"));
+        let list = Wildcard::any_of(["a".to_string(), "b*".to_string()]);
+        assert!(list.matches("a") && list.matches("bc") && !list.matches("c"));
+        assert!(Wildcard::any_of(["x".to_string(), "*".to_string()]).is_any());
     }
 }

@@ -13,7 +13,7 @@ fn all() -> ConnectionFilter {
 
 fn by_client(id: &str) -> ConnectionFilter {
     ConnectionFilter {
-        client_id: Wildcard(id.into()),
+        client_id: Wildcard::new(id),
         ..ConnectionFilter::default()
     }
 }
