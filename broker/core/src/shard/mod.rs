@@ -429,6 +429,11 @@ impl Shard {
         into.append(&mut self.events);
     }
 
+    /// The settings the shard runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }
