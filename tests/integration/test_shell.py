@@ -253,6 +253,12 @@ def test_an_interactive_session(clean):
         tmux.keys("Tab")
         tmux.wait_for_text("ironsight> show Endpoint")
         tmux.keys("C-u")
+        # Two candidates: the second Tab lists them.
+        tmux.type("stat M")
+        tmux.keys("Tab")
+        tmux.keys("Tab")
+        tmux.wait_for_text("MQTTClient  Memory")
+        tmux.keys("C-u")
         tmux.type("stat Conn")
         tmux.keys("Tab")
         tmux.type("Res")

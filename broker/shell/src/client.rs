@@ -261,10 +261,12 @@ pub struct Client {
 
 impl Client {
     pub fn new(settings: &Settings) -> Client {
+        // No proxy and no redirects: the request, and the password with it, goes to the
+        // configured URL and nowhere else. Error statuses are answers (Amlen's refusals).
         let agent = ureq::Agent::config_builder()
             .proxy(None)
-            .http_status_as_error(false)
             .max_redirects(0)
+            .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(CONNECT_TIMEOUT_S)))
             .timeout_global(Some(Duration::from_secs(REQUEST_TIMEOUT_S)))
             .user_agent(concat!("ironsight-shell/", env!("CARGO_PKG_VERSION")))
