@@ -257,6 +257,12 @@ pub fn parse(words: &[Word]) -> Result<Option<Command>, ParseError> {
             if !rest.is_empty() {
                 return Err(fail("list takes a type only".into()));
             }
+            if object.singleton {
+                return Err(fail(format!(
+                    "{} is a single object with no names to list: use show {}",
+                    object.name, object.name
+                )));
+            }
             Command::List { object }
         }
         "create" => {
@@ -383,12 +389,10 @@ fn optional_name(object: &ObjectType, rest: &[Word]) -> Result<Option<String>, S
     let Some(word) = rest.first() else {
         return Ok(None);
     };
-    let name = if let Some(name) = word.text.strip_prefix("Name=") {
-        name.to_string()
-    } else if !word.quoted && word.text.contains('=') {
-        return Ok(None);
-    } else {
-        word.text.clone()
+    let name = match word.assignment() {
+        Some(("Name", name)) => name.to_string(),
+        Some(_) => return Ok(None),
+        None => word.text.clone(),
     };
     if object.singleton {
         return Err(format!(
@@ -457,7 +461,7 @@ fn parse_delete(args: &[Word]) -> Result<Command, String> {
 fn pairs(words: &[Word]) -> Result<Vec<(String, String, bool)>, String> {
     let mut out: Vec<(String, String, bool)> = Vec::with_capacity(words.len());
     for word in words {
-        let Some((key, value)) = word.text.split_once('=') else {
+        let Some((key, value)) = word.assignment() else {
             return Err(format!("\"{}\" is not <Name>=<Value>", word.text));
         };
         if !objects::is_attribute_name(key) {
@@ -466,7 +470,7 @@ fn pairs(words: &[Word]) -> Result<Vec<(String, String, bool)>, String> {
         if out.iter().any(|(k, _, _)| k == key) {
             return Err(format!("{key} is given twice"));
         }
-        out.push((key.to_string(), value.to_string(), word.quoted));
+        out.push((key.to_string(), value.to_string(), word.quoted()));
     }
     Ok(out)
 }
@@ -555,6 +559,11 @@ mod tests {
         assert!(error("show").contains("an object type is needed"));
         assert!(error("show Endpoint a b").contains("at most one name"));
         assert!(error("list Endpoint a").contains("a type only"));
+        assert!(error("list Broker").contains("use show Broker"));
+        // A forgotten name is not made from the first attribute, quoted or not.
+        assert!(error("create TopicPolicy Description=\"x y\"").contains("the name of the"));
+        assert!(error("update Endpoint Enabled=false").contains("the name of the"));
+        assert!(error("update Endpoint E \"Port=1\"").contains("is not <Name>=<Value>"));
         assert!(error("show Broker x").contains("takes no name"));
         // A name with spaces is quoted; a quoted name with = is still a name.
         assert_eq!(

@@ -29,12 +29,29 @@ pub const LINE_BYTES_MAX: usize = 4096;
 /// plain text, so that nobody mistakes this shell for one that runs programs.
 const METACHARACTERS: &[char] = &[';', '|', '&', '$', '`', '<', '>', '(', ')', '{', '}', '!'];
 
-/// One word of a command line. `quoted` is true when any part of it was written in quotes:
-/// a quoted attribute value is always sent as a string (see `objects::typed_value`).
+/// One word of a command line. `quote_start` is the byte offset in `text` where the first
+/// quoted part begins, if any: an `=` before it separates an attribute from its value, one
+/// after it is part of a quoted value or name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Word {
     pub text: String,
-    pub quoted: bool,
+    pub quote_start: Option<usize>,
+}
+
+impl Word {
+    /// True when any part of the word was written in quotes: a quoted attribute value is
+    /// always sent as a string (see `objects::typed_value`).
+    pub fn quoted(&self) -> bool {
+        self.quote_start.is_some()
+    }
+
+    /// `Attr=Value` split at the first `=` written outside quotes; None when there is none
+    /// (`"a=b"` is one quoted literal, a name, not an assignment).
+    pub fn assignment(&self) -> Option<(&str, &str)> {
+        let unquoted = &self.text[..self.quote_start.unwrap_or(self.text.len())];
+        let at = unquoted.find('=')?;
+        Some((&self.text[..at], &self.text[at + 1..]))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +123,8 @@ pub fn split(line: &str) -> Result<Vec<Word>, LineError> {
             ' ' => words.extend(current.take()),
             '"' | '\'' => {
                 quote = Some(c);
-                current.get_or_insert_with(empty_word).quoted = true;
+                let word = current.get_or_insert_with(empty_word);
+                word.quote_start.get_or_insert(word.text.len());
             }
             c if METACHARACTERS.contains(&c) => {
                 return Err(LineError::Metacharacter {
@@ -127,7 +145,7 @@ pub fn split(line: &str) -> Result<Vec<Word>, LineError> {
 fn empty_word() -> Word {
     Word {
         text: String::new(),
-        quoted: false,
+        quote_start: None,
     }
 }
 
@@ -153,10 +171,16 @@ mod tests {
     fn quotes_group_spaces_and_metacharacters_into_one_word() {
         let words = split(r#"update TopicPolicy P Description="a; b | c" Topic='x"y'"#).unwrap();
         assert_eq!(words[3].text, "Description=a; b | c");
-        assert!(words[3].quoted);
+        assert_eq!(words[3].quote_start, Some("Description=".len()));
+        assert_eq!(words[3].assignment(), Some(("Description", "a; b | c")));
         assert_eq!(words[4].text, "Topic=x\"y");
-        assert!(words[4].quoted);
-        assert!(!words[0].quoted);
+        assert!(words[4].quoted());
+        assert!(!words[0].quoted());
+        assert_eq!(words[0].assignment(), None);
+        // An = inside quotes is text: a quoted name may hold one.
+        let words = split(r#"show MessageHub "a=b" 'c'=d"#).unwrap();
+        assert_eq!(words[2].assignment(), None);
+        assert_eq!(words[3].assignment(), None);
         // An empty quoted value is a word of its own (an attribute set to "").
         let words = split(r#"update X Y Description="""#).unwrap();
         assert_eq!(words[3].text, "Description=");
