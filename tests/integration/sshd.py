@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import shlex
 import shutil
 import signal
@@ -57,6 +58,24 @@ def _require(path_or_name: str, package: str) -> None:
     if not (os.access(path_or_name, os.X_OK) or shutil.which(path_or_name)):
         raise RuntimeError(f"{path_or_name} is missing: install the Debian package {package} "
                            "(tests/run does)")
+
+
+def _processes_of(user: str) -> list[int]:
+    """Pids whose real uid is `user`'s, from /proc (procps may not be installed)."""
+    try:
+        uid = pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return []
+    pids = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            uids = next(line for line in status.read_text().splitlines()
+                        if line.startswith("Uid:"))
+        except (OSError, StopIteration):
+            continue  # the process ended while we looked
+        if int(uids.split()[1]) == uid:
+            pids.append(int(status.parent.name))
+    return pids
 
 
 class Sshd:
@@ -194,7 +213,7 @@ LogLevel DEBUG2
         """Stop sshd, then put the admin user back as it was, then remove the folder."""
         self.stop()
         # Sessions end with sshd; wait for their processes before the user goes.
-        wait_for(lambda: _run(["pgrep", "-u", USER]).returncode != 0, timeout=STOP_TIMEOUT_S,
+        wait_for(lambda: not _processes_of(USER), timeout=STOP_TIMEOUT_S,
                  message="the admin user's processes to end")
         if self._created_user:
             _run(["userdel", USER]).check_returncode()
