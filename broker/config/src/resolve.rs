@@ -186,6 +186,7 @@ impl Config {
             .collect();
         EndpointSettings {
             name: name.to_string(),
+            enabled: e.enabled,
             packet_size_max: u32::try_from(e.max_message_size).expect("checked at most 256MB"),
             connect_packet_size_max: u32::try_from(e.max_connect_message_size)
                 .expect("checked at most MaxMessageSize"),

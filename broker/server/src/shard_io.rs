@@ -670,6 +670,16 @@ impl ShardIo {
             match event {
                 Event::Handoff { conn, to, handoff } => self.hand_off(conn, to, handoff),
                 Event::Authenticate(request) => self.ask_auth(*request),
+                Event::Refused {
+                    peer,
+                    client_id,
+                    why,
+                } => {
+                    if self.refusals_logged.allow(self.clock_s.get()) {
+                        let client_id = client_id.as_deref().unwrap_or("");
+                        tracing::info!(%peer, client_id, reason = %why, "connection refused");
+                    }
+                }
             }
         }
         *self.events.borrow_mut() = events;
