@@ -85,6 +85,7 @@ fn main() -> ExitCode {
     }
     match runtime::run(Options {
         config,
+        config_path: args.config,
         listen: args.listen,
         cores: args.cores,
         shards: args.shards,
