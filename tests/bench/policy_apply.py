@@ -126,14 +126,14 @@ def bench_result(proc: subprocess.Popen, timeout: float) -> dict:
     return json.loads(stdout)
 
 
-def run(keep: int, gone: int, fanout: int, hold: float, shards: int | None,
-        workdir: Path) -> dict:
+def run(ironsight: Path, keep: int, gone: int, fanout: int, hold: float,
+        shards: int | None, workdir: Path) -> dict:
     """One measured run; returns the figures and the checks."""
     port = free_port()
     path = workdir / "ironsight.json"
     write_config(path, port, "*")
     broker_log = workdir / "ironsight.log"
-    args = [str(IRONSIGHT), "--config", str(path)]
+    args = [str(ironsight), "--config", str(path)]
     if shards:
         args += ["--shards", str(shards)]
     with open(broker_log, "wb") as out:
@@ -225,13 +225,16 @@ def main() -> int:
                         help="seconds the clients hold their connections once all connected")
     parser.add_argument("--shards", type=int, default=None)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--ironsight", type=Path, default=IRONSIGHT,
+                        help="the broker binary (default: target/release/ironsight)")
     args = parser.parse_args()
-    for binary in (IRONSIGHT, BENCH):
+    for binary in (args.ironsight, BENCH):
         if not os.access(binary, os.X_OK):
             log(f"no {binary}: cargo build --release -p ironsight-server -p ironsight-bench")
             return 2
     with tempfile.TemporaryDirectory(prefix="policy-apply-") as tmp:
-        result = run(args.keep, args.gone, args.fanout, args.hold, args.shards, Path(tmp))
+        result = run(args.ironsight, args.keep, args.gone, args.fanout, args.hold, args.shards,
+                     Path(tmp))
     result["machine"] = {
         "cpus": os.cpu_count(), "kernel": platform.release(),
         "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],

@@ -207,8 +207,14 @@ class Broker:
                                    f"{START_TIMEOUT_S}s:\n" + self.log_text())
             time.sleep(0.02)
         if self.kind == "ironsight":
-            # The port opens when it is bound; the broker answers once every shard runs.
-            self.wait_log(r"\bready\b", timeout=max(0.1, deadline - time.monotonic()))
+            # The port opens when it is bound; the broker answers once every shard runs, or
+            # exits if what it checks after binding refuses the start (a data directory another
+            # broker holds).
+            wait_for(lambda: self.log_lines(r"\bready\b") or self.proc.poll() is not None,
+                     max(0.1, deadline - time.monotonic()), message="the broker to be ready")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.kind} exited with {self.proc.returncode} at start:\n"
+                                   + self.log_text())
 
     def stop(self) -> None:
         """SIGTERM, wait, then SIGKILL after STOP_TIMEOUT_S."""

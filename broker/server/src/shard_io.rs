@@ -332,7 +332,8 @@ impl ShardIo {
         if error.peer_closed() {
             tracing::debug!(conn, ?peer, %error, "transport closed by the client");
         } else if self.refusals_logged.allow(self.clock_s.get()) {
-            tracing::info!(conn, ?peer, %error, "connection refused");
+            let peer = peer.map_or_else(|| "unknown".into(), |p| p.to_string());
+            tracing::info!(%peer, %error, "connection refused");
         }
         self.end_below_mqtt(conn);
     }
@@ -679,7 +680,7 @@ impl ShardIo {
                 } => {
                     if self.refusals_logged.allow(self.clock_s.get()) {
                         let client_id = client_id.as_deref().unwrap_or("");
-                        tracing::info!(%peer, client_id, reason = %why, "connection refused");
+                        tracing::info!(%peer, client_id, error = %why, "connection refused");
                     }
                 }
             }
