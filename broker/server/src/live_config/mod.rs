@@ -115,9 +115,23 @@ impl LiveConfig {
         self.lock().config.clone()
     }
 
+    /// Whether `new` could be applied, without applying it: its TLS files load and no two
+    /// endpoints would listen on one port. (Whether a port is free is known only by binding
+    /// it, which [`LiveConfig::apply`] does first.) For the REST API, before it writes the
+    /// configuration file.
+    pub fn check(&self, new: &Config) -> Result<(), String> {
+        let running = self.lock();
+        let plan = changes::plan(&running.config, new, &running.demands_at_start);
+        tls::context::build(&plan.effective).map_err(|e| e.to_string())?;
+        let mut numbers = running.endpoints.clone();
+        number_endpoints(&mut numbers, &plan.effective);
+        wanted_addresses(&numbers, &plan.effective, &running.overrides).map(drop)
+    }
+
     /// Applies `new`, a whole configuration already checked, to the running broker (see the
     /// module's note). `Err` when nothing could be applied; otherwise what was, and what waits
-    /// for a restart.
+    /// for a restart. Blocks until every shard has taken it up (at most [`APPLY_WAIT`]): call
+    /// it from a thread that may block, never from a shard.
     pub fn apply(&self, new: &Config) -> Result<ApplyOutcome, String> {
         let started = Instant::now();
         let mut running = self.lock();
@@ -125,11 +139,7 @@ impl LiveConfig {
         let contexts = tls::context::build(&plan.effective).map_err(|e| e.to_string())?;
         let current = self.generations.current();
         let before = running.endpoints.len();
-        for (name, _) in plan.effective.enabled() {
-            if !running.endpoints.contains(name) {
-                running.endpoints.push(name.clone());
-            }
-        }
+        number_endpoints(&mut running.endpoints, &plan.effective);
         let mut applied = plan.changed;
         let listeners = {
             let config = std::mem::replace(&mut running.config, plan.effective);
@@ -230,39 +240,8 @@ impl Running {
         Ok(groups)
     }
 
-    /// Every address the enabled endpoints listen on (`--listen` before Interface and Port),
-    /// refusing two endpoints on one port.
     fn wanted_addresses(&self) -> Result<Vec<Listener>, String> {
-        let mut wanted: Vec<Listener> = Vec::new();
-        for (number, name) in self.endpoints.iter().enumerate() {
-            let Some(e) = self.config.endpoints.get(name).filter(|e| e.enabled) else {
-                continue;
-            };
-            let addrs = match self.overrides.get(name) {
-                Some(addrs) => addrs.clone(),
-                None => vec![Config::endpoint_addr(name, e).map_err(|e| e.to_string())?],
-            };
-            for addr in addrs {
-                let clash = wanted.iter().find(|w| {
-                    let (a, b) = (w.addr, addr);
-                    a.port() == b.port()
-                        && a.port() != 0
-                        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
-                });
-                if let Some(other) = clash {
-                    return Err(format!(
-                        "Endpoint \"{name}\", attribute Port: {addr} overlaps {} of Endpoint \"{}\"",
-                        other.addr, other.name
-                    ));
-                }
-                wanted.push(Listener {
-                    endpoint: u16::try_from(number).map_err(|_| "too many endpoints")?,
-                    name: name.clone(),
-                    addr,
-                });
-            }
-        }
-        Ok(wanted)
+        wanted_addresses(&self.endpoints, &self.config, &self.overrides)
     }
 
     /// The core's settings by endpoint number: an endpoint no longer enabled keeps its last
@@ -306,6 +285,54 @@ impl Running {
     fn enabled(&self, name: &str) -> Option<&ironsight_config::objects::Endpoint> {
         self.config.endpoints.get(name).filter(|e| e.enabled)
     }
+}
+
+/// Gives each enabled endpoint of `config` that has none a number: the next.
+fn number_endpoints(numbers: &mut Vec<String>, config: &Config) {
+    for (name, _) in config.enabled() {
+        if !numbers.contains(name) {
+            numbers.push(name.clone());
+        }
+    }
+}
+
+/// Every address the enabled endpoints of `config` listen on (`--listen` before Interface and
+/// Port), by their `numbers`, refusing two endpoints on one port.
+fn wanted_addresses(
+    numbers: &[String],
+    config: &Config,
+    overrides: &BTreeMap<String, Vec<SocketAddr>>,
+) -> Result<Vec<Listener>, String> {
+    let mut wanted: Vec<Listener> = Vec::new();
+    for (number, name) in numbers.iter().enumerate() {
+        let Some(e) = config.endpoints.get(name).filter(|e| e.enabled) else {
+            continue;
+        };
+        let addrs = match overrides.get(name) {
+            Some(addrs) => addrs.clone(),
+            None => vec![Config::endpoint_addr(name, e).map_err(|e| e.to_string())?],
+        };
+        for addr in addrs {
+            let clash = wanted.iter().find(|w| {
+                let (a, b) = (w.addr, addr);
+                a.port() == b.port()
+                    && a.port() != 0
+                    && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+            });
+            if let Some(other) = clash {
+                return Err(format!(
+                    "Endpoint \"{name}\", attribute Port: {addr} overlaps {} of Endpoint \"{}\"",
+                    other.addr, other.name
+                ));
+            }
+            wanted.push(Listener {
+                endpoint: u16::try_from(number).map_err(|_| "too many endpoints")?,
+                name: name.clone(),
+                addr,
+            });
+        }
+    }
+    Ok(wanted)
 }
 
 /// One line on what the shards did.
@@ -355,3 +382,6 @@ fn log_applied(number: u64, shards: &[Option<ShardApplied>], took: Duration, wai
         "configuration applied"
     );
 }
+
+#[cfg(test)]
+mod tests;
