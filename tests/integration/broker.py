@@ -274,12 +274,13 @@ class Broker:
         return wait_for(enough, timeout, message=lambda: f"{count} log lines matching "
                         f"{pattern!r} (have {len(self.log_lines(pattern))})")
 
-    def hangup(self, timeout: float = 5) -> None:
-        """SIGHUP (ironsight reads its certificate, key, CA and CRL files again) and wait until
-        the log says the reload is done."""
-        done = len(self.log_lines("TLS contexts reloaded"))
+    def hangup(self, timeout: float = 10) -> None:
+        """SIGHUP (ironsight reads its configuration file again, with the certificate, key, CA
+        and CRL files it names, and applies it) and wait until the log says every shard has
+        taken it up."""
+        done = len(self.log_lines("configuration applied"))
         self.proc.send_signal(signal.SIGHUP)
-        self.wait_log("TLS contexts reloaded", done + 1, timeout)
+        self.wait_log("configuration applied", done + 1, timeout)
 
     def __repr__(self) -> str:
         return f"<{self.kind} {self.host}:{self.port}>"

@@ -1009,10 +1009,18 @@ impl Config {
             )));
         }
         let mut config = config;
-        config.check_references()?;
-        config.check_security()?;
-        config.check_admin()?;
+        config.check_consistency()?;
         Ok(config)
+    }
+
+    /// The checks between objects (every reference resolves, every endpoint's transports fit
+    /// its security profile), for a configuration put together from objects that each parsed:
+    /// the part of a new configuration that can change while the broker runs, beside what
+    /// stays until a restart.
+    pub fn check_consistency(&mut self) -> Result<(), ConfigError> {
+        self.check_references()?;
+        self.check_security()?;
+        self.check_admin()
     }
 
     /// Reads and checks a configuration file; relative file names in it (certificates, keys)

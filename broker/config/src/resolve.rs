@@ -103,8 +103,20 @@ impl Config {
 
     /// The core's settings; `endpoints[i]` is the i-th enabled endpoint in name order.
     pub fn settings(&self) -> Settings {
+        let endpoints = self
+            .enabled()
+            .map(|(name, e)| self.endpoint_settings(name, e))
+            .collect();
+        Settings {
+            broker: self.broker_settings(),
+            endpoints,
+        }
+    }
+
+    /// The core's broker-wide settings, from the Broker object.
+    pub fn broker_settings(&self) -> BrokerSettings {
         let b = &self.broker;
-        let broker = BrokerSettings {
+        BrokerSettings {
             inflight_max: b.max_inflight_messages,
             topic_aliases_max: b.max_topic_aliases,
             outbound_aliases_max: b.max_outbound_topic_aliases,
@@ -121,15 +133,11 @@ impl Config {
             authentication_timeout_s: b.authentication_timeout,
             pending_authentications_max: b.max_pending_authentications as usize,
             ..BrokerSettings::default()
-        };
-        let endpoints = self
-            .enabled()
-            .map(|(name, e)| self.endpoint_settings(name, e))
-            .collect();
-        Settings { broker, endpoints }
+        }
     }
 
-    fn endpoint_settings(&self, name: &str, e: &crate::objects::Endpoint) -> EndpointSettings {
+    /// The core's settings of the endpoint `name`: its limits and its policies compiled.
+    pub fn endpoint_settings(&self, name: &str, e: &crate::objects::Endpoint) -> EndpointSettings {
         let fold_ids = self
             .ldap
             .as_ref()
@@ -186,6 +194,7 @@ impl Config {
             .collect();
         EndpointSettings {
             name: name.to_string(),
+            enabled: e.enabled,
             packet_size_max: u32::try_from(e.max_message_size).expect("checked at most 256MB"),
             connect_packet_size_max: u32::try_from(e.max_connect_message_size)
                 .expect("checked at most MaxMessageSize"),
@@ -253,15 +262,23 @@ impl Config {
             {
                 continue; // this endpoint listens where the command line says
             }
-            let ip = interface_addr(&e.interface)
-                .map_err(|m| ConfigError::attribute("Endpoint", name, "Interface", m))?;
             listeners.push(Listener {
                 endpoint: *index,
                 name: (*name).clone(),
-                addr: SocketAddr::new(ip, e.port),
+                addr: Self::endpoint_addr(name, e)?,
             });
         }
         Ok(listeners)
+    }
+
+    /// Where the endpoint `name` listens: its Interface and Port.
+    pub fn endpoint_addr(
+        name: &str,
+        e: &crate::objects::Endpoint,
+    ) -> Result<SocketAddr, ConfigError> {
+        let ip = interface_addr(&e.interface)
+            .map_err(|m| ConfigError::attribute("Endpoint", name, "Interface", m))?;
+        Ok(SocketAddr::new(ip, e.port))
     }
 }
 

@@ -118,6 +118,16 @@ impl Refusal {
             Refusal::BadMethod => ReasonCode::BadAuthenticationMethod,
         }
     }
+
+    /// What the refusal means, for the log.
+    pub fn cause(self) -> &'static str {
+        match self {
+            Refusal::BadCredentials => "authentication failed",
+            Refusal::NotAuthorized => "authenticated, but not let in",
+            Refusal::Unavailable => "authentication did not answer in time",
+            Refusal::BadMethod => "an authentication method the endpoint does not offer",
+        }
+    }
 }
 
 /// Who the client is, or why it may not connect.

@@ -50,6 +50,19 @@ impl Default for ClientLimits {
     }
 }
 
+/// What the broker told the client in its CONNACK about what it accepts: promises that hold for
+/// the connection's life, so a configuration changed while it is connected applies to later
+/// connections. (v3 clients are told nothing, and held to the same values.)
+#[derive(Clone, Copy, Debug)]
+pub struct Granted {
+    /// Receive Maximum: QoS 1/2 PUBLISHes the client may have unacknowledged
+    /// (`Broker.MaxInflightMessages` when it connected).
+    pub receive_max: u16,
+    /// Topic Alias Maximum for client-to-server aliases (`Broker.MaxTopicAliases`), which
+    /// also sizes the connection's alias table.
+    pub topic_alias_max: u16,
+}
+
 /// Topic alias tables of one v5 connection; allocated on the first alias only.
 #[derive(Debug, Default)]
 pub struct Aliases {
@@ -198,6 +211,8 @@ pub struct Connection {
     /// CONNECT timeout count from here. Bytes of an unfinished packet do not count.
     pub last_packet_at: Instant,
     pub client: ClientLimits,
+    /// What the broker granted it in CONNACK.
+    pub granted: Granted,
     /// v5 Request Problem Information: whether reason strings may be sent.
     pub problem_info: bool,
     /// Whether its ConnectionPolicy lets it publish at QoS 1 and 2.
@@ -247,6 +262,10 @@ impl Connection {
             keepalive_s: 0,
             last_packet_at: now,
             client: ClientLimits::default(),
+            granted: Granted {
+                receive_max: 0,
+                topic_alias_max: 0,
+            },
             problem_info: true,
             allow_persistent: true,
             session_expiry_max_s: u32::MAX,

@@ -48,4 +48,4 @@ pub mod topic;
 pub mod tree;
 pub mod violation;
 
-pub use shard::{Event, Handoff, Shard};
+pub use shard::{Event, Handoff, RefusedFor, Shard};

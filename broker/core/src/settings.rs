@@ -82,6 +82,10 @@ impl Default for BrokerSettings {
 #[derive(Clone, Debug)]
 pub struct EndpointSettings {
     pub name: String,
+    /// False for an endpoint disabled or removed while the broker runs: it keeps its number
+    /// (connections, retained messages' publishers and the auth service know endpoints by
+    /// number), takes no connection and has none.
+    pub enabled: bool,
     /// `Endpoint.MaxMessageSize`: the largest packet accepted, and advertised as Maximum Packet Size.
     pub packet_size_max: u32,
     /// `Endpoint.MaxConnectMessageSize`: the largest packet accepted before CONNECT completes,
@@ -105,6 +109,7 @@ impl Default for EndpointSettings {
     fn default() -> Self {
         EndpointSettings {
             name: "DemoEndpoint".into(),
+            enabled: true,
             packet_size_max: 4096 * 1024,
             connect_packet_size_max: 64 * 1024,
             authenticate: false,
@@ -128,6 +133,17 @@ impl Default for EndpointSettings {
             }],
             subscription_rules: Vec::new(),
         }
+    }
+}
+
+impl EndpointSettings {
+    /// Whether `other` admits and authorises every client exactly as this one does: the same
+    /// policies, compiled the same, in the same order. Connected clients are checked again
+    /// only where this changed.
+    pub fn same_policies(&self, other: &EndpointSettings) -> bool {
+        self.connection_rules == other.connection_rules
+            && self.topic_rules == other.topic_rules
+            && self.subscription_rules == other.subscription_rules
     }
 }
 

@@ -31,6 +31,9 @@ pub struct Stats {
     pub authentications_refused: u64,
     /// CONNECTs told the server is busy because `MaxPendingAuthentications` already waited.
     pub authentications_shed: u64,
+    /// Connected clients disconnected because a configuration changed while they were
+    /// connected no longer admits them (`shard/reconfigure.rs`).
+    pub connections_revoked: u64,
     pub wills_published: u64,
     pub sessions_expired: u64,
     /// Sessions taken up from the journal at start.

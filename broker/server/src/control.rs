@@ -14,8 +14,9 @@ use std::time::Instant;
 
 use ironsight_admin::api::{Apply, ApplyOutcome};
 use ironsight_admin::shards::{EndpointSnapshot, Query, Reply, Request, ShardSnapshot, Shards};
-use ironsight_config::{document, Config, ConfigError};
+use ironsight_config::{Config, ConfigError};
 
+use crate::live_config::LiveConfig;
 use crate::shard_io::ShardIo;
 use crate::transport::tls;
 
@@ -180,22 +181,8 @@ impl Shards for Control {
     }
 }
 
-/// The applier this branch gives the API: it applies nothing live, and reports every changed
-/// object as needing a restart (the file holds the change; a restart takes it up). The
-/// live-configuration work replaces it with one that changes the running broker.
-pub struct RestartToApply {
-    running: Mutex<Config>,
-}
-
-impl RestartToApply {
-    pub fn new(config: Config) -> RestartToApply {
-        RestartToApply {
-            running: Mutex::new(config),
-        }
-    }
-}
-
-impl Apply for RestartToApply {
+/// The API's changes reach the running broker by the path SIGHUP takes (`live_config`).
+impl Apply for LiveConfig {
     /// The files a start would read (certificates, keys, CAs, revocation lists), read now, so
     /// that a change naming a file that is not there is refused before it is written.
     fn check(&self, new: &Config) -> Result<(), ConfigError> {
@@ -203,12 +190,10 @@ impl Apply for RestartToApply {
     }
 
     fn apply(&self, new: &Config) -> Result<ApplyOutcome, String> {
-        let mut running = lock(&self.running);
-        let restart_needed = document::changed_objects(&running, new);
-        *running = new.clone();
+        let done = LiveConfig::apply(self, new)?;
         Ok(ApplyOutcome {
-            applied: Vec::new(),
-            restart_needed,
+            applied: done.applied,
+            restart_needed: done.restart_needed,
         })
     }
 }

@@ -5,6 +5,10 @@
 //!   SIGTERM/SIGINT.
 //! - [`cores`]: which CPUs get a shard.
 //! - [`listen`]: `SO_REUSEPORT` listening sockets, one per shard, deep backlog.
+//! - [`accept`]: a shard's listening sockets and their accept loops, opened and closed as the
+//!   configuration asks.
+//! - [`live_config`]: the running configuration, and a new one applied without a restart:
+//!   generations the shards take up on their tick.
 //! - [`shard_io`]: one shard's I/O around the core, tying the rooms below together.
 //! - [`conns`]: the connection table: each connection's socket and transport state.
 //! - [`link`]: the link to the other shards: channels, [`link::Envelope`]s, connections moving.
@@ -20,7 +24,8 @@
 //!   `O_DSYNC` write per batch, then "durable up to n" back to the core.
 //! - [`log_budget`]: a bound on log lines a second, so that a flood of refusals is counted.
 //! - [`notify`]: readiness for systemd (`READY=1` on `NOTIFY_SOCKET`).
-//! - [`reload`]: certificates and revocation lists read again on SIGHUP and when they change.
+//! - [`reload`]: SIGHUP reads the configuration file again and applies it; revocation lists
+//!   are read again when they change.
 //! - [`transport`]: everything between a socket and MQTT bytes: plain, parking, sending,
 //!   lingering.
 //!
@@ -31,6 +36,7 @@
 //!   shard while parked.
 //! - No borrow of the core or of the shard tables is held across an `.await`.
 
+pub mod accept;
 pub mod connection;
 pub mod conns;
 pub mod control;
@@ -39,6 +45,7 @@ pub mod flusher;
 pub mod journal;
 pub mod link;
 pub mod listen;
+pub mod live_config;
 pub mod log_budget;
 pub mod notify;
 pub mod overflow;

@@ -116,14 +116,27 @@ fn dual_stack_or_ipv4(addr: SocketAddr) -> SocketAddr {
     }
 }
 
-pub fn bind(spec: &Listener, shards: usize) -> io::Result<BoundListener> {
-    let context = |e: io::Error| {
+fn context(spec: &Listener) -> impl Fn(io::Error) -> io::Error + Copy + '_ {
+    |e: io::Error| {
         io::Error::new(
             e.kind(),
             format!("endpoint {} on {}: {e}", spec.name, spec.addr),
         )
-    };
-    refuse_if_listened(spec.addr).map_err(context)?;
+    }
+}
+
+/// Binds a socket per shard for `spec`, refusing a port some other process listens on.
+pub fn bind(spec: &Listener, shards: usize) -> io::Result<BoundListener> {
+    refuse_if_listened(spec.addr).map_err(context(spec))?;
+    bind_beside_own(spec, shards)
+}
+
+/// Binds a socket per shard for `spec` on a port this broker already listens on (an endpoint
+/// moving to another interface of its port, or taking the port of one being removed, while the
+/// broker runs): the check for another process would find this one. Its old sockets close once
+/// the shards take up the new ones.
+pub fn bind_beside_own(spec: &Listener, shards: usize) -> io::Result<BoundListener> {
+    let context = context(spec);
     let mut addr = dual_stack_or_ipv4(spec.addr);
     let mut per_shard = Vec::with_capacity(shards);
     for _ in 0..shards {

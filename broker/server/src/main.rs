@@ -14,9 +14,32 @@ use ironsight_server::store::OnCorruption;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// ironsight: a thread-per-core MQTT 3.1 / 3.1.1 / 5.0 broker in the image of IBM MessageSight.
+/// What `--help` says after the options.
+const AFTER_HELP: &str = "\
+Without --config, ironsight runs its built-in demo configuration: MessageSight's DemoEndpoint,
+port 1883 on every interface, anonymous clients allowed to publish and subscribe anywhere.
+
+Environment:
+  IRONSIGHT_LOG   what to log: error, warn, info (the default), debug or trace, or
+                  per module, e.g. IRONSIGHT_LOG=info,ironsight_core=debug. Logs go to stderr.
+
+Signals:
+  SIGTERM, SIGINT  stop: v5 clients are told (DISCONNECT 0x8B), sessions end with the process
+                   unless the durable store keeps them.
+  SIGHUP           read the configuration file again, with the certificates, keys and lists it
+                   names, and apply it without dropping connections; what only a restart can
+                   change is logged. A file that does not parse changes nothing.
+
+Exit status:
+  0  stopped by SIGTERM or SIGINT, or --check-config found the configuration good
+  2  refused to start or stopped on an error: an option it does not know, a configuration
+     that does not parse, a port in use, a damaged journal, a journal that cannot be written
+     (the log says which)";
+
+/// ironsight: a thread-per-core MQTT 3.1, 3.1.1 and 5.0 broker in the image of IBM MessageSight
+/// (Eclipse Amlen): its configuration objects, policies and behaviour, one shard per CPU core.
 #[derive(Parser, Debug)]
-#[command(version, about)]
+#[command(name = "ironsight", version, long_about = None, after_help = AFTER_HELP)]
 struct Args {
     /// Configuration file: MessageSight's objects as JSON (Endpoint, MessageHub,
     /// ConnectionPolicy, TopicPolicy, Broker, Store, ...). Without it, the built-in demo configuration.

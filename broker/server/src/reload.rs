@@ -1,107 +1,106 @@
-//! Certificates, keys, trusted CAs and revocation lists change while the broker runs: on
-//! SIGHUP, and when a CRLProfile's file changes (looked at every UpdateInterval minutes), the
-//! TLS contexts are built again from the files and handed to the shards. SIGHUP also reads the
-//! JWTProfiles' key sets again (`ironsight_auth::TokenProfiles::reload`): a key set that fails
-//! to load keeps the old one. New handshakes use
-//! them; established connections keep their keys and stay, except those whose client
-//! certificate a new revocation list names, where the CRLProfile asks for RevalidateConnection.
+//! SIGHUP reads the configuration file again and applies it to the running broker
+//! ([`LiveConfig::apply`], as a change through the REST API is), with every file it names:
+//! certificates, keys, trusted CAs, revocation lists, and the JWTProfiles' key sets
+//! (`ironsight_auth::TokenProfiles::reload`: a key set that fails to load keeps the old one).
+//! Without `--config` the built-in configuration is applied again, which changes nothing but
+//! the files. A revocation list whose file changed (looked at every UpdateInterval minutes)
+//! has the TLS contexts rebuilt the same way.
 //!
-//! A reload that fails (a missing file, a key that does not fit) changes nothing and says why,
-//! naming the object and attribute. The reloader is a plain thread beside the shards; a shard
-//! looks for a new generation on its stop-poll tick, never on the message path.
+//! A file that does not parse, or a change that cannot be applied (a key that does not fit its
+//! certificate, a port taken), changes nothing and is logged with the object and attribute
+//! at fault. The reloader is a plain thread beside the shards, woken by the signal itself;
+//! shards take the result up on their stop-poll tick, never on the message path.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use ironsight_auth::TokenProfiles;
 use ironsight_config::Config;
 
-use crate::transport::tls::context;
-use crate::transport::EndpointTransport;
+use crate::live_config::LiveConfig;
 
-/// How often the reloader looks at its flags and clocks.
+/// How long the reloader waits for a signal before it looks at the stop flag and the
+/// revocation lists' clocks.
 const POLL: Duration = Duration::from_millis(200);
-
-/// The latest endpoint transports, and a generation that moves when they change.
-#[derive(Default)]
-pub struct Published {
-    generation: AtomicU64,
-    endpoints: Mutex<Vec<EndpointTransport>>,
-}
-
-impl Published {
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    /// The endpoints of the current generation.
-    pub fn endpoints(&self) -> Vec<EndpointTransport> {
-        self.endpoints
-            .lock()
-            .expect("never poisoned: no panics hold it")
-            .clone()
-    }
-
-    fn publish(&self, endpoints: Vec<EndpointTransport>) {
-        *self.endpoints.lock().expect("never poisoned") = endpoints;
-        self.generation.fetch_add(1, Ordering::Release);
-    }
-}
 
 /// Starts the reloader thread; it ends when `stop` is set.
 pub fn start(
-    config: Arc<Config>,
+    live: Arc<LiveConfig>,
+    path: Option<PathBuf>,
     tokens: TokenProfiles,
     stop: Arc<AtomicBool>,
-) -> Result<Arc<Published>, String> {
-    let hangup = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())
+) -> Result<(), String> {
+    // The signal handler writes a byte into `signals`: the thread wakes at once, instead of
+    // at its next poll, so that a reload's time is the reload's.
+    let (mut hangups, signals) =
+        UnixStream::pair().map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    hangups
+        .set_read_timeout(Some(POLL))
         .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
-    let published = Arc::new(Published::default());
-    let theirs = published.clone();
+    signal_hook::low_level::pipe::register(signal_hook::consts::SIGHUP, signals)
+        .map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
     std::thread::Builder::new()
         .name("ironsight-reload".into())
-        .spawn(move || run(&config, &tokens, &theirs, &hangup, &stop))
+        .spawn(move || {
+            let reloader = Reloader { live, path, tokens };
+            // The configuration in force, as last seen: the revocation lists it names.
+            let mut running = reloader.live.running();
+            let mut crls = CrlWatch::new(&running);
+            let mut byte = [0u8; 64];
+            while !stop.load(Ordering::Relaxed) {
+                let signalled = matches!(hangups.read(&mut byte), Ok(n) if n > 0);
+                if signalled {
+                    reloader.hangup();
+                } else if crls.changed(&running, Instant::now()) {
+                    reloader.apply(&running);
+                } else {
+                    continue;
+                }
+                running = reloader.live.running();
+                crls = CrlWatch::new(&running);
+            }
+        })
         .map_err(|e| format!("cannot start the reloader: {e}"))?;
-    Ok(published)
+    Ok(())
 }
 
-fn run(
-    config: &Config,
-    tokens: &TokenProfiles,
-    published: &Published,
-    hangup: &AtomicBool,
-    stop: &AtomicBool,
-) {
-    let mut crls = CrlWatch::new(config);
-    while !stop.load(Ordering::Relaxed) {
-        std::thread::sleep(POLL);
-        let signalled = hangup.swap(false, Ordering::Relaxed);
-        if signalled {
-            tracing::info!(
-                "SIGHUP: reading certificate, key, CA, revocation list and key set files again"
-            );
-            for error in tokens.reload() {
-                tracing::error!(%error, "key set not reloaded; the old one stays");
+struct Reloader {
+    live: Arc<LiveConfig>,
+    path: Option<PathBuf>,
+    tokens: TokenProfiles,
+}
+
+impl Reloader {
+    fn hangup(&self) {
+        let config = match &self.path {
+            Some(path) => {
+                tracing::info!(file = %path.display(), "SIGHUP: reading the configuration file and the files it names again");
+                Config::load(path)
             }
-        }
-        if !signalled && !crls.changed(config, Instant::now()) {
-            continue;
-        }
-        match context::build(config) {
-            Ok(contexts) => {
-                published.publish(EndpointTransport::all(config, &contexts));
-                crls = CrlWatch::new(config);
-                tracing::info!(
-                    profiles = contexts.len(),
-                    "TLS contexts reloaded; shards take them up within 50 ms"
-                );
+            None => {
+                tracing::info!("SIGHUP: no --config file; applying the built-in configuration again, which changes nothing but reads the TLS files again");
+                Ok(Config::builtin())
             }
+        };
+        for error in self.tokens.reload() {
+            tracing::error!(%error, "key set not reloaded; the old one stays");
+        }
+        match config {
+            Ok(config) => self.apply(&config),
             Err(error) => {
-                tracing::error!(%error, "reload refused; the broker keeps its current TLS settings")
+                tracing::error!(%error, "configuration reload refused; nothing changed")
             }
+        }
+    }
+
+    fn apply(&self, config: &Config) {
+        if let Err(error) = self.live.apply(config) {
+            tracing::error!(%error, "configuration reload refused; nothing changed");
         }
     }
 }
@@ -128,7 +127,9 @@ impl CrlWatch {
     fn changed(&mut self, config: &Config, now: Instant) -> bool {
         let mut changed = false;
         for (name, (mtime, checked)) in &mut self.seen {
-            let p = &config.crl_profiles[name];
+            let Some(p) = config.crl_profiles.get(name) else {
+                continue;
+            };
             let interval = Duration::from_secs(u64::from(p.update_interval) * 60);
             if now.duration_since(*checked) < interval {
                 continue;

@@ -1,9 +1,10 @@
 //! Starting the broker: listeners bound, the durable store read (when configured), one pinned
 //! glommio executor per core restoring its part, a full mesh of channels between them, the
-//! admin endpoint beside them (`control`, `ironsight_admin`), and a clean stop on SIGTERM or
-//! SIGINT (or the API's stop and restart).
+//! configuration taken up again whenever it changes (SIGHUP, the admin API), the admin endpoint
+//! beside them (`control`, `ironsight_admin`), and a clean stop on SIGTERM or SIGINT (or the
+//! API's stop and restart).
 
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -13,26 +14,28 @@ use std::time::{Duration, Instant};
 
 use futures_lite::AsyncReadExt;
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::net::TcpListener;
 use glommio::{LocalExecutorBuilder, Placement};
 use ironsight_auth::{AuthService, TokenProfiles};
 use ironsight_config::{Config, ListenerOverride};
 use ironsight_core::interest::InterestBoard;
 use ironsight_core::message::SharedMessage;
 use ironsight_core::recovery::RecoveredSession;
-use ironsight_core::settings::Settings;
 use ironsight_core::Shard;
 
+use crate::accept::Listening;
 use crate::control::{self, Control};
 use crate::cores::{self, CoreSpec};
 use crate::journal::{self, JournalWriter};
 use crate::link::Envelope;
+use crate::live_config::generation::{Generations, ShardApplied};
+use crate::live_config::LiveConfig;
+use crate::notify;
+use crate::reload;
 use crate::shard_io::ShardIo;
 use crate::store::{self, OnCorruption};
 use crate::transport::park::{Parking, TokenReader};
-use crate::transport::{tls, EndpointTransport};
+use crate::transport::tls;
 use crate::verdicts::Verdicts;
-use crate::{listen, notify, reload};
 
 /// Messages a channel between two shards holds before the sender's overflow takes over.
 const CHANNEL_CAPACITY: usize = 1024;
@@ -46,13 +49,14 @@ const IO_MEMORY: usize = 512 * 1024;
 /// connection storm (22% of its CPU, `io_poll_find`); 4096 gives the 256 buckets (and costs
 /// about 1 MiB of ring memory per shard).
 const RING_DEPTH: usize = 4096;
-/// How often a shard looks at the stop flag.
+/// How often a shard looks at the stop flag, and for a new generation of the configuration.
 const STOP_POLL: Duration = Duration::from_millis(50);
 const TICK: Duration = Duration::from_secs(1);
 
 pub struct Options {
     pub config: Config,
-    /// Where `config` came from: the admin API writes its changes there. `None`: built in.
+    /// Where `config` was read from: read again on SIGHUP, and where the admin API writes its
+    /// changes; `None`: the built-in configuration.
     pub config_path: Option<PathBuf>,
     pub listen: Vec<ListenerOverride>,
     pub cores: Option<CoreSpec>,
@@ -75,29 +79,16 @@ pub enum Stopped {
 pub fn run(options: Options) -> Result<Stopped, String> {
     let cpus = cores::spread(cores::resolve(options.cores.as_ref())?, options.shards)?;
     let shards = cpus.len();
-    let settings = Arc::new(options.config.settings());
-    let contexts = tls::context::build(&options.config).map_err(|e| e.to_string())?;
-    let endpoints = EndpointTransport::all(&options.config, &contexts);
-    let specs = options
-        .config
-        .listeners(&options.listen)
-        .map_err(|e| e.to_string())?;
-    let mut per_shard: Vec<Vec<(u16, OwnedFd)>> = (0..shards).map(|_| Vec::new()).collect();
-    for spec in &specs {
-        let bound = listen::bind(spec, shards).map_err(|e| e.to_string())?;
-        tracing::info!(endpoint = %spec.name, addr = %bound.addr, "listening");
-        for (shard, fd) in bound.per_shard.into_iter().enumerate() {
-            per_shard[shard].push((spec.endpoint, fd));
-        }
-    }
+    let live = LiveConfig::start(options.config.clone(), &options.listen, shards)?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
     let tokens = TokenProfiles::load(&options.config).map_err(|e| e.to_string())?;
-    let published = reload::start(
-        Arc::new(options.config.clone()),
+    reload::start(
+        live.clone(),
+        options.config_path.clone(),
         tokens.clone(),
         stop.clone(),
     )?;
@@ -110,15 +101,12 @@ pub fn run(options: Options) -> Result<Stopped, String> {
     let started_at = Instant::now();
     let (started, ready) = std::sync::mpsc::channel::<()>();
     let mut handles = Vec::with_capacity(shards);
-    for (index, (cpu, listeners)) in cpus.into_iter().zip(per_shard).enumerate() {
+    for (index, cpu) in cpus.into_iter().enumerate() {
         let start = ShardStart {
             index,
             mesh: mesh.clone(),
             board: board.clone(),
-            settings: settings.clone(),
-            endpoints: endpoints.clone(),
-            listeners,
-            published: published.clone(),
+            generations: live.generations(),
             auth: auth.clone(),
             verdicts_wake: wake_ends.next(),
             durable: durable_starts.next(),
@@ -160,7 +148,7 @@ pub fn run(options: Options) -> Result<Stopped, String> {
     }
     drop(ready);
     // Held until the broker stops; a failure to start it stops the broker.
-    let admin = start_admin(&options, &contexts, &control).inspect_err(|_| {
+    let admin = start_admin(&options, &live, &control).inspect_err(|_| {
         stop.store(true, Ordering::Relaxed);
     });
     let mut failed = None;
@@ -185,14 +173,17 @@ pub fn run(options: Options) -> Result<Stopped, String> {
 /// The admin endpoint, when the configuration enables one (`ironsight_admin`).
 fn start_admin(
     options: &Options,
-    contexts: &tls::context::TlsContexts,
+    live: &Arc<LiveConfig>,
     control: &Arc<Control>,
 ) -> Result<Option<ironsight_admin::Running>, String> {
+    // The admin endpoint keeps the TLS settings it started with (an AdminEndpoint change
+    // needs a restart): its own contexts, built once.
+    let contexts = tls::context::build(&options.config).map_err(|e| e.to_string())?;
     ironsight_admin::start(ironsight_admin::Options {
         config: Arc::new(options.config.clone()),
         path: options.config_path.clone(),
-        tls: control::admin_tls(&options.config, contexts),
-        apply: Arc::new(control::RestartToApply::new(options.config.clone())),
+        tls: control::admin_tls(&options.config, &contexts),
+        apply: live.clone(),
         shards: control.clone(),
     })
 }
@@ -203,12 +194,8 @@ struct ShardStart {
     mesh: MeshBuilder<Envelope, glommio::channels::channel_mesh::Full>,
     /// Where shards post interest changes to each other (see `ironsight_core::interest`).
     board: Arc<InterestBoard>,
-    settings: Arc<Settings>,
-    endpoints: Vec<EndpointTransport>,
-    /// Its listening sockets, by endpoint number.
-    listeners: Vec<(u16, OwnedFd)>,
-    /// Endpoint transports reloaded while the broker runs (new certificates).
-    published: Arc<reload::Published>,
+    /// The configuration as shards run it: its first generation at start, and any later.
+    generations: Arc<Generations>,
     /// The auth service and where its verdicts wait, when an endpoint authenticates.
     auth: Option<(Arc<AuthService>, Arc<Verdicts>)>,
     /// This shard's end of its verdicts wake socket.
@@ -382,10 +369,7 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
         index,
         mesh,
         board,
-        settings,
-        endpoints,
-        listeners,
-        published,
+        generations,
         auth,
         verdicts_wake,
         durable,
@@ -397,12 +381,13 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
         .await
         .map_err(|_| "cannot join the shard mesh".to_string())?;
     let id = senders.peer_id() as u16;
-    if endpoints.iter().any(|ep| ep.tls.is_some()) {
+    let first = generations.current();
+    if first.endpoints.iter().any(|ep| ep.tls.is_some()) {
         // aws-lc seeds this thread's random generator on first use, which takes tens of
         // milliseconds: here, rather than in the first client's handshake.
         let _ = aws_lc_rs::rand::fill(&mut [0u8; 1]);
     }
-    let mut core = Shard::new(id, board, settings);
+    let mut core = Shard::new(id, board, first.settings.clone());
     let journal_writer = match durable {
         Some(durable) => Some(restore(&mut core, durable).await?),
         None => None,
@@ -410,7 +395,7 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
     let (parking, tokens) =
         Parking::start(index).map_err(|e| format!("cannot start parking for shard {id}: {e}"))?;
     let (service, verdicts) = auth.unzip();
-    let io = ShardIo::new(core, senders, parking, endpoints, service);
+    let io = ShardIo::new(core, senders, parking, first.endpoints.clone(), service);
     let failure = Rc::new(std::cell::RefCell::new(None));
     if let Some(writer) = journal_writer {
         let task = journal_task(io.clone(), writer, stop.clone(), failure.clone());
@@ -421,13 +406,8 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
         let wake = unsafe { glommio::net::UnixStream::from_raw_fd(wake.into_raw_fd()) };
         glommio::spawn_local(verdicts_loop(io.clone(), verdicts, wake)).detach();
     }
-    let mut listening = Vec::with_capacity(listeners.len());
-    for (endpoint, fd) in listeners {
-        listening.push(fd.as_raw_fd());
-        // SAFETY: the listening socket's fd moves into glommio's listener, once.
-        let listener = unsafe { TcpListener::from_raw_fd(fd.into_raw_fd()) };
-        glommio::spawn_local(accept_loop(io.clone(), listener, endpoint)).detach();
-    }
+    let mut listening = Listening::new(index);
+    listening.open_wanted(&io, &first.listeners);
     for (_, receiver) in receivers.streams() {
         let io = io.clone();
         glommio::spawn_local(async move {
@@ -452,12 +432,12 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
     control.publish(&io, thread_id);
 
     let mut next_tick = Instant::now() + TICK;
-    let mut generation = published.generation();
+    let mut generation = first.number;
+    drop(first);
     while !stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(STOP_POLL).await;
-        if published.generation() != generation {
-            generation = published.generation();
-            io.reload(published.endpoints());
+        if generations.number() != generation {
+            generation = take_up(&io, &generations, &mut listening, index);
         }
         control.serve(&io);
         if Instant::now() >= next_tick {
@@ -468,32 +448,48 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
     }
     // Stop listening first: no new client during the shutdown, and the port is free at once
     // (io_uring would otherwise keep the socket for a moment after the process exits).
-    for fd in listening {
-        // SAFETY: shutdown on a listening socket this shard still owns.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-    }
+    listening.close_all();
     io.shutdown();
     tracing::info!(shard = id, stats = ?io.core().stats, "shard stopped");
     let failed = failure.borrow_mut().take();
     failed.map_or(Ok(()), Err)
 }
 
-async fn accept_loop(io: Rc<ShardIo>, listener: TcpListener, endpoint: u16) {
-    let mut last_warning: Option<Instant> = None;
-    loop {
-        match listener.accept().await {
-            Ok(stream) => io.accepted(endpoint, stream),
-            Err(error) => {
-                // Out of file descriptors, typically: say so once a second, and let the
-                // backlog wait rather than spin.
-                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                    tracing::warn!(%error, "accept failed");
-                    last_warning = Some(Instant::now());
-                }
-                glommio::timer::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    }
+/// Takes up the latest generation of the configuration: listeners no longer wanted stop
+/// first (no connection arrives on an endpoint while it closes), then the core and the
+/// transports change, then new listeners open. Returns the generation's number.
+fn take_up(
+    io: &Rc<ShardIo>,
+    generations: &Generations,
+    listening: &mut Listening,
+    shard: usize,
+) -> u64 {
+    let started = Instant::now();
+    let generation = generations.current();
+    listening.close_unwanted(&generation.listeners);
+    let done = io.reconfigure(&generation);
+    listening.open_wanted(io, &generation.listeners);
+    let took = started.elapsed();
+    tracing::info!(
+        shard,
+        generation = generation.number,
+        took_ms = took.as_secs_f64() * 1000.0,
+        checked = done.checked,
+        disconnected = done.revoked,
+        subscriptions_removed = done.subscriptions_removed,
+        messages_dropped = done.messages_dropped,
+        closed = done.closed,
+        "shard took up the configuration"
+    );
+    generations.applied(
+        shard,
+        ShardApplied {
+            generation: generation.number,
+            took,
+            done,
+        },
+    );
+    generation.number
 }
 
 /// Takes the auth service's verdicts for this shard whenever it is woken.

@@ -22,11 +22,13 @@ use ironsight_core::auth::{AuthRequest, Refusal};
 use ironsight_core::conn::{ClientCertificate, ConnId, Identity};
 use ironsight_core::outbuf::OutBuf;
 use ironsight_core::routing::{ShardId, ShardMsg};
+use ironsight_core::shard::Reconfigured;
 use ironsight_core::{Event, Handoff, Shard};
 
 use crate::conns::{ConnIo, ConnTable, Socket};
 use crate::flusher::Flusher;
 use crate::link::{Adopted, Envelope, ShardLink};
+use crate::live_config::generation::Generation;
 use crate::log_budget::LogBudget;
 use crate::transport::layered::Learnt;
 use crate::transport::linger::{self, Lingering};
@@ -331,7 +333,8 @@ impl ShardIo {
         if error.peer_closed() {
             tracing::debug!(conn, ?peer, %error, "transport closed by the client");
         } else if self.refusals_logged.allow(self.clock_s.get()) {
-            tracing::info!(conn, ?peer, %error, "connection refused");
+            let peer = peer.map_or_else(|| "unknown".into(), |p| p.to_string());
+            tracing::info!(%peer, %error, "connection refused");
         }
         self.end_below_mqtt(conn);
     }
@@ -677,6 +680,16 @@ impl ShardIo {
             match event {
                 Event::Handoff { conn, to, handoff } => self.hand_off(conn, to, handoff),
                 Event::Authenticate(request) => self.ask_auth(*request),
+                Event::Refused {
+                    peer,
+                    client_id,
+                    why,
+                } => {
+                    if self.refusals_logged.allow(self.clock_s.get()) {
+                        let client_id = client_id.as_deref().unwrap_or("");
+                        tracing::info!(%peer, client_id, error = %why, "connection refused");
+                    }
+                }
             }
         }
         *self.events.borrow_mut() = events;
@@ -802,12 +815,18 @@ impl ShardIo {
         self.link.drain().await
     }
 
-    // ----- reloads -----
+    // ----- configuration -----
 
-    /// New endpoint transports (reloaded certificates, keys, CAs, revocation lists): new
-    /// connections use them. Live connections keep their sessions, except those whose client
-    /// certificate a revocation list now names, where the profile revalidates connections.
-    pub fn reload(&self, endpoints: Vec<EndpointTransport>) {
+    /// A new generation of the configuration: the core takes up its settings (connections on
+    /// endpoints disabled close, connected clients whose policies changed are judged again:
+    /// `ironsight_core::shard::reconfigure`), new connections use its endpoint transports
+    /// (reloaded certificates, keys, CAs, revocation lists), and connections whose client
+    /// certificate a revocation list now names are closed where the profile revalidates.
+    pub fn reconfigure(&self, generation: &Generation) -> Reconfigured {
+        let done = self
+            .core()
+            .reconfigure(Instant::now(), generation.settings.clone());
+        let endpoints = generation.endpoints.clone();
         let revoked: Vec<ConnId> = self
             .conns
             .borrow_mut()
@@ -830,6 +849,7 @@ impl ShardIo {
                 .disconnect(conn, Instant::now(), ReasonCode::NotAuthorized);
         }
         self.flusher.schedule();
+        done
     }
 
     // ----- the admin API (`control`) -----

@@ -14,7 +14,7 @@ use super::subject::Subject;
 use crate::queue::QueueBehavior;
 
 /// A ConnectionPolicy, compiled.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnectionRule {
     pub name: String,
     pub filters: ClientFilters,
@@ -25,7 +25,7 @@ pub struct ConnectionRule {
 }
 
 /// A TopicPolicy, compiled.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TopicRule {
     pub name: String,
     pub filters: ClientFilters,
@@ -41,7 +41,7 @@ pub struct TopicRule {
 
 /// A SubscriptionPolicy, compiled: who may join (Receive) and create (Control) the shared
 /// subscriptions whose group names its `Subscription` matches.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SubscriptionRule {
     pub name: String,
     pub filters: ClientFilters,

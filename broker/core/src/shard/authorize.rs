@@ -172,16 +172,23 @@ impl Shard {
         allowed
     }
 
-    /// A resumed session, checked against who connected now and the policies in force: its
-    /// subscriptions that are no longer allowed are removed, and the messages it holds on
-    /// topics it may no longer receive are dropped: queued ones, and ones in flight that the
-    /// client does not hold yet (a QoS 2 message past PUBREC is the client's already).
-    pub(super) fn recheck_session(&mut self, conn: ConnId, session: SessionIdx, now: Instant) {
+    /// A session checked against who is connected on `conn` and the policies in force (when it
+    /// is resumed, and when the policies change): its subscriptions that are no longer allowed
+    /// are removed, and the messages it holds on topics it may no longer receive are dropped:
+    /// queued ones, and ones in flight that the client does not hold yet (a QoS 2 message past
+    /// PUBREC is the client's already). Returns the filters removed and the messages dropped.
+    pub(super) fn recheck_session(
+        &mut self,
+        conn: ConnId,
+        session: SessionIdx,
+        now: Instant,
+    ) -> (Vec<Box<str>>, usize) {
         let texts: Vec<Box<str>> = self.sessions[session as usize]
             .subscriptions
             .iter()
             .map(|sub| sub.text.clone())
             .collect();
+        let mut removed = Vec::new();
         for text in texts {
             let split = self.split(&text).expect("stored filters were valid");
             if self
@@ -190,13 +197,15 @@ impl Shard {
             {
                 continue;
             }
-            tracing::info!(conn, client_id = %self.sessions[session as usize].client_id, filter = %text, "resumed session: subscription removed, no longer allowed");
-            let removed = self.unsubscribe(session, &text, now);
-            assert!(removed, "listed above");
+            let unsubscribed = self.unsubscribe(session, &text, now);
+            assert!(unsubscribed, "listed above");
+            removed.push(text);
         }
-        for id in self.drop_revoked_messages(conn, session) {
+        let dropped = self.drop_revoked_messages(conn, session);
+        for &id in &dropped {
             self.journal_released(session, id);
         }
+        (removed, dropped.len())
     }
 
     /// Takes the messages the session may no longer receive out of its queue and window;
@@ -235,9 +244,6 @@ impl Shard {
             if let Some(out) = delivery.drop_inflight(pid) {
                 dropped.push(out.msg.id);
             }
-        }
-        if !dropped.is_empty() {
-            tracing::info!(conn, client_id = %client_id, dropped = dropped.len(), "resumed session: messages it may no longer receive dropped");
         }
         dropped
     }

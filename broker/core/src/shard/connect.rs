@@ -12,9 +12,9 @@ use ironsight_codec::{
 
 use super::authorize::subject_of;
 use super::lifecycle::CloseKind;
-use super::{Handoff, Shard};
+use super::{Handoff, RefusedFor, Shard};
 use crate::auth::{AuthAnswer, AuthRequest, Principal};
-use crate::conn::{ClientLimits, ConnId, ConnState, Identity};
+use crate::conn::{ClientLimits, ConnId, ConnState, Granted, Identity};
 use crate::policy::{self, Subject};
 use crate::queue::QueueBehavior;
 use crate::session::{Session, SessionIdx, Will, EXPIRY_NEVER};
@@ -29,7 +29,7 @@ pub(super) struct PendingConnect {
     /// An AUTH went to the client; its answer is awaited (input flows meanwhile).
     awaiting_client: bool,
     connect: Connect,
-    client_id: Box<str>,
+    pub(super) client_id: Box<str>,
     /// Whether the broker chose the client id.
     assigned: bool,
 }
@@ -42,13 +42,13 @@ fn same_user(a: Option<&Principal>, b: Option<&Principal>) -> bool {
 }
 
 /// What the admitting ConnectionPolicy (and the client's TopicPolicy) grant a connection.
-struct Admission {
-    session_expiry_max_s: u32,
-    allow_persistent: bool,
-    queue_max: u32,
-    queue_behavior: QueueBehavior,
+pub(super) struct Admission {
+    pub(super) session_expiry_max_s: u32,
+    pub(super) allow_persistent: bool,
+    pub(super) queue_max: u32,
+    pub(super) queue_behavior: QueueBehavior,
     /// The will's time-to-live cap, from the TopicPolicy that allows it.
-    will_ttl_max_s: Option<u32>,
+    pub(super) will_ttl_max_s: Option<u32>,
 }
 
 /// Everything the broker grants a connection it accepts, decided before a session is touched, so
@@ -105,9 +105,20 @@ impl Shard {
             .properties
             .request_problem_information
             .unwrap_or(true);
+        if !self.endpoint(conn).enabled {
+            // Accepted, or handed over by a shard that had not yet applied the configuration
+            // that disabled its endpoint.
+            let cause = "its endpoint was disabled";
+            let id = Some(&*connect.client_id);
+            return self.refuse(conn, now, ReasonCode::ServerUnavailable, cause, id);
+        }
         let (client_id, assigned) = match self.choose_client_id(&connect) {
             Ok(choice) => choice,
-            Err(reason) => return self.refuse(conn, now, reason),
+            Err(reason) => {
+                let cause = "a client id that is not valid (too long, or empty where not allowed)";
+                let id = Some(&*connect.client_id);
+                return self.refuse(conn, now, reason, cause, id);
+            }
         };
         let owner = self.owner_of(&client_id);
         if owner != self.id {
@@ -128,7 +139,8 @@ impl Shard {
             return self.ask_verdict(conn, now, pending, data);
         }
         if let Err(reason) = self.check_method(conn, &pending.connect) {
-            return self.refuse(conn, now, reason);
+            let cause = "an authentication method the broker does not support";
+            return self.refuse(conn, now, reason, cause, Some(&pending.client_id));
         }
         self.connect_as(conn, now, pending, None, None);
     }
@@ -148,7 +160,15 @@ impl Shard {
         if self.authenticating.len() >= self.settings.broker.pending_authentications_max {
             self.stats.authentications_shed += 1;
             tracing::debug!(conn, "too many CONNECTs wait for authentication");
-            return self.refuse(conn, now, ReasonCode::ServerBusy);
+            let cause =
+                "too many CONNECTs wait for authentication (Broker.MaxPendingAuthentications)";
+            return self.refuse(
+                conn,
+                now,
+                ReasonCode::ServerBusy,
+                cause,
+                Some(&pending.client_id),
+            );
         }
         self.next_ticket += 1;
         pending.ticket = self.next_ticket;
@@ -224,7 +244,8 @@ impl Shard {
         match verdict {
             Err(refusal) => {
                 self.stats.authentications_refused += 1;
-                self.refuse(conn, now, refusal.reason());
+                let id = Some(&*pending.client_id);
+                self.refuse(conn, now, refusal.reason(), refusal.cause(), id);
             }
             Ok(principal) => {
                 self.stats.authentications_accepted += 1;
@@ -255,7 +276,14 @@ impl Shard {
                 conn,
                 "the auth service continued a CONNECT without a method"
             );
-            return self.refuse(conn, now, ReasonCode::ImplementationSpecificError);
+            let cause = "the auth service continued a CONNECT without a method";
+            return self.refuse(
+                conn,
+                now,
+                ReasonCode::ImplementationSpecificError,
+                cause,
+                None,
+            );
         };
         let auth = Packet::Auth(Auth {
             reason_code: ReasonCode::ContinueAuthentication,
@@ -266,7 +294,14 @@ impl Shard {
             },
         });
         if !self.try_send(conn, &auth) {
-            return self.refuse(conn, now, ReasonCode::ImplementationSpecificError);
+            let cause = "an AUTH packet over the client's Maximum Packet Size";
+            return self.refuse(
+                conn,
+                now,
+                ReasonCode::ImplementationSpecificError,
+                cause,
+                None,
+            );
         }
         self.drain_inbuf(conn, now);
         resumed.push(conn);
@@ -281,7 +316,8 @@ impl Shard {
             .get_mut(&conn)
             .filter(|p| p.awaiting_client)
         else {
-            return self.refuse(conn, now, ReasonCode::ProtocolError);
+            let cause = "a packet while its authentication was being decided";
+            return self.refuse(conn, now, ReasonCode::ProtocolError, cause, None);
         };
         let method = &pending.connect.properties.authentication_method;
         match Packet::decode(frame, ProtocolVersion::V5) {
@@ -309,7 +345,8 @@ impl Shard {
                     packet = other.name(),
                     "not AUTH during enhanced authentication"
                 );
-                self.refuse(conn, now, ReasonCode::ProtocolError);
+                let cause = "not AUTH during enhanced authentication";
+                self.refuse(conn, now, ReasonCode::ProtocolError, cause, None);
             }
             Err(error) => self.decode_failed(conn, now, error, &[]),
         }
@@ -332,7 +369,8 @@ impl Shard {
             ..
         } = pending;
         if let Err(reason) = self.check_will(&connect) {
-            return self.refuse(conn, now, reason);
+            let cause = "a will topic that is not valid";
+            return self.refuse(conn, now, reason, cause, Some(&client_id));
         }
         let grant = self
             .admit(conn, &connect, &client_id, principal.as_deref())
@@ -341,7 +379,7 @@ impl Shard {
             });
         let grant = match grant {
             Ok(grant) => grant,
-            Err(reason) => return self.refuse(conn, now, reason),
+            Err((reason, cause)) => return self.refuse(conn, now, reason, cause, Some(&client_id)),
         };
         let existing = self.find_session(&client_id);
         if let Some(session) = existing {
@@ -353,7 +391,14 @@ impl Shard {
                     user = principal.as_ref().map(|p| &*p.user_id),
                     "another user holds the client id's session"
                 );
-                return self.refuse(conn, now, ReasonCode::NotAuthorized);
+                let cause = "another user holds the client id's session";
+                return self.refuse(
+                    conn,
+                    now,
+                    ReasonCode::NotAuthorized,
+                    cause,
+                    Some(&client_id),
+                );
             }
         }
         if existing.is_none() && self.sessions.len() >= self.settings.broker.sessions_max {
@@ -361,7 +406,14 @@ impl Shard {
                 sessions = self.sessions.len(),
                 "session limit reached; refusing CONNECT"
             );
-            return self.refuse(conn, now, ReasonCode::ServerUnavailable);
+            let cause = "the shard holds Broker.MaxSessionsPerCore sessions";
+            return self.refuse(
+                conn,
+                now,
+                ReasonCode::ServerUnavailable,
+                cause,
+                Some(&client_id),
+            );
         }
         let (session, present) = self.attach_session(now, existing, client_id, connect.clean_start);
         self.sessions[session as usize].principal = principal;
@@ -420,8 +472,10 @@ impl Shard {
         assigned: bool,
         admission: Admission,
         auth_data: Option<Bytes>,
-    ) -> Result<Grant, ReasonCode> {
-        let (keepalive_s, server_keepalive) = self.keepalive(conn, connect)?;
+    ) -> Result<Grant, (ReasonCode, &'static str)> {
+        let (keepalive_s, server_keepalive) = self
+            .keepalive(conn, connect)
+            .map_err(|reason| (reason, "a keep alive beyond Broker.MaxKeepAlive (MQTT 3)"))?;
         let broker = &self.settings.broker;
         let v5 = connect.protocol.is_v5();
         let requested_expiry = match (v5, connect.clean_start) {
@@ -458,7 +512,8 @@ impl Shard {
                 accepted,
                 "Maximum Packet Size below the CONNACK"
             );
-            return Err(ReasonCode::ImplementationSpecificError);
+            let cause = "a Maximum Packet Size below the CONNACK";
+            return Err((ReasonCode::ImplementationSpecificError, cause));
         }
         Ok(Grant {
             admission,
@@ -468,47 +523,69 @@ impl Shard {
         })
     }
 
-    /// The endpoint's first ConnectionPolicy whose filters all match the client decides; none
-    /// is Not Authorized, as is asking for what the policy forbids (a durable session, QoS > 0
-    /// will) or a will on a topic no TopicPolicy lets the client publish to.
+    /// Whether the CONNECT's client is admitted ([`Shard::admission`]). A durable session
+    /// cannot be promised while the journal cannot grow (`shard/durability.rs`): v5 0x97
+    /// Quota exceeded, v3 3 (server unavailable).
     fn admit(
         &self,
         conn: ConnId,
         connect: &Connect,
         client_id: &str,
         principal: Option<&Principal>,
-    ) -> Result<Admission, ReasonCode> {
-        let endpoint = self.endpoint(conn);
-        let s = subject_of(&self.conns[conn as usize], client_id, principal);
-        let Some(rule) = policy::connection_rule(&endpoint.connection_rules, &s) else {
-            let why = policy::explain_connection(&endpoint.connection_rules, &s);
-            tracing::debug!(conn, client_id, %why, "no connection policy admits the client");
-            return Err(ReasonCode::NotAuthorized);
-        };
+    ) -> Result<Admission, (ReasonCode, &'static str)> {
         let durable = match connect.protocol {
             ProtocolVersion::V5 => connect.properties.session_expiry_interval_s.unwrap_or(0) > 0,
             _ => !connect.clean_start,
         };
-        let persistent_will = connect
-            .will
-            .as_ref()
-            .is_some_and(|w| w.qos != QoS::AtMostOnce);
         if durable && self.journal.full() {
-            // A persistent session cannot be promised while the journal cannot grow
-            // (`shard/durability.rs`): v5 0x97 Quota exceeded, v3 3 (server unavailable).
             tracing::debug!(
                 conn,
                 client_id,
                 "durable session refused: the store is full"
             );
-            return Err(ReasonCode::QuotaExceeded);
+            return Err((ReasonCode::QuotaExceeded, "the durable store is full"));
         }
-        if (durable && !rule.allow_durable) || (persistent_will && !rule.allow_persistent) {
-            tracing::debug!(conn, client_id, policy = %rule.name, "connection policy forbids a durable session or a QoS > 0 will");
-            return Err(ReasonCode::NotAuthorized);
+        let will = connect.will.as_ref().map(|w| (&*w.topic, w.qos));
+        let s = subject_of(&self.conns[conn as usize], client_id, principal);
+        self.admission(conn, &s, durable, will)
+            .map_err(|cause| (ReasonCode::NotAuthorized, cause))
+    }
+
+    /// The endpoint's first ConnectionPolicy whose filters all match the client decides; none
+    /// refuses it, as does asking for what the policy forbids (a durable session, a QoS > 0
+    /// will) or a will on a topic no TopicPolicy lets the client publish to. Asked at CONNECT,
+    /// and again of connected clients when the policies change (`shard/reconfigure.rs`).
+    /// `Err` says which rule refused.
+    pub(super) fn admission(
+        &self,
+        conn: ConnId,
+        s: &Subject,
+        durable: bool,
+        will: Option<(&str, QoS)>,
+    ) -> Result<Admission, &'static str> {
+        let endpoint = self.endpoint(conn);
+        let Some(rule) = policy::connection_rule(&endpoint.connection_rules, s) else {
+            let why = policy::explain_connection(&endpoint.connection_rules, s);
+            tracing::debug!(conn, client_id = s.client_id, %why, "no connection policy admits the client");
+            return Err("no ConnectionPolicy admits the client");
+        };
+        if durable && !rule.allow_durable {
+            tracing::debug!(conn, client_id = s.client_id, policy = %rule.name, "connection policy forbids a durable session");
+            return Err("its ConnectionPolicy forbids a durable session (AllowDurable)");
         }
-        let will_ttl_max_s = self.authorize_will(conn, connect, &s)?;
-        let queue = policy::session_rule(&endpoint.topic_rules, &s);
+        if will.is_some_and(|(_, qos)| qos != QoS::AtMostOnce) && !rule.allow_persistent {
+            tracing::debug!(conn, client_id = s.client_id, policy = %rule.name, "connection policy forbids a QoS > 0 will");
+            return Err("its ConnectionPolicy forbids a QoS 1/2 will (AllowPersistentMessages)");
+        }
+        let will_ttl_max_s = match will {
+            // A will is authorised like any publish, retained or not, by who connects now:
+            // rather than be published later where it must not.
+            Some((topic, _)) => self
+                .authorize_publish(conn, s, topic)
+                .map_err(|()| "no TopicPolicy allows its will's topic")?,
+            None => None,
+        };
+        let queue = policy::session_rule(&endpoint.topic_rules, s);
         Ok(Admission {
             session_expiry_max_s: rule.session_expiry_max_s,
             allow_persistent: rule.allow_persistent,
@@ -567,23 +644,6 @@ impl Shard {
             return Err(ReasonCode::TopicNameInvalid);
         }
         Ok(())
-    }
-
-    /// A will is authorised like any publish, retained or not, by who connects now: a will on
-    /// a topic the client may not publish to (`$SYS` included) refuses the CONNECT, Not
-    /// Authorized (v5 0x87, v3 return code 5), rather than be published later where it must not.
-    /// Returns the time-to-live cap of the policy that allows it.
-    fn authorize_will(
-        &self,
-        conn: ConnId,
-        connect: &Connect,
-        s: &Subject,
-    ) -> Result<Option<u32>, ReasonCode> {
-        let Some(will) = &connect.will else {
-            return Ok(None);
-        };
-        self.authorize_publish(conn, s, &will.topic)
-            .map_err(|()| ReasonCode::NotAuthorized)
     }
 
     /// Takes the session of `client_id` over or starts a new one. Returns it and Session Present.
@@ -654,6 +714,10 @@ impl Shard {
         c.was_connected = true;
         c.session = Some(session);
         c.keepalive_s = keepalive_s;
+        c.granted = Granted {
+            receive_max: self.settings.broker.inflight_max,
+            topic_alias_max: self.settings.broker.topic_aliases_max,
+        };
         c.allow_persistent = admission.allow_persistent;
         c.session_expiry_max_s = admission.session_expiry_max_s;
         tracing::debug!(
@@ -668,7 +732,14 @@ impl Shard {
         );
 
         if present {
-            self.recheck_session(conn, session, now);
+            let (removed, dropped) = self.recheck_session(conn, session, now);
+            let client_id = &self.sessions[session as usize].client_id;
+            for filter in removed {
+                tracing::info!(conn, %client_id, %filter, "resumed session: subscription removed, no longer allowed");
+            }
+            if dropped > 0 {
+                tracing::info!(conn, %client_id, dropped, "resumed session: messages it may no longer receive dropped");
+            }
         }
         self.journal_session(session);
         connack.session_present = present;
@@ -682,8 +753,17 @@ impl Shard {
     /// Refuses a CONNECT: CONNACK with the reason, then close ([MQTT-3.2.2-7]).
     /// The CONNACK is left out when even it exceeds the client's Maximum Packet Size
     /// ([MQTT-3.1.4-2] makes it optional).
-    pub(super) fn refuse(&mut self, conn: ConnId, now: Instant, reason: ReasonCode) {
-        tracing::debug!(conn, ?reason, "CONNECT refused");
+    /// `cause` says which rule refused it, for the log, with the client id when it is known.
+    pub(super) fn refuse(
+        &mut self,
+        conn: ConnId,
+        now: Instant,
+        reason: ReasonCode,
+        cause: &'static str,
+        client_id: Option<&str>,
+    ) {
+        tracing::debug!(conn, ?reason, cause, "CONNECT refused");
+        self.refused(conn, client_id, RefusedFor::Connect(reason, cause));
         self.try_send(conn, &connack_error(reason));
         self.close(conn, now, CloseKind::ServerInitiated);
     }

@@ -228,6 +228,8 @@ impl Shard {
                 self.conns[conn as usize].protocol = version;
                 self.send(conn, &super::connect::connack_error(error.reason_code()));
             }
+            let why = super::RefusedFor::Protocol(Violation::Decode(error));
+            self.refused(conn, None, why);
             self.stats.protocol_errors += 1;
             self.close(conn, now, super::lifecycle::CloseKind::ServerInitiated);
             return;

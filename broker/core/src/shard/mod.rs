@@ -11,8 +11,10 @@
 //! queue), `encode` (PUBLISH bytes, one encoding per fan-out), `retained` (the retained store),
 //! `subscribe` (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills,
 //! session end), `timers` (keep alive, will delay, session expiry), `remote` (messages from
-//! other shards), `restore` (state from the journal at start, and snapshots), `authorize` (the policies' decisions and what follows from them), `inspect` (what the administration API
-//! lists and does: `crate::monitor`).
+//! other shards), `restore` (state from the journal at start, and snapshots), `authorize` (the
+//! policies' decisions and what follows from them), `inspect` (what the administration API
+//! lists and does: `crate::monitor`), `reconfigure` (a configuration changed while the broker
+//! runs, and the connections judged again under it).
 
 mod acks;
 mod authorize;
@@ -24,6 +26,7 @@ mod input;
 mod inspect;
 mod lifecycle;
 mod publish;
+mod reconfigure;
 mod remote;
 mod restore;
 mod retained;
@@ -59,14 +62,23 @@ use crate::stats::Stats;
 use crate::tree::TopicTree;
 use crate::violation::Violation;
 
+pub use reconfigure::{Reconfigured, RECHECK_LOGGED_MAX};
 pub use restore::SnapshotCursor;
 pub use route::Target;
 pub use subscribe::SUBSCRIBE_SLICE;
 
-/// What the server must do that the shard cannot: move a socket to another core, or ask the
-/// auth service about a CONNECT.
+/// What the server must do that the shard cannot: move a socket to another core, ask the auth
+/// service about a CONNECT, log a refused connection within its budget.
 #[derive(Debug)]
 pub enum Event {
+    /// A connection was refused before it was accepted. The server logs it at the default
+    /// level, as operators expect, but within a budget a flood of refusals cannot exceed: the
+    /// core does not know time enough to keep one.
+    Refused {
+        peer: SocketAddr,
+        client_id: Option<Box<str>>,
+        why: RefusedFor,
+    },
     /// Hand this CONNECT to the auth service; its verdict comes back to
     /// [`Shard::authenticated`].
     Authenticate(Box<AuthRequest>),
@@ -77,6 +89,28 @@ pub enum Event {
         to: ShardId,
         handoff: Box<Handoff>,
     },
+}
+
+/// Why a connection was refused before it was accepted.
+#[derive(Clone, Copy, Debug)]
+pub enum RefusedFor {
+    /// Its bytes were no CONNECT the broker accepts: not MQTT, a protocol version it does not
+    /// speak, a malformed packet.
+    Protocol(Violation),
+    /// Its CONNECT was answered with this reason code, for this cause.
+    Connect(ReasonCode, &'static str),
+    /// No CONNECT came within `Broker.ConnectTimeout`.
+    NoConnect,
+}
+
+impl std::fmt::Display for RefusedFor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RefusedFor::Protocol(violation) => write!(f, "bad protocol: {violation}"),
+            RefusedFor::Connect(reason, cause) => write!(f, "{cause} ({reason:?})"),
+            RefusedFor::NoConnect => f.write_str("no CONNECT within Broker.ConnectTimeout"),
+        }
+    }
 }
 
 /// A connection moving to the shard that owns its client id: what the core knew of it, its
@@ -512,6 +546,9 @@ impl Shard {
     /// the Reason String (which DISCONNECT may carry either way, [MQTT-3.1.2-29]).
     fn violated(&mut self, conn: ConnId, now: Instant, violation: Violation) {
         tracing::debug!(conn, %violation, "protocol violation");
+        if self.conns[conn as usize].state == ConnState::AwaitingConnect {
+            self.refused(conn, None, RefusedFor::Protocol(violation));
+        }
         self.stats.protocol_errors += 1;
         let explain = self.conns[conn as usize].problem_info;
         let reason_string = explain.then(|| violation.to_string().into());
@@ -543,6 +580,16 @@ impl Shard {
             self.send(conn, &Packet::Disconnect(disconnect));
         }
         self.close(conn, now, lifecycle::CloseKind::ServerInitiated);
+    }
+
+    /// Tells the server that `conn` was refused before it was accepted, for its log.
+    fn refused(&mut self, conn: ConnId, client_id: Option<&str>, why: RefusedFor) {
+        let peer = self.conns[conn as usize].peer.into();
+        self.events.push(Event::Refused {
+            peer,
+            client_id: client_id.map(Into::into),
+            why,
+        });
     }
 
     fn next_message_id(&mut self) -> u64 {

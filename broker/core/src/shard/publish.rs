@@ -76,7 +76,7 @@ impl Shard {
                 .inbound_qos2
                 .len()
                 + self.pending_acks(conn);
-            let max = self.settings.broker.inflight_max;
+            let max = self.conns[conn as usize].granted.receive_max;
             if unacknowledged >= usize::from(max) {
                 return self.violated(conn, now, Violation::ReceiveMaximumExceeded { max });
             }
@@ -178,7 +178,7 @@ impl Shard {
         let Some(alias) = publish.properties.topic_alias else {
             return Ok(publish.topic.clone());
         };
-        let max = self.settings.broker.topic_aliases_max;
+        let max = self.conns[conn as usize].granted.topic_alias_max;
         if alias.get() > max {
             let alias = alias.get();
             return Err(Violation::TopicAliasAboveMaximum { alias, max });

@@ -84,12 +84,21 @@ impl Shard {
             match late {
                 Late::Connect => {
                     tracing::debug!(conn, "no CONNECT in time");
+                    self.refused(conn, None, super::RefusedFor::NoConnect);
                     self.close(conn, now, CloseKind::ServerInitiated);
                 }
                 Late::Authentication => {
                     tracing::warn!(conn, "no authentication verdict in time");
                     self.stats.authentications_refused += 1;
-                    self.refuse(conn, now, ReasonCode::ServerUnavailable);
+                    let client_id = self.authenticating.get(&conn).map(|p| p.client_id.clone());
+                    let cause = "no authentication verdict in time";
+                    self.refuse(
+                        conn,
+                        now,
+                        ReasonCode::ServerUnavailable,
+                        cause,
+                        client_id.as_deref(),
+                    );
                 }
                 Late::KeepAlive => {
                     tracing::debug!(conn, "keep alive expired");

@@ -31,7 +31,7 @@ pub mod ws;
 use std::io::IoSlice;
 use std::sync::Arc;
 
-use ironsight_config::objects::Transports;
+use ironsight_config::objects::{Endpoint, Transports};
 use ironsight_config::Config;
 use ironsight_core::outbuf::OutBuf;
 
@@ -80,17 +80,20 @@ pub enum TransportError {
 impl EndpointTransport {
     /// The transports of every enabled endpoint, by endpoint number, with their TLS contexts.
     pub fn all(config: &Config, contexts: &TlsContexts) -> Vec<EndpointTransport> {
-        let settings = config.settings();
         config
             .enabled()
-            .zip(&settings.endpoints)
-            .map(|((_, e), s)| EndpointTransport {
-                transports: e.transports,
-                proxy_protocol: e.proxy_protocol,
-                frame_max: s.packet_size_max,
-                tls: contexts.get(&e.security_profile).cloned(),
-            })
+            .map(|(_, e)| EndpointTransport::of(e, contexts))
             .collect()
+    }
+
+    /// What the endpoint `e` accepts, with the TLS context of its security profile.
+    pub fn of(e: &Endpoint, contexts: &TlsContexts) -> EndpointTransport {
+        EndpointTransport {
+            transports: e.transports,
+            proxy_protocol: e.proxy_protocol,
+            frame_max: u32::try_from(e.max_message_size).expect("checked at most 256MB"),
+            tls: contexts.get(&e.security_profile).cloned(),
+        }
     }
 }
 

@@ -109,6 +109,45 @@ fn unknown_protocol_level_gets_the_v311_refusal() {
     assert!(client.closed);
 }
 
+/// Proves every connection refused before it is accepted is reported to the server, which
+/// logs it, with why: bytes that are not MQTT, a protocol version the broker does not speak,
+/// no CONNECT in time, a CONNECT refused (with the rule and the client id).
+#[test]
+fn refused_connections_are_reported_with_their_reason() {
+    let mut b = Broker::new(1);
+    let mut http = b.open_on(0, V311);
+    b.send_bytes(&mut http, b"GET / HTTP/1.1\r\n");
+    let mut level6 = b.open_on(0, V311);
+    b.send_bytes(
+        &mut level6,
+        &[
+            0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 6, 0x02, 0, 60, 0, 1, b'a',
+        ],
+    );
+    let mut silent = b.open_on(0, V311);
+    b.advance(11.0);
+    let (_, too_long) = b.connect(connect(&"x".repeat(2000), V5, true));
+    assert_eq!(too_long.reason_code, ReasonCode::ClientIdentifierNotValid);
+    let why: Vec<String> = b.refusals.iter().map(|(_, why)| why.to_string()).collect();
+    assert_eq!(why.len(), 4, "{why:?}");
+    assert!(
+        why[0].starts_with("bad protocol: [MQTT-3.1.0-1]"),
+        "{}",
+        why[0]
+    );
+    assert!(
+        why[1].starts_with("bad protocol: ") && why[1].contains("protocol"),
+        "{}",
+        why[1]
+    );
+    assert_eq!(why[2], "no CONNECT within Broker.ConnectTimeout");
+    assert!(why[3].contains("client id") && why[3].ends_with("(ClientIdentifierNotValid)"));
+    assert_eq!(b.refusals[3].0.as_deref().map(str::len), Some(2000));
+    assert!(http.closed && level6.closed);
+    b.collect(&mut silent);
+    assert!(silent.closed);
+}
+
 #[test]
 fn malformed_packet_closes_only_that_client() {
     let mut b = Broker::new(1);

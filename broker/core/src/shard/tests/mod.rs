@@ -8,7 +8,8 @@
 //! `authentication` (CONNECTs waiting for a verdict), `policy`, `journal`, `durability`
 //! (output held until the journal's records are on disk), `restore` (a restart from the
 //! journal's records, onto as many shards or others), `publish_after_subscribe` (across shards), `bounded` (work and memory
-//! per packet) and `exact_answers` (where the specification gives one).
+//! per packet), `exact_answers` (where the specification gives one) and `reconfigure` (a
+//! configuration changed under connected clients).
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -22,7 +23,7 @@ use ironsight_codec::{
     Subscribe, SubscribeFilter, SubscribeProperties, SubscriptionOptions, Unsubscribe, Will,
 };
 
-use super::{Event, Shard};
+use super::{Event, Reconfigured, RefusedFor, Shard};
 use crate::auth::{AuthRequest, Principal, Refusal};
 use crate::conn::ConnId;
 use crate::interest::InterestBoard;
@@ -50,6 +51,8 @@ struct Broker {
     /// When set, requests are answered at once: the user the CONNECT names, if listed here,
     /// else bad credentials.
     users: Vec<Arc<Principal>>,
+    /// Connections the shards refused before accepting them: client id (when known) and why.
+    refusals: Vec<(Option<Box<str>>, RefusedFor)>,
 }
 
 /// A client: where its connection lives now, and what it received but the test did not read.
@@ -140,6 +143,7 @@ impl Broker {
             now: Instant::now(),
             auth_requests: Vec::new(),
             users: Vec::new(),
+            refusals: Vec::new(),
         }
     }
 
@@ -151,9 +155,31 @@ impl Broker {
         self.settle(&mut []);
     }
 
+    /// Every shard takes up `settings`, as the server hands them a new configuration; returns
+    /// what they did together, once their output is collected into `clients`.
+    fn reconfigure(&mut self, settings: Settings, clients: &mut [&mut Client]) -> Reconfigured {
+        let settings = Arc::new(settings);
+        let mut total = Reconfigured::default();
+        for shard in &mut self.shards {
+            let done = shard.reconfigure(self.now, settings.clone());
+            total.checked += done.checked;
+            total.revoked += done.revoked;
+            total.subscriptions_removed += done.subscriptions_removed;
+            total.messages_dropped += done.messages_dropped;
+            total.closed += done.closed;
+        }
+        self.settle(clients);
+        total
+    }
+
     /// Opens a connection on shard `on` that has sent nothing yet.
     fn open_on(&mut self, on: usize, version: ProtocolVersion) -> Client {
-        let (conn, _) = self.shards[on].open(self.now, 0, peer());
+        self.open_at(on, 0, version)
+    }
+
+    /// Opens a connection on shard `on`, accepted on endpoint number `endpoint`.
+    fn open_at(&mut self, on: usize, endpoint: u16, version: ProtocolVersion) -> Client {
+        let (conn, _) = self.shards[on].open(self.now, endpoint, peer());
         Client {
             shard: on,
             conn,
@@ -165,7 +191,12 @@ impl Broker {
 
     /// Opens a connection on shard `on` and sends CONNECT; returns the client and its CONNACK.
     fn connect_on(&mut self, on: usize, c: Connect) -> (Client, ConnAck) {
-        let mut client = self.open_on(on, c.protocol);
+        self.connect_at(on, 0, c)
+    }
+
+    /// Connects on shard `on` through endpoint number `endpoint`.
+    fn connect_at(&mut self, on: usize, endpoint: u16, c: Connect) -> (Client, ConnAck) {
+        let mut client = self.open_at(on, endpoint, c.protocol);
         self.send(&mut client, Packet::Connect(Box::new(c)));
         match client.inbox.remove(0) {
             Packet::ConnAck(connack) => (client, connack),
@@ -205,6 +236,10 @@ impl Broker {
                 for event in events {
                     let (conn, to, handoff) = match event {
                         Event::Handoff { conn, to, handoff } => (conn, to, handoff),
+                        Event::Refused { client_id, why, .. } => {
+                            self.refusals.push((client_id, why));
+                            continue;
+                        }
                         Event::Authenticate(request) if self.users.is_empty() => {
                             self.auth_requests.push(*request);
                             continue;
@@ -386,6 +421,7 @@ mod policy;
 mod publish;
 mod publish_after_subscribe;
 mod queue;
+mod reconfigure;
 mod restore;
 mod retained;
 mod session;
