@@ -80,6 +80,17 @@ impl Shard {
             .enumerate()
             .map(|(i, new)| !old.endpoints.get(i).is_some_and(|o| o.same_policies(new)))
             .collect();
+        let newly_disabled = self
+            .settings
+            .endpoints
+            .iter()
+            .enumerate()
+            .any(|(i, new)| !new.enabled && old.endpoints.get(i).is_some_and(|o| o.enabled));
+        if !newly_disabled && !changed.contains(&true) {
+            // New TLS files, broker limits: nothing to judge again, and no connection to visit
+            // (a broker holding a million of them reloads its certificates at no cost here).
+            return Reconfigured::default();
+        }
         let open: Vec<ConnId> = self
             .conns
             .iter()
