@@ -86,13 +86,26 @@ pub struct ConnectionFilter {
 
 impl ConnectionFilter {
     pub fn matches(&self, c: &ConnectionView) -> bool {
-        self.endpoint.matches(&c.endpoint)
-            && self.client_id.matches(&c.client_id)
-            && (self.user_id.0.is_empty()
-                || c.user_id
-                    .as_deref()
-                    .is_some_and(|u| self.user_id.matches(u)))
-            && self.client_address.matches(&c.client_address.to_string())
+        self.matches_parts(
+            &c.endpoint,
+            &c.client_id,
+            c.user_id.as_deref(),
+            c.client_address,
+        )
+    }
+
+    /// [`ConnectionFilter::matches`] on a connection's facts, before any view is made.
+    pub fn matches_parts(
+        &self,
+        endpoint: &str,
+        client_id: &str,
+        user_id: Option<&str>,
+        address: IpAddr,
+    ) -> bool {
+        self.endpoint.matches(endpoint)
+            && self.client_id.matches(client_id)
+            && (self.user_id.is_any() || user_id.is_some_and(|u| self.user_id.matches(u)))
+            && (self.client_address.is_any() || self.client_address.matches(&address.to_string()))
     }
 }
 
