@@ -202,7 +202,13 @@ async fn change_configuration(
     let new = Arc::new(new);
     api.replace(new.clone(), doc);
     tracing::info!(changed = ?changed, "configuration changed through the REST API");
-    let outcome = api.apply.apply(&new);
+    // The running broker takes the change up on its shards' next tick and answers once every
+    // shard has (or after a bound): a wait for this request only, off the API's one worker.
+    let apply = api.apply.clone();
+    let applying = new.clone();
+    let outcome = tokio::task::spawn_blocking(move || apply.apply(&applying))
+        .await
+        .unwrap_or_else(|_| Err("applying the change failed".into()));
     let (mut applied, mut restart_needed): (Vec<String>, Vec<String>) = changed
         .iter()
         .filter(|c| is_api_object(c) || c.as_str() == "AdminEndpoint")
@@ -220,7 +226,8 @@ async fn change_configuration(
     };
     let broker_part = |list: Vec<String>| -> Vec<String> {
         list.into_iter()
-            .filter(|c| !is_api_object(c) && c.as_str() != "AdminEndpoint")
+            // The API names AdminEndpoint itself (above); the broker's own line about it goes.
+            .filter(|c| !is_api_object(c) && !c.starts_with("AdminEndpoint"))
             .collect()
     };
     applied.extend(broker_part(outcome.applied));

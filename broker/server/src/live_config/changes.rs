@@ -102,6 +102,12 @@ fn keep_what_only_a_start_builds(running: &Config, effective: &mut Config, out: 
         ));
         effective.broker.authentication_timeout = timeout;
     }
+    if effective.admin.endpoint != running.admin.endpoint {
+        out.push(format!(
+            "AdminEndpoint: the admin endpoint binds its address and TLS at start: {RESTART}"
+        ));
+        effective.admin.endpoint = running.admin.endpoint.clone();
+    }
     let why = "the authentication service is built from it at start";
     if effective.users != running.users {
         out.push(format!(
