@@ -52,6 +52,8 @@ pub const OBJECT_TYPES: &[ObjectType] = &[
     singleton("Store"),
     singleton("AdminEndpoint"),
     named("ConfigurationPolicy"),
+    // A value, not an object: `show AdminUserID` prints it (its password is never shown).
+    singleton("AdminUserID"),
 ];
 
 /// `delete MQTTClient <ClientID>` drops a disconnected client's session: it is a service
@@ -318,10 +320,13 @@ mod tests {
             let known = object_type(name).unwrap_or_else(|| panic!("{name} is unknown"));
             assert_eq!(known.name, name, "spelling of {name}");
             // A named type serializes as a map of names to objects, which may be empty; the
-            // file's singletons are these two.
-            let is_singleton = matches!(name.as_str(), "Broker" | "Store");
+            // file's singletons are these (AdminUserID a plain value).
+            let is_singleton = matches!(name.as_str(), "Broker" | "Store" | "AdminUserID");
             assert_eq!(known.singleton, is_singleton, "{name}");
-            assert!(value.is_object() || value.is_array(), "{name}");
+            assert!(
+                value.is_object() || value.is_array() || name == "AdminUserID",
+                "{name}"
+            );
         }
         assert!(types.len() >= 15, "{types:?}");
     }
