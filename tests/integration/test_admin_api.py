@@ -499,14 +499,3 @@ def test_no_admin_endpoint_no_api(start_broker):
     b.wait_log("no enabled AdminEndpoint")
     assert not re.search("admin endpoint listening", b.log_text())
 
-
-def test_the_api_shows_what_sighup_applied(admin):
-    """Proves a change made in the file and applied with SIGHUP is what the API then shows (it
-    follows the running configuration, not the one it started with)."""
-    path = admin.broker.config_path
-    document = json.loads(path.read_text())
-    document["TopicPolicy"]["DemoTopicPolicy"]["MaxMessages"] = 4321
-    path.write_text(json.dumps(document))
-    admin.broker.hangup()
-    wait_for(lambda: admin.configuration()["TopicPolicy"]["DemoTopicPolicy"]["MaxMessages"]
-             == 4321, timeout=5, message="the API shows the value SIGHUP applied")

@@ -86,29 +86,18 @@ impl Running {
     /// file): the API's view follows, with the file's document for its next change, and its
     /// ConfigurationPolicies and credentials take effect.
     pub fn configuration_changed(&self, config: Arc<ironsight_config::Config>) {
-        follow(&self.api, config);
+        let doc = match &self.api.path {
+            Some(path) => match crate::persist::read(path) {
+                Ok((doc, _)) => doc,
+                Err(error) => {
+                    tracing::error!(%error, "the admin API keeps its view of the configuration");
+                    return;
+                }
+            },
+            None => ironsight_config::document::as_document(&config),
+        };
+        self.api.replace(config, doc);
     }
-
-    /// [`Running::configuration_changed`] as a handle for whatever takes up configurations
-    /// (the broker's SIGHUP path): it holds the API's state, not the endpoint.
-    pub fn follower(&self) -> impl Fn(Arc<ironsight_config::Config>) + Send + Sync + 'static {
-        let api = self.api.clone();
-        move |config| follow(&api, config)
-    }
-}
-
-fn follow(api: &Api, config: Arc<ironsight_config::Config>) {
-    let doc = match &api.path {
-        Some(path) => match crate::persist::read(path) {
-            Ok((doc, _)) => doc,
-            Err(error) => {
-                tracing::error!(%error, "the admin API keeps its view of the configuration");
-                return;
-            }
-        },
-        None => ironsight_config::document::as_document(&config),
-    };
-    api.replace(config, doc);
 }
 
 impl Drop for Running {

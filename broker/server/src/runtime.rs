@@ -151,10 +151,6 @@ pub fn run(options: Options) -> Result<Stopped, String> {
     let admin = start_admin(&options, &live, &control).inspect_err(|_| {
         stop.store(true, Ordering::Relaxed);
     });
-    if let Ok(Some(running)) = &admin {
-        // What SIGHUP applies, the API shows (and its next change starts from).
-        live.follow(running.follower());
-    }
     let mut failed = None;
     for handle in handles {
         match handle.join() {

@@ -49,11 +49,7 @@ pub struct LiveConfig {
     generations: Arc<Generations>,
     /// Held for a whole apply: changes are applied one at a time, in the order they come.
     running: Mutex<Running>,
-    /// Told of each configuration applied (the admin API's view of it follows SIGHUP).
-    followers: Mutex<Vec<Follower>>,
 }
-
-type Follower = Box<dyn Fn(Arc<Config>) + Send + Sync>;
 
 struct Running {
     /// The configuration in force: the last one applied, less what waits for a restart.
@@ -106,7 +102,6 @@ impl LiveConfig {
             shards,
             generations: Generations::new(first, shards),
             running: Mutex::new(running),
-            followers: Mutex::new(Vec::new()),
         }))
     }
 
@@ -187,23 +182,10 @@ impl LiveConfig {
             started.elapsed(),
             plan.restart_needed.len(),
         );
-        drop(running);
-        let new = Arc::new(new.clone());
-        for follower in self.followers.lock().expect("never poisoned").iter() {
-            follower(new.clone());
-        }
         Ok(ApplyOutcome {
             applied,
             restart_needed: plan.restart_needed,
         })
-    }
-
-    /// Calls `follower` with every configuration applied from now on.
-    pub fn follow(&self, follower: impl Fn(Arc<Config>) + Send + Sync + 'static) {
-        self.followers
-            .lock()
-            .expect("never poisoned")
-            .push(Box::new(follower));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Running> {
