@@ -83,7 +83,7 @@ def test_the_guest_runs_debians_kernel_and_the_broker(guest):
     text = guest.console.read_text(errors="replace")
     assert "Linux version" in text and "Debian" in text, text[:2000]
     assert "init: network up:" in text and "10.0.2.15/24" in text, text[-3000:]
-    assert "listening endpoint=DemoEndpoint" in text, text[-3000:]
+    assert re.search(r"Endpoint \"DemoEndpoint\": listening on \S+:1883", text), text[-3000:]
 
 
 @pytest.mark.timeout(BUILD_TIMEOUT_S + BOOT_TIMEOUT_S + 60)
