@@ -19,7 +19,8 @@ import pytest
 
 from broker import IRONSIGHT_BIN
 
-pytestmark = pytest.mark.ironsight_only(reason="the appliance's seed checks with the ironsight binary")
+pytestmark = pytest.mark.ironsight_only(
+    reason="the appliance's seed checks configurations with the ironsight binary")
 
 REPO = Path(__file__).resolve().parents[2]
 SEED = REPO / "image" / "rootfs" / "usr" / "lib" / "ironsight" / "ironsight-seed"
@@ -60,6 +61,9 @@ class Appliance:
     def keys(self) -> Path:
         return self.data / "ssh" / "authorized_keys" / "admin"
 
+    def default_config(self) -> dict:
+        return json.loads((self.root / "default.json").read_text())
+
     def hostname(self) -> str:
         return (self.root / "hostname").read_text().strip()
 
@@ -77,7 +81,8 @@ class Appliance:
                "IRONSIGHT": IRONSIGHT_BIN, "DEFAULT_CONFIG": str(default)}
         done = subprocess.run(["sh", str(SEED)], env=env, capture_output=True, text=True,
                               timeout=RUN_TIMEOUT_S)
-        assert done.returncode == 0, f"the seed script must never fail the boot:\n{done.stdout}{done.stderr}"
+        assert done.returncode == 0, \
+            f"the seed script must never fail the boot:\n{done.stdout}{done.stderr}"
         assert done.stderr == "", done.stderr
         return done.stdout
 
@@ -113,7 +118,7 @@ def test_without_a_seed_the_demo_configuration_dhcp_and_new_host_keys(appliance)
     says SSH is not possible yet, without calling that a seed error."""
     console = appliance.boot()
     assert errors(console) == []
-    assert json.loads(appliance.config.read_text()) == json.loads((appliance.root / "default.json").read_text())
+    assert json.loads(appliance.config.read_text()) == appliance.default_config()
     assert "the demo configuration: MQTT on port 1883" in console
     assert not appliance.network.exists()
     assert "network: DHCP" in console
@@ -157,7 +162,7 @@ def test_bad_seed_input_is_reported_and_the_previous_settings_stay(appliance, tm
         admin_pub=key + "ssh-ed25519 not-a-key\n", ironsight_json='{"Store": {'))
     reported = errors(console)
     assert len(reported) == 4, console
-    assert any("hostname \"-no-\" is not a valid host name; keeping broker-7" in e for e in reported)
+    assert any('hostname "-no-" is not a valid host name; keeping broker-7' in e for e in reported)
     assert any("ADDRESS=192.0.2.300/24 is not an address" in e for e in reported)
     assert any("admin.pub: line 2 is not an SSH public key" in e for e in reported)
     assert any("ironsight.json is refused by ironsight --check-config" in e for e in reported)
@@ -202,4 +207,4 @@ def test_a_kept_configuration_the_broker_refuses_is_set_aside(appliance, tmp_pat
     [reported] = errors(console)
     assert "the kept configuration is refused" in reported
     assert (appliance.config.parent / "ironsight.json.refused").exists()
-    assert json.loads(appliance.config.read_text()) == json.loads((appliance.root / "default.json").read_text())
+    assert json.loads(appliance.config.read_text()) == appliance.default_config()
