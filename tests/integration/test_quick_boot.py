@@ -76,6 +76,7 @@ def guest(image, tmp_path_factory):
         qemu.wait(10)
 
 
+@pytest.mark.timeout(BUILD_TIMEOUT_S + BOOT_TIMEOUT_S + 60)
 def test_the_guest_runs_debians_kernel_and_the_broker(guest):
     """Proves what booted is the image's: Debian's kernel, the network init brought up, and the
     broker's own start lines on the guest's console."""
@@ -85,6 +86,7 @@ def test_the_guest_runs_debians_kernel_and_the_broker(guest):
     assert "listening endpoint=DemoEndpoint" in text, text[-3000:]
 
 
+@pytest.mark.timeout(BUILD_TIMEOUT_S + BOOT_TIMEOUT_S + 60)
 def test_the_kernel_is_tuned_and_the_broker_runs_on_the_shard_cpus(guest):
     """Proves the appliance's tuning took effect in the guest: the static sysctls as the
     kernel reports them, the card's interrupts and receive processing on the housekeeping CPU
@@ -101,6 +103,7 @@ def test_the_kernel_is_tuned_and_the_broker_runs_on_the_shard_cpus(guest):
     assert re.search(r"starting shards=2 cpus=\[1, 2\]", text), text[-3000:]
 
 
+@pytest.mark.timeout(BUILD_TIMEOUT_S + BOOT_TIMEOUT_S + 60)
 @pytest.mark.parametrize("proto", [V311, V5], ids=["v311", "v5"])
 def test_a_client_on_the_host_reaches_the_broker_in_the_guest(guest, proto):
     """Proves an MQTT client on the host publishes through the forwarded port to a subscriber

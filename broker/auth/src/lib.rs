@@ -20,6 +20,7 @@
 //! - [`oauth`]: OAuthProfile, access tokens checked by an authorization server over HTTP(S).
 //! - [`tokens`]: the token verifiers of a configuration, one per profile, and their reload.
 //! - [`ldap`]: an LDAP directory as a `Directory` (Amlen's LDAP object).
+//! - [`prompt`]: a password read from standard input, for the commands that hash one.
 //!
 //! # Invariants
 //! - Every request gets one [`Answer`], [`Refusal::Unavailable`] when its check overran
@@ -34,6 +35,7 @@ pub mod enhanced;
 pub mod jwt;
 pub mod ldap;
 pub mod oauth;
+pub mod prompt;
 pub mod scram;
 pub mod service;
 pub mod tokens;

@@ -90,14 +90,15 @@ impl Drop for AuthService {
 
 /// Lowers the calling thread's priority to [`NICE`]. Linux keeps a nice value per thread, so the
 /// shards keep theirs. If the kernel refuses (a seccomp filter, say), the thread runs on at
-/// normal priority: slower for the clients connected during a storm, not wrong.
-fn lower_priority() {
+/// normal priority: slower for the clients connected during a storm, not wrong. The admin
+/// API's runtime (`ironsight_admin`) lowers its threads with it too.
+pub fn lower_priority() {
     // SAFETY: setpriority takes plain integers and touches no memory of ours; `who` 0 is the
     // calling thread.
     if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) } != 0 {
         tracing::warn!(
             error = %std::io::Error::last_os_error(),
-            "the authentication threads run at the shards' priority"
+            "a side runtime's threads run at the shards' priority"
         );
     }
 }

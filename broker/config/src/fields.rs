@@ -152,7 +152,7 @@ impl<'a> Fields<'a> {
                 self.object,
                 self.name,
                 unknown,
-                "is not an attribute of this object",
+                crate::objects::UNKNOWN_ATTRIBUTE,
             )),
         }
     }
@@ -170,7 +170,8 @@ fn parse_size(text: &str) -> Option<u64> {
     digits.trim().parse::<u64>().ok()?.checked_mul(unit)
 }
 
-pub(crate) fn kind(value: &Value) -> &'static str {
+/// How an error names the JSON type of a value it did not expect.
+pub fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

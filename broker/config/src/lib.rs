@@ -14,10 +14,15 @@
 //! - [`ldap`]: the `LDAP` object (the directory for password authentication and groups).
 //! - [`resolve`]: turns a checked configuration into the core's settings and the listeners.
 //! - [`tokens`]: OAuthProfile and JWTProfile, how a SecurityProfile checks a token password.
+//! - [`admin`]: AdminEndpoint, ConfigurationPolicy and the administrator's credentials.
+//! - [`document`]: the configuration as a JSON document: its object types and their shapes,
+//!   and a change (the REST API's POST and DELETE) merged into it before it is checked whole.
 //!
 //! Invariant: a [`Config`] that parsed is consistent (every reference resolves, every value is in
 //! range), so resolving it cannot fail.
 
+pub mod admin;
+pub mod document;
 mod fields;
 pub mod ldap;
 pub mod objects;

@@ -134,7 +134,7 @@ pub struct PolicyFilters {
 }
 
 /// How a policy type reads its filters.
-struct FilterRules {
+pub(crate) struct FilterRules {
     /// What its ClientID may hold.
     client_id: PatternKind,
     /// The ClientID when the attribute is absent ("" for none).
@@ -145,7 +145,7 @@ struct FilterRules {
 }
 
 impl PolicyFilters {
-    fn parse(f: &mut Fields, rules: FilterRules) -> Result<Self, ConfigError> {
+    pub(crate) fn parse(f: &mut Fields, rules: FilterRules) -> Result<Self, ConfigError> {
         let filters = PolicyFilters {
             client_id: f.string("ClientID", rules.client_id_default)?,
             client_address: f.string("ClientAddress", "")?,
@@ -442,10 +442,16 @@ pub struct Config {
     pub users: crate::users::Users,
     #[serde(rename = "LDAP", skip_serializing_if = "Option::is_none")]
     pub ldap: Option<crate::ldap::Ldap>,
+    /// `AdminEndpoint`, `ConfigurationPolicy`, `AdminUserID`, `AdminUserPassword`: the REST API.
+    #[serde(flatten)]
+    pub admin: crate::admin::Admin,
     /// Where files named by a relative path are found: the configuration file's directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
 }
+
+/// What an error says of an attribute the object does not have (MessageSight's CWLNA0138).
+pub const UNKNOWN_ATTRIBUTE: &str = "is not an attribute of this object";
 
 /// Attributes MessageSight defines that ironsight does not implement yet; naming them is refused
 /// rather than silently ignored.
@@ -605,7 +611,7 @@ impl ConnectionPolicy {
 }
 
 /// The filters of a TopicPolicy or SubscriptionPolicy: no variables in them (Amlen's rule).
-const MESSAGING_FILTERS: FilterRules = FilterRules {
+pub(crate) const MESSAGING_FILTERS: FilterRules = FilterRules {
     client_id: PatternKind::Name,
     client_id_default: "",
     protocol_glob: false,
@@ -627,7 +633,7 @@ fn max_messages(f: &mut Fields) -> Result<(u32, MaxMessagesBehavior), ConfigErro
 }
 
 /// An ActionList: each entry one of `actions`, at least one.
-fn check_actions(f: &Fields, list: &str, actions: &[&str]) -> Result<(), ConfigError> {
+pub(crate) fn check_actions(f: &Fields, list: &str, actions: &[&str]) -> Result<(), ConfigError> {
     for action in names(list) {
         if !actions.iter().any(|a| a.eq_ignore_ascii_case(&action)) {
             return Err(f.error(
@@ -639,7 +645,7 @@ fn check_actions(f: &Fields, list: &str, actions: &[&str]) -> Result<(), ConfigE
     Ok(())
 }
 
-fn lists(list: &str, action: &str) -> bool {
+pub(crate) fn lists(list: &str, action: &str) -> bool {
     names(list).iter().any(|a| a.eq_ignore_ascii_case(action))
 }
 
@@ -994,6 +1000,7 @@ impl Config {
                 .remove("LDAP")
                 .map(|v| crate::ldap::Ldap::parse(&v))
                 .transpose()?,
+            admin: crate::admin::Admin::parse(&mut doc)?,
             base_dir: PathBuf::from("."),
         };
         if let Some(unknown) = doc.keys().next() {
@@ -1004,6 +1011,7 @@ impl Config {
         let mut config = config;
         config.check_references()?;
         config.check_security()?;
+        config.check_admin()?;
         Ok(config)
     }
 
@@ -1012,7 +1020,13 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut config = Config::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Config::parse_for(&text, path).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses and checks the text of the configuration file `path` (which need not hold it
+    /// yet: the REST API checks a new version before writing it).
+    pub fn parse_for(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config = Config::parse(text)?;
         config.base_dir = path
             .parent()
             .filter(|dir| !dir.as_os_str().is_empty())

@@ -196,6 +196,15 @@ impl Config {
         }
     }
 
+    /// A ConfigurationPolicy's filters compiled, for the REST API's requests (which have no
+    /// client id: the policy has no ClientID filter).
+    pub fn configuration_filters(
+        &self,
+        policy: &crate::admin::ConfigurationPolicy,
+    ) -> ClientFilters {
+        filters(&policy.filters, PatternKind::Name, false)
+    }
+
     /// Whether CONNECTs on `e` are authenticated: its SecurityProfile asks for a password or a
     /// token (a JWTProfile or OAuthProfile), or for a client certificate that every client must
     /// present (whose common name is then the user id). A profile that takes a certificate only

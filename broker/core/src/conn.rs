@@ -216,10 +216,25 @@ pub struct Connection {
     pub held: bool,
     /// The client sent DISCONNECT: after it, it sends nothing more ([MQTT-3.14.4-1]).
     pub peer_disconnected: bool,
+    /// Its CONNECT was accepted at some point (one that never was counts as a bad connection).
+    pub was_connected: bool,
+    /// When it was accepted (or adopted from another shard), in seconds of the shard's clock
+    /// (`Shard::clock_s`): for monitoring, where a second is precise enough, in 4 bytes
+    /// rather than an `Instant`'s 16.
+    pub opened_at_s: u32,
+    /// PUBLISH packets received from the client and sent to it: for monitoring.
+    pub msgs_in: u64,
+    pub msgs_out: u64,
 }
 
 impl Connection {
-    pub fn new(now: Instant, endpoint: u16, peer: SocketAddr, generation: u32) -> Connection {
+    pub fn new(
+        now: Instant,
+        opened_at_s: u32,
+        endpoint: u16,
+        peer: SocketAddr,
+        generation: u32,
+    ) -> Connection {
         Connection {
             state: ConnState::AwaitingConnect,
             protocol: ProtocolVersion::V3_1_1,
@@ -242,6 +257,10 @@ impl Connection {
             dirty: false,
             held: false,
             peer_disconnected: false,
+            was_connected: false,
+            opened_at_s,
+            msgs_in: 0,
+            msgs_out: 0,
         }
     }
 

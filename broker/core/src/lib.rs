@@ -17,7 +17,9 @@
 //! - [`routing`]: shard sets, local subscriptions, shared groups, messages between shards.
 //! - [`settings`]: the limits the core enforces, from the configuration objects.
 //! - [`shard`]: the state machine tying these together for one core.
-//! - [`stats`]: counters a shard keeps about itself.
+//! - [`stats`]: counters a shard keeps about itself, per endpoint too.
+//! - [`monitor`]: what the administration API asks a shard (connections, subscriptions,
+//!   sessions, gauges; closing connections, deleting sessions) and the answers.
 //! - [`violation`]: protocol violations by normative id, and the reason code each is answered with.
 //!
 //! # Invariants
@@ -32,6 +34,7 @@ pub mod conn;
 pub mod interest;
 pub mod journal;
 pub mod message;
+pub mod monitor;
 pub mod outbuf;
 pub mod policy;
 pub mod queue;

@@ -3,6 +3,8 @@
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
+    /// By endpoint number (grown when a connection names one beyond it).
+    pub endpoints: Vec<EndpointStats>,
     pub connections_opened: u64,
     pub connections_closed: u64,
     pub protocol_errors: u64,
@@ -33,4 +35,34 @@ pub struct Stats {
     pub sessions_expired: u64,
     /// Sessions taken up from the journal at start.
     pub sessions_restored: u64,
+}
+
+/// One endpoint's counters on one shard. A connection handed to the shard that owns its client
+/// id is counted once, where it was accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointStats {
+    /// Connections accepted (Amlen's Total).
+    pub accepted: u64,
+    /// Connections open on this shard now (Amlen's Active): may go below zero on one shard
+    /// (a connection accepted here, handed to another shard and closed there), never in sum.
+    pub active: i64,
+    /// Connections that ended before their CONNECT was accepted (Amlen's BadConnections):
+    /// refused by a policy or authentication, broken, timed out.
+    pub bad: u64,
+    /// PUBLISH packets received from clients.
+    pub messages_in: u64,
+    /// PUBLISH packets sent to clients.
+    pub messages_out: u64,
+}
+
+impl Stats {
+    /// The counters of endpoint `endpoint`.
+    pub fn endpoint(&mut self, endpoint: u16) -> &mut EndpointStats {
+        let index = usize::from(endpoint);
+        if index >= self.endpoints.len() {
+            self.endpoints
+                .resize_with(index + 1, EndpointStats::default);
+        }
+        &mut self.endpoints[index]
+    }
 }

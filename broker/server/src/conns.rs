@@ -31,6 +31,9 @@ pub struct ConnIo {
     pub park_requested: bool,
     /// When (on the shard's clock) a closing connection started waiting for its last bytes.
     pub closing_since_s: Option<u32>,
+    /// Bytes read from and written to its socket, for monitoring.
+    pub bytes_read: u64,
+    pub bytes_written: u64,
 }
 
 impl ConnIo {
@@ -43,6 +46,8 @@ impl ConnIo {
             write_blocked: false,
             park_requested: false,
             closing_since_s: None,
+            bytes_read: 0,
+            bytes_written: 0,
         }
     }
 
@@ -72,6 +77,16 @@ impl ConnIo {
 #[derive(Default)]
 pub struct ConnTable {
     slots: Vec<Option<ConnIo>>,
+    /// Bytes read and written on each endpoint's sockets, closed ones included, by endpoint
+    /// number: plain counters, read by the shard's tick for its snapshot.
+    traffic: Vec<Traffic>,
+}
+
+/// Bytes on an endpoint's sockets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub read: u64,
+    pub written: u64,
 }
 
 impl ConnTable {
@@ -107,6 +122,26 @@ impl ConnTable {
             .iter_mut()
             .enumerate()
             .filter_map(|(i, c)| Some((i as ConnId, c.as_mut()?)))
+    }
+
+    /// `read` and `written` more bytes on `conn`'s socket.
+    pub fn count(&mut self, conn: ConnId, read: usize, written: usize) {
+        let Some(c) = self.any(conn) else {
+            return;
+        };
+        c.bytes_read += read as u64;
+        c.bytes_written += written as u64;
+        let endpoint = usize::from(c.endpoint);
+        if self.traffic.len() <= endpoint {
+            self.traffic.resize(endpoint + 1, Traffic::default());
+        }
+        self.traffic[endpoint].read += read as u64;
+        self.traffic[endpoint].written += written as u64;
+    }
+
+    /// Bytes by endpoint number.
+    pub fn traffic(&self) -> &[Traffic] {
+        &self.traffic
     }
 
     pub fn ids(&self) -> Vec<ConnId> {

@@ -12,6 +12,8 @@
 //! - [`flusher`]: one write pass per scheduling round.
 //! - [`connection`]: the task of an active connection.
 //! - [`verdicts`]: the auth service's verdicts, one inbox per shard, and their wake-ups.
+//! - [`control`]: the admin API's link to the shards: snapshots on each tick, requests taken
+//!   on each stop-poll, stop and restart; the applier of configuration changes.
 //! - [`store`]: the durable store at start: the data directory locked and read back, the new
 //!   generation of journals committed once every shard's snapshot is in it.
 //! - [`journal`]: a shard's journal on disk: records gathered as the core makes them, one
@@ -31,6 +33,7 @@
 
 pub mod connection;
 pub mod conns;
+pub mod control;
 pub mod cores;
 pub mod flusher;
 pub mod journal;

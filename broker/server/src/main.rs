@@ -43,6 +43,13 @@ struct Args {
     /// shard's journal. Messages and sessions recorded after the damage are lost.
     #[arg(long)]
     recover_truncate: bool,
+    /// Set the REST API administrator's password in the --config file (its SCRAM-SHA-256
+    /// verifier: the password itself is not kept), read from standard input, and exit.
+    #[arg(long, requires = "config")]
+    set_admin_password: bool,
+    /// With --set-admin-password: the administrator's user id (AdminUserID; default: admin).
+    #[arg(long, value_name = "USER_ID", requires = "set_admin_password")]
+    admin_user: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -56,6 +63,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+    if args.set_admin_password {
+        return set_admin_password(&args);
+    }
     let config = match &args.config {
         None => Config::builtin(),
         Some(path) => match Config::load(path) {
@@ -87,6 +97,7 @@ fn main() -> ExitCode {
     }
     match runtime::run(Options {
         config,
+        config_path: args.config.clone(),
         listen: args.listen,
         cores: args.cores,
         shards: args.shards,
@@ -96,9 +107,52 @@ fn main() -> ExitCode {
             OnCorruption::Stop
         },
     }) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(runtime::Stopped::Stop) => ExitCode::SUCCESS,
+        Ok(runtime::Stopped::Restart) => restart(),
         Err(e) => fail(e),
     }
+}
+
+/// `--set-admin-password`: the password from standard input, its verifier into the file.
+fn set_admin_password(args: &Args) -> ExitCode {
+    let path = args.config.as_ref().expect("clap requires --config");
+    let password = match ironsight_auth::prompt::password(false) {
+        Ok(password) => password,
+        Err(e) => return fail(e),
+    };
+    match ironsight_admin::set_admin_password(path, args.admin_user.as_deref(), &password) {
+        Ok(()) => {
+            eprintln!(
+                "ironsight: the administrator's password is set in {}",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// The exit status when a restart was asked for but the broker could not start itself again:
+/// a supervisor (systemd's `Restart=on-failure`) starts it.
+const RESTART_FAILED: u8 = 3;
+
+/// The admin API's restart: the broker, stopped cleanly, executes itself again with the same
+/// arguments, in the same process (same pid, so a supervisor sees no exit).
+fn restart() -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let mut args = std::env::args_os();
+    let program = args.next();
+    let exe = std::env::current_exe()
+        .ok()
+        .or_else(|| program.map(PathBuf::from));
+    let Some(exe) = exe else {
+        eprintln!("ironsight: cannot restart: the program's path is unknown");
+        return ExitCode::from(RESTART_FAILED);
+    };
+    tracing::info!("restarting");
+    let error = std::process::Command::new(&exe).args(args).exec();
+    eprintln!("ironsight: cannot restart {}: {error}", exe.display());
+    ExitCode::from(RESTART_FAILED)
 }
 
 /// A broker holding a million mostly idle connections wants its memory dense: khugepaged would

@@ -1,6 +1,7 @@
 //! Starting the broker: listeners bound, the durable store read (when configured), one pinned
-//! glommio executor per core restoring its part, a full mesh of channels between them, and a
-//! clean stop on SIGTERM or SIGINT.
+//! glommio executor per core restoring its part, a full mesh of channels between them, the
+//! admin endpoint beside them (`control`, `ironsight_admin`), and a clean stop on SIGTERM or
+//! SIGINT (or the API's stop and restart).
 
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::net::UnixStream as StdUnixStream;
@@ -22,6 +23,7 @@ use ironsight_core::recovery::RecoveredSession;
 use ironsight_core::settings::Settings;
 use ironsight_core::Shard;
 
+use crate::control::{self, Control};
 use crate::cores::{self, CoreSpec};
 use crate::journal::{self, JournalWriter};
 use crate::link::Envelope;
@@ -50,6 +52,8 @@ const TICK: Duration = Duration::from_secs(1);
 
 pub struct Options {
     pub config: Config,
+    /// Where `config` came from: the admin API writes its changes there. `None`: built in.
+    pub config_path: Option<PathBuf>,
     pub listen: Vec<ListenerOverride>,
     pub cores: Option<CoreSpec>,
     /// Shards over those cores (default: one per core).
@@ -58,8 +62,17 @@ pub struct Options {
     pub on_corruption: OnCorruption,
 }
 
-/// Runs the broker until SIGTERM or SIGINT.
-pub fn run(options: Options) -> Result<(), String> {
+/// How the broker stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// SIGTERM, SIGINT, or the admin API's stop.
+    Stop,
+    /// The admin API's restart: the caller starts the broker again.
+    Restart,
+}
+
+/// Runs the broker until SIGTERM or SIGINT, or the admin API stops or restarts it.
+pub fn run(options: Options) -> Result<Stopped, String> {
     let cpus = cores::spread(cores::resolve(options.cores.as_ref())?, options.shards)?;
     let shards = cpus.len();
     let settings = Arc::new(options.config.settings());
@@ -89,6 +102,7 @@ pub fn run(options: Options) -> Result<(), String> {
         stop.clone(),
     )?;
     let (auth, mut wake_ends) = start_auth(&options.config, &tokens, shards)?;
+    let control = Control::new(shards, stop.clone());
     let (store, mut durable_starts) = open_store(&options, shards)?;
     tracing::info!(shards, cpus = ?cpus, "starting");
     let mesh = MeshBuilder::full(shards, CHANNEL_CAPACITY);
@@ -108,6 +122,7 @@ pub fn run(options: Options) -> Result<(), String> {
             auth: auth.clone(),
             verdicts_wake: wake_ends.next(),
             durable: durable_starts.next(),
+            control: control.clone(),
             started: started.clone(),
         };
         let stop = stop.clone();
@@ -144,6 +159,10 @@ pub fn run(options: Options) -> Result<(), String> {
         }
     }
     drop(ready);
+    // Held until the broker stops; a failure to start it stops the broker.
+    let admin = start_admin(&options, &contexts, &control).inspect_err(|_| {
+        stop.store(true, Ordering::Relaxed);
+    });
     let mut failed = None;
     for handle in handles {
         match handle.join() {
@@ -152,8 +171,30 @@ pub fn run(options: Options) -> Result<(), String> {
             Err(e) => failed = Some(format!("a shard stopped abnormally: {e}")),
         }
     }
+    // The API stops with the broker (requests in flight get a second); one that could not start
+    // is why the broker stopped.
+    drop(admin?);
     tracing::info!("stopped");
-    failed.map_or(Ok(()), Err)
+    match failed {
+        Some(e) => Err(e),
+        None if control.restart_requested() => Ok(Stopped::Restart),
+        None => Ok(Stopped::Stop),
+    }
+}
+
+/// The admin endpoint, when the configuration enables one (`ironsight_admin`).
+fn start_admin(
+    options: &Options,
+    contexts: &tls::context::TlsContexts,
+    control: &Arc<Control>,
+) -> Result<Option<ironsight_admin::Running>, String> {
+    ironsight_admin::start(ironsight_admin::Options {
+        config: Arc::new(options.config.clone()),
+        path: options.config_path.clone(),
+        tls: control::admin_tls(&options.config, contexts),
+        apply: Arc::new(control::RestartToApply::new(options.config.clone())),
+        shards: control.clone(),
+    })
 }
 
 /// What one shard starts from.
@@ -174,6 +215,8 @@ struct ShardStart {
     verdicts_wake: Option<StdUnixStream>,
     /// With the durable store: what the shard restores and where it writes.
     durable: Option<DurableStart>,
+    /// Where the admin API's requests wait and the shard's counters go.
+    control: Arc<Control>,
     /// Told once the shard accepts connections.
     started: std::sync::mpsc::Sender<()>,
 }
@@ -346,6 +389,7 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
         auth,
         verdicts_wake,
         durable,
+        control,
         started,
     } = start;
     let (senders, mut receivers) = mesh
@@ -403,6 +447,9 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
     glommio::spawn_local(io.clone().slices()).detach();
     let _ = started.send(());
     drop(started);
+    // SAFETY: gettid has no arguments and cannot fail.
+    let thread_id = unsafe { libc::gettid() };
+    control.publish(&io, thread_id);
 
     let mut next_tick = Instant::now() + TICK;
     let mut generation = published.generation();
@@ -412,9 +459,11 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
             generation = published.generation();
             io.reload(published.endpoints());
         }
+        control.serve(&io);
         if Instant::now() >= next_tick {
             next_tick += TICK;
             io.tick();
+            control.publish(&io, thread_id);
         }
     }
     // Stop listening first: no new client during the shutdown, and the port is free at once

@@ -241,6 +241,7 @@ impl ShardIo {
                         continue;
                     }
                     Poll::Ready(Ok(n)) => {
+                        self.conns.borrow_mut().count(conn, n, 0);
                         self.bytes_read(conn, generation, &mut scratch[..carried + n]);
                         drop(scratch);
                         // A handoff must happen before this task reads on.
@@ -353,7 +354,9 @@ impl ShardIo {
         let goodbye = c.transport.goodbye();
         if goodbye || c.transport.has_pending() {
             let mut nothing = OutBuf::default();
-            let _ = send_all(c.fd(), &mut c.transport, &mut nothing);
+            let mut sent = 0;
+            let _ = send_all(c.fd(), &mut c.transport, &mut nothing, &mut sent);
+            conns.count(conn, 0, sent);
         }
         goodbye
     }
@@ -422,6 +425,7 @@ impl ShardIo {
         match std::pin::Pin::new(&mut *stream).poll_write(cx, &slices[0]) {
             Poll::Ready(Ok(n)) => {
                 c.transport.advance(out, n);
+                conns.count(conn, 0, n);
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -539,7 +543,10 @@ impl ShardIo {
         let (Some(c), Some(out)) = (conns.any(conn), core.output(conn)) else {
             return Ok(Sent::All);
         };
-        send_all(c.fd(), &mut c.transport, out)
+        let mut sent = 0;
+        let result = send_all(c.fd(), &mut c.transport, out, &mut sent);
+        conns.count(conn, 0, sent);
+        result
     }
 
     fn flush_conn(self: &Rc<Self>, conn: ConnId) {
@@ -822,6 +829,27 @@ impl ShardIo {
             self.core()
                 .disconnect(conn, Instant::now(), ReasonCode::NotAuthorized);
         }
+        self.flusher.schedule();
+    }
+
+    // ----- the admin API (`control`) -----
+
+    /// Bytes on each endpoint's sockets, by endpoint number.
+    pub fn traffic(&self) -> Vec<crate::conns::Traffic> {
+        self.conns.borrow().traffic().to_vec()
+    }
+
+    /// Bytes read from and written to `conn`'s socket.
+    pub fn socket_bytes(&self, conn: ConnId) -> (u64, u64) {
+        self.conns
+            .borrow_mut()
+            .any(conn)
+            .map_or((0, 0), |c| (c.bytes_read, c.bytes_written))
+    }
+
+    /// The core changed outside a connection's task (an administrator closed connections):
+    /// the flusher writes and closes what it must on its next round.
+    pub fn flush_soon(&self) {
         self.flusher.schedule();
     }
 

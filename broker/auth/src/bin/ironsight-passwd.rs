@@ -12,17 +12,11 @@
 //! shell's history would show it): from a terminal without echo, typed twice; from a pipe or
 //! with `--stdin`, as one line.
 
-use std::io::{BufRead, IsTerminal, Read};
 use std::process::ExitCode;
 
 use clap::Parser;
-use ironsight_auth::scram;
+use ironsight_auth::{prompt, scram};
 use ironsight_config::users::ScramVerifier;
-use nix::sys::termios::{self, LocalFlags, SetArg};
-use zeroize::Zeroizing;
-
-/// The longest password taken, in bytes: the most an MQTT CONNECT's password field holds.
-const PASSWORD_LEN_MAX: usize = 65_535;
 
 /// Makes the SCRAM-SHA-256 verifier for a MessagingUser's Password, reading the password from
 /// standard input.
@@ -60,11 +54,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<String, String> {
     ScramVerifier::check_iterations(args.iterations)
         .map_err(|problem| format!("--iterations: a verifier {problem}"))?;
-    let password = if !args.stdin && std::io::stdin().is_terminal() {
-        ask()?
-    } else {
-        read_line(&mut std::io::stdin().lock())?
-    };
+    let password = prompt::password(args.stdin)?;
     if password.is_empty() {
         return Err("the password is empty".into());
     }
@@ -77,52 +67,4 @@ fn run(args: &Args) -> Result<String, String> {
         object["GroupMembership"] = groups.as_str().into();
     }
     Ok(serde_json::json!({ "MessagingUser": { user: object } }).to_string())
-}
-
-/// Asks for the password twice on the terminal, with echo off.
-fn ask() -> Result<Zeroizing<Vec<u8>>, String> {
-    let first = ask_once("Password: ")?;
-    let again = ask_once("Password again: ")?;
-    if first != again {
-        return Err("the passwords differ".into());
-    }
-    Ok(first)
-}
-
-fn ask_once(prompt: &str) -> Result<Zeroizing<Vec<u8>>, String> {
-    let stdin = std::io::stdin();
-    let saved = termios::tcgetattr(&stdin)
-        .map_err(|e| format!("cannot read the terminal's settings: {e}"))?;
-    let mut quiet = saved.clone();
-    quiet.local_flags.remove(LocalFlags::ECHO);
-    eprint!("{prompt}");
-    termios::tcsetattr(&stdin, SetArg::TCSAFLUSH, &quiet)
-        .map_err(|e| format!("cannot turn the terminal's echo off: {e}"))?;
-    let line = read_line(&mut stdin.lock());
-    let restored = termios::tcsetattr(&stdin, SetArg::TCSANOW, &saved);
-    // The newline typed was not echoed either.
-    eprintln!();
-    restored.map_err(|e| format!("cannot turn the terminal's echo back on: {e}"))?;
-    line
-}
-
-/// One line, without its line end; at most [`PASSWORD_LEN_MAX`] bytes. The buffer is made
-/// whole at once and wiped when dropped, so no copy of the password is left behind.
-fn read_line(input: &mut impl BufRead) -> Result<Zeroizing<Vec<u8>>, String> {
-    let mut line = Zeroizing::new(Vec::with_capacity(PASSWORD_LEN_MAX + 2));
-    input
-        .take(PASSWORD_LEN_MAX as u64 + 2)
-        .read_until(b'\n', &mut line)
-        .map_err(|e| format!("cannot read the password: {e}"))?;
-    for end in [b'\n', b'\r'] {
-        if line.last() == Some(&end) {
-            line.pop();
-        }
-    }
-    if line.len() > PASSWORD_LEN_MAX {
-        return Err(format!(
-            "the password is longer than {PASSWORD_LEN_MAX} bytes, the most MQTT carries"
-        ));
-    }
-    Ok(line)
 }

@@ -651,6 +651,7 @@ impl Shard {
 
         let c = &mut self.conns[conn as usize];
         c.state = ConnState::Connected;
+        c.was_connected = true;
         c.session = Some(session);
         c.keepalive_s = keepalive_s;
         c.allow_persistent = admission.allow_persistent;
@@ -724,6 +725,7 @@ impl Shard {
         };
         let c = self.conns.remove(conn as usize);
         self.stats.connections_closed += 1;
+        self.stats.endpoint(c.endpoint).active -= 1;
         let handoff = Box::new(Handoff {
             endpoint: c.endpoint,
             identity: Identity {

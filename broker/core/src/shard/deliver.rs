@@ -195,6 +195,10 @@ impl Shard {
             publish.packet_id
         };
         self.stats.messages_sent += 1;
+        let c = &mut self.conns[conn as usize];
+        c.msgs_out += 1;
+        let endpoint = c.endpoint;
+        self.stats.endpoint(endpoint).messages_out += 1;
         self.mark_dirty(conn);
         Transmit::Sent(pid)
     }

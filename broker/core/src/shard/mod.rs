@@ -11,7 +11,8 @@
 //! queue), `encode` (PUBLISH bytes, one encoding per fan-out), `retained` (the retained store),
 //! `subscribe` (SUBSCRIBE/UNSUBSCRIBE, shared groups, interest), `lifecycle` (closing, wills,
 //! session end), `timers` (keep alive, will delay, session expiry), `remote` (messages from
-//! other shards), `restore` (state from the journal at start, and snapshots), `authorize` (the policies' decisions and what follows from them).
+//! other shards), `restore` (state from the journal at start, and snapshots), `authorize` (the policies' decisions and what follows from them), `inspect` (what the administration API
+//! lists and does: `crate::monitor`).
 
 mod acks;
 mod authorize;
@@ -20,6 +21,7 @@ mod deliver;
 mod durability;
 mod encode;
 mod input;
+mod inspect;
 mod lifecycle;
 mod publish;
 mod remote;
@@ -140,6 +142,8 @@ pub struct Shard {
     next_assigned_id: u64,
     next_generation: u32,
     next_message_id: u64,
+    /// The start of [`Shard::clock_s`]: the first connection's time (the core reads no clock).
+    epoch: Option<Instant>,
     journal: durability::Log,
     durability: durability::Durability,
     pub stats: Stats,
@@ -196,6 +200,7 @@ impl Shard {
             next_assigned_id: 0,
             next_generation: 0,
             next_message_id: 0,
+            epoch: None,
             journal: durability::Log::new(Box::new(MemoryOnly)),
             durability: durability::Durability::default(),
             stats: Stats::default(),
@@ -229,6 +234,19 @@ impl Shard {
         }
     }
 
+    /// Seconds since the shard's first connection: a clock in 4 bytes for what connections
+    /// remember only to show it (136 years before it wraps).
+    fn clock_s(&mut self, now: Instant) -> u32 {
+        let epoch = *self.epoch.get_or_insert(now);
+        now.saturating_duration_since(epoch).as_secs() as u32
+    }
+
+    /// The `Instant` of a [`Shard::clock_s`] reading.
+    fn clock_instant(&self, clock_s: u32) -> Option<Instant> {
+        self.epoch
+            .map(|e| e + std::time::Duration::from_secs(u64::from(clock_s)))
+    }
+
     fn generation(&mut self) -> u32 {
         self.next_generation = self.next_generation.wrapping_add(1);
         self.next_generation
@@ -238,15 +256,27 @@ impl Shard {
 
     /// A new network connection on `endpoint`. Returns its id and generation.
     pub fn open(&mut self, now: Instant, endpoint: u16, peer: SocketAddr) -> (ConnId, u32) {
+        self.stats.endpoint(endpoint).accepted += 1;
+        self.open_conn(now, endpoint, peer)
+    }
+
+    /// Enters a connection, accepted here or adopted from another shard.
+    fn open_conn(&mut self, now: Instant, endpoint: u16, peer: SocketAddr) -> (ConnId, u32) {
         assert!(
             usize::from(endpoint) < self.settings.endpoints.len(),
             "unknown endpoint"
         );
         let generation = self.generation();
-        let id = self
-            .conns
-            .insert(Connection::new(now, endpoint, peer, generation)) as ConnId;
+        let opened_at_s = self.clock_s(now);
+        let id = self.conns.insert(Connection::new(
+            now,
+            opened_at_s,
+            endpoint,
+            peer,
+            generation,
+        )) as ConnId;
         self.stats.connections_opened += 1;
+        self.stats.endpoint(endpoint).active += 1;
         (id, generation)
     }
 
@@ -268,7 +298,7 @@ impl Shard {
     /// A connection handed over by another shard ([`Event::Handoff`]): opened here with what
     /// that shard knew, and its CONNECT and later bytes processed. Returns its id and generation.
     pub fn adopt(&mut self, now: Instant, handoff: &Handoff) -> (ConnId, u32) {
-        let (conn, generation) = self.open(now, handoff.endpoint, handoff.identity.peer);
+        let (conn, generation) = self.open_conn(now, handoff.endpoint, handoff.identity.peer);
         self.identify(conn, handoff.identity.clone());
         self.input(conn, now, &handoff.connect);
         self.input(conn, now, &handoff.rest);
@@ -351,9 +381,14 @@ impl Shard {
         if self.conns.get(conn as usize).is_some_and(|c| c.is_open()) {
             self.close(conn, now, lifecycle::CloseKind::Abrupt);
         }
-        if self.conns.try_remove(conn as usize).is_some() {
+        if let Some(c) = self.conns.try_remove(conn as usize) {
             self.forget_held(conn);
             self.stats.connections_closed += 1;
+            let endpoint = self.stats.endpoint(c.endpoint);
+            endpoint.active -= 1;
+            if !c.was_connected {
+                endpoint.bad += 1;
+            }
         }
     }
 
@@ -392,6 +427,11 @@ impl Shard {
 
     pub fn take_events(&mut self, into: &mut Vec<Event>) {
         into.append(&mut self.events);
+    }
+
+    /// The settings the shard runs with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
     }
 
     pub fn connection_count(&self) -> usize {

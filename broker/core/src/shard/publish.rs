@@ -34,6 +34,10 @@ impl Shard {
 
     pub(super) fn on_publish(&mut self, conn: ConnId, now: Instant, publish: Publish) {
         self.stats.messages_received += 1;
+        let c = &mut self.conns[conn as usize];
+        c.msgs_in += 1;
+        let endpoint = c.endpoint;
+        self.stats.endpoint(endpoint).messages_in += 1;
         if !publish.properties.subscription_identifiers.is_empty() {
             return self.violated(conn, now, Violation::SubscriptionIdentifierFromClient);
         }

@@ -38,6 +38,11 @@ pub(super) struct RetainedStore {
 }
 
 impl RetainedStore {
+    /// Topics with a retained message.
+    pub(super) fn len(&self) -> usize {
+        self.messages.len()
+    }
+
     /// Applies a retained PUBLISH (an empty payload clears the topic, [MQTT-3.3.1-6]) unless a
     /// newer version of the topic is known. Holds at most `max` topics; a new topic beyond that
     /// is not stored. Every change is handed to `journal`.

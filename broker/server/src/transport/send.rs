@@ -18,8 +18,14 @@ pub enum Sent {
     Blocked,
 }
 
-/// Writes as much of `out` (through its transport) as the socket takes now.
-pub fn send_all(fd: RawFd, transport: &mut Transport, out: &mut OutBuf) -> io::Result<Sent> {
+/// Writes as much of `out` (through its transport) as the socket takes now, adding the bytes
+/// the socket took to `sent_bytes`.
+pub fn send_all(
+    fd: RawFd,
+    transport: &mut Transport,
+    out: &mut OutBuf,
+    sent_bytes: &mut usize,
+) -> io::Result<Sent> {
     let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
     loop {
         // A transport that cannot seal (a TLS 1.2 key at its limit) ends the connection.
@@ -35,7 +41,10 @@ pub fn send_all(fd: RawFd, transport: &mut Transport, out: &mut OutBuf) -> io::R
             sendmsg::<SockaddrStorage>(fd, &slices[..n], &[], flags, None)
         };
         match result {
-            Ok(written) => transport.advance(out, written),
+            Ok(written) => {
+                *sent_bytes += written;
+                transport.advance(out, written)
+            }
             Err(nix::errno::Errno::EAGAIN) => return Ok(Sent::Blocked),
             Err(nix::errno::Errno::EINTR) => continue,
             Err(errno) => return Err(errno.into()),

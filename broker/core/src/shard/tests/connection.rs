@@ -151,7 +151,9 @@ fn oversize_packet_is_refused_from_the_header() {
 fn per_connection_state_stays_small() {
     // 112: the identity a transport establishes (TLS, the client certificate) took the last
     // free bytes of 104.
-    assert!(std::mem::size_of::<crate::conn::Connection>() <= 112);
+    // 136: what monitoring shows of a connection (Amlen's ConnectTime, ReadMsg, WriteMsg: a
+    // u32 of seconds and two u64 counters) and whether it ever connected (BadConnections).
+    assert!(std::mem::size_of::<crate::conn::Connection>() <= 136);
     // 96: a session's subscriptions became one boxed table (a word) instead of a `Vec`.
     // 104: the user who holds it (a shared `Principal`, one word), which policies and takeover
     // need for as long as the session lives.

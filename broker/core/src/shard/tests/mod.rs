@@ -380,6 +380,7 @@ mod bounded;
 mod connection;
 mod durability;
 mod exact_answers;
+mod inspect;
 mod journal;
 mod policy;
 mod publish;
