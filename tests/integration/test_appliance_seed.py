@@ -9,8 +9,10 @@ full image boots the same script under systemd in image/boot-test.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from broker import IRONSIGHT_BIN
+from scram_verifier import verifier
 
 pytestmark = pytest.mark.ironsight_only(
     reason="the appliance's seed checks configurations with the ironsight binary")
@@ -61,6 +64,13 @@ class Appliance:
     def keys(self) -> Path:
         return self.data / "ssh" / "authorized_keys" / "admin"
 
+    @property
+    def password_file(self) -> Path:
+        return self.data / "admin" / "shell.password"
+
+    def config_json(self) -> dict:
+        return json.loads(self.config.read_text())
+
     def default_config(self) -> dict:
         return json.loads((self.root / "default.json").read_text())
 
@@ -99,13 +109,32 @@ def public_key(tmp_path: Path, name: str) -> str:
     return (tmp_path / f"{name}.pub").read_text()
 
 
+#: The seed's file names, as keyword arguments of seed().
+SEED_FILES = {"hostname": "hostname", "network": "network", "admin_pub": "admin.pub",
+              "ironsight_json": "ironsight.json", "admin_password": "admin-password"}
+
+
 def seed(tmp_path: Path, name: str, **files: str) -> Path:
-    """A seed disk's files; `admin_pub` names admin.pub, `ironsight_json` ironsight.json."""
+    """A seed disk's files, named as in SEED_FILES."""
     directory = tmp_path / name
     directory.mkdir()
     for key, text in files.items():
-        (directory / key.replace("_pub", ".pub").replace("_json", ".json")).write_text(text)
+        (directory / SEED_FILES[key]).write_text(text)
     return directory
+
+
+def password_is(config: dict, password: str) -> bool:
+    """Whether the configuration's AdminUserPassword is the SCRAM-SHA-256 verifier of
+    `password` (recomputed with hashlib from the verifier's salt and iterations)."""
+    found = re.fullmatch(r"SCRAM-SHA-256\$(\d+):([^$]+)\$.*", config.get("AdminUserPassword", ""))
+    assert found, config.get("AdminUserPassword")
+    iterations, salt = int(found.group(1)), base64.b64decode(found.group(2))
+    return verifier(password.encode(), salt, iterations) == config["AdminUserPassword"]
+
+
+def without_admin(config: dict) -> dict:
+    """The configuration less what the appliance adds for ironsight-shell."""
+    return {k: v for k, v in config.items() if k not in ("AdminEndpoint", "AdminUserPassword")}
 
 
 def errors(console: str) -> list[str]:
@@ -113,12 +142,20 @@ def errors(console: str) -> list[str]:
 
 
 def test_without_a_seed_the_demo_configuration_dhcp_and_new_host_keys(appliance):
-    """No seed: the demo configuration (the broker's built-in one, written out), DHCP (no
-    static network file), host name "ironsight", host keys made once and kept, and the console
-    says SSH is not possible yet, without calling that a seed error."""
+    """No seed: the demo configuration (the broker's built-in one, written out) with the
+    AdminEndpoint ironsight-shell speaks to and a REST password made for it (kept in a file
+    only its owner reads), DHCP (no static network file), host name "ironsight", host keys made
+    once and kept, and the console says SSH is not possible yet, without calling that a seed
+    error."""
     console = appliance.boot()
     assert errors(console) == []
-    assert json.loads(appliance.config.read_text()) == appliance.default_config()
+    config = appliance.config_json()
+    assert without_admin(config) == appliance.default_config()
+    assert config["AdminEndpoint"] == {}
+    password = appliance.password_file.read_text().strip()
+    assert len(password) >= 16
+    assert appliance.password_file.stat().st_mode & 0o777 == 0o600
+    assert password_is(config, password)
     assert "the demo configuration: MQTT on port 1883" in console
     assert not appliance.network.exists()
     assert "network: DHCP" in console
@@ -129,47 +166,60 @@ def test_without_a_seed_the_demo_configuration_dhcp_and_new_host_keys(appliance)
     again = appliance.boot()
     assert "made the SSH host key" not in again
     assert (appliance.data / "ssh" / "ssh_host_ed25519_key.pub").read_text() == host_key
+    assert appliance.config_json() == config, "a second boot changes nothing"
 
 
 def test_a_good_seed_is_applied(appliance, tmp_path):
     """Every item of a good seed lands: the host name, a static network (as a networkd file),
-    the admin's key (Windows line ends removed) and the broker's configuration."""
+    the admin's key (Windows line ends removed), the broker's configuration (with the
+    AdminEndpoint added) and the REST administrator's password, written into it."""
     key = public_key(tmp_path, "admin-key")
     console = appliance.boot(seed(
         tmp_path, "good", hostname="broker-7\r\n",
         network="ADDRESS=192.0.2.10/24\nGATEWAY=192.0.2.1\nDNS=192.0.2.53\n",
-        admin_pub=key.replace("\n", "\r\n"), ironsight_json=json.dumps(STORE_CONFIG)))
+        admin_pub=key.replace("\n", "\r\n"), ironsight_json=json.dumps(STORE_CONFIG),
+        admin_password="a good password\n"))
     assert errors(console) == []
     assert appliance.hostname() == "broker-7"
     network = appliance.network.read_text()
     assert "Type=ether" in network
     assert "Address=192.0.2.10/24\nGateway=192.0.2.1\nDNS=192.0.2.53" in network
     assert appliance.keys.read_text() == key
-    assert json.loads(appliance.config.read_text()) == STORE_CONFIG
+    config = appliance.config_json()
+    assert without_admin(config) == STORE_CONFIG
+    assert config["AdminEndpoint"] == {}
+    assert password_is(config, "a good password")
+    assert appliance.password_file.read_text() == "a good password\n"
     assert "ironsight.json (the seed of " in console
 
 
 def test_bad_seed_input_is_reported_and_the_previous_settings_stay(appliance, tmp_path):
     """After a good seed, a seed with a malformed configuration, a key file with a line that
-    is no key, a bad host name and a bad address: one SEED ERROR per item, naming what is
-    wrong, and every previous setting is still in force."""
+    is no key, a bad host name, a bad address and a short password: one SEED ERROR per item,
+    naming what is wrong, and every previous setting is still in force."""
     key = public_key(tmp_path, "admin-key")
     appliance.boot(seed(tmp_path, "good", hostname="broker-7", network="ADDRESS=192.0.2.10/24\n",
-                        admin_pub=key, ironsight_json=json.dumps(STORE_CONFIG)))
+                        admin_pub=key, ironsight_json=json.dumps(STORE_CONFIG),
+                        admin_password="a good password"))
     network = appliance.network.read_text()
+    config = appliance.config_json()
     console = appliance.boot(seed(
         tmp_path, "bad", hostname="-no-", network="ADDRESS=192.0.2.300/24\n",
-        admin_pub=key + "ssh-ed25519 not-a-key\n", ironsight_json='{"Store": {'))
+        admin_pub=key + "ssh-ed25519 not-a-key\n", ironsight_json='{"Store": {',
+        admin_password="short"))
     reported = errors(console)
-    assert len(reported) == 4, console
+    assert len(reported) == 5, console
     assert any('hostname "-no-" is not a valid host name; keeping broker-7' in e for e in reported)
     assert any("ADDRESS=192.0.2.300/24 is not an address" in e for e in reported)
     assert any("admin.pub: line 2 is not an SSH public key" in e for e in reported)
     assert any("ironsight.json is refused by ironsight --check-config" in e for e in reported)
+    assert any("admin-password: the password must be one line of 8 characters" in e
+               for e in reported)
     assert appliance.hostname() == "broker-7"
     assert appliance.network.read_text() == network
     assert appliance.keys.read_text() == key
-    assert json.loads(appliance.config.read_text()) == STORE_CONFIG
+    assert appliance.config_json() == config
+    assert appliance.password_file.read_text() == "a good password\n"
     assert not (appliance.config.parent / "ironsight.json.seed").exists()
 
 
@@ -179,7 +229,7 @@ def test_a_first_seed_without_a_key_is_reported(appliance, tmp_path):
     console = appliance.boot(seed(tmp_path, "keyless", ironsight_json=json.dumps(STORE_CONFIG)))
     [reported] = errors(console)
     assert "the seed has no admin key (admin.pub)" in reported
-    assert json.loads(appliance.config.read_text()) == STORE_CONFIG
+    assert without_admin(appliance.config_json()) == STORE_CONFIG
 
 
 def test_a_seed_is_applied_once(appliance, tmp_path):
@@ -207,4 +257,18 @@ def test_a_kept_configuration_the_broker_refuses_is_set_aside(appliance, tmp_pat
     [reported] = errors(console)
     assert "the kept configuration is refused" in reported
     assert (appliance.config.parent / "ironsight.json.refused").exists()
-    assert json.loads(appliance.config.read_text()) == appliance.default_config()
+    config = appliance.config_json()
+    assert without_admin(config) == appliance.default_config()
+    assert password_is(config, appliance.password_file.read_text().strip())
+
+
+def test_a_seed_configuration_keeps_its_own_admin_endpoint(appliance, tmp_path):
+    """A seed's configuration that has an AdminEndpoint (here on all interfaces, another
+    port) keeps it as given; only the password is written into it."""
+    own = {**STORE_CONFIG, "AdminEndpoint": {"Port": 9443, "Interface": "All"}}
+    console = appliance.boot(seed(tmp_path, "own", ironsight_json=json.dumps(own),
+                                  admin_password="a good password"))
+    assert "an AdminEndpoint added" not in console
+    config = appliance.config_json()
+    assert config["AdminEndpoint"] == {"Port": 9443, "Interface": "All"}
+    assert password_is(config, "a good password")
