@@ -78,26 +78,6 @@ pub fn routes(api: Arc<Api>) -> Router {
 pub struct Running {
     runtime: Option<tokio::runtime::Runtime>,
     pub addr: SocketAddr,
-    api: Arc<Api>,
-}
-
-impl Running {
-    /// The broker took up a new configuration by another way than the API (SIGHUP re-read the
-    /// file): the API's view follows, with the file's document for its next change, and its
-    /// ConfigurationPolicies and credentials take effect.
-    pub fn configuration_changed(&self, config: Arc<ironsight_config::Config>) {
-        let doc = match &self.api.path {
-            Some(path) => match crate::persist::read(path) {
-                Ok((doc, _)) => doc,
-                Err(error) => {
-                    tracing::error!(%error, "the admin API keeps its view of the configuration");
-                    return;
-                }
-            },
-            None => ironsight_config::document::as_document(&config),
-        };
-        self.api.replace(config, doc);
-    }
 }
 
 impl Drop for Running {
@@ -135,11 +115,10 @@ pub fn start(
         TcpListener::from_std(listener).map_err(|e| format!("cannot listen on {addr}: {e}"))?
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    runtime.spawn(accept_loop(listener, routes(api.clone()), acceptor));
+    runtime.spawn(accept_loop(listener, routes(api), acceptor));
     Ok(Running {
         runtime: Some(runtime),
         addr: bound,
-        api,
     })
 }
 
