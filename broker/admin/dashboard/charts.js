@@ -86,11 +86,16 @@ export class LineChart {
     ctx.textAlign = "center";
     ctx.textBaseline = "top";
     const stepS = TIME_STEPS_S.find((step) => span / 1000 / step <= 6) ?? TIME_STEPS_S[TIME_STEPS_S.length - 1];
+    // From "now" back, each mark kept inside the plot and dropped where it would overlap the
+    // one drawn before it.
+    let free = plot.x + plot.w;
     for (let back = 0; back * 1000 <= span; back += stepS) {
       const label = back === 0 ? "now" : `−${formatDuration(back)}`;
       const half = ctx.measureText(label).width / 2;
       const at = Math.min(plot.x + plot.w - half, Math.max(plot.x + half, x(now - back * 1000)));
+      if (at + half > free) continue;
       ctx.fillText(label, at, plot.y + plot.h + 4);
+      free = at - half - 8;
     }
 
     ctx.lineWidth = 1.75;
