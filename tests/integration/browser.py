@@ -194,11 +194,24 @@ class Dashboard:
     def connections(self) -> str:
         return self.text("connections")
 
-    def connection_rows(self) -> dict[str, object]:
-        """The connection table's rows, by client id."""
-        rows = self.driver.find_elements(By.CSS_SELECTOR, "#connection-list tbody tr")
-        return {r.get_attribute("data-client-id"): r for r in rows
-                if r.get_attribute("data-client-id") is not None}
+    def connection_rows(self) -> dict[str, list[str]]:
+        """The connection table's rows, by client id: each cell's text and how many elements
+        the cell holds. Read in one script: the page rebuilds its tables every second, so an
+        element found by one WebDriver call may be gone by the next."""
+        return dict(self.driver.execute_script("""
+            return Array.from(document.querySelectorAll("#connection-list tbody tr[data-client-id]"),
+                              (row) => [row.dataset.clientId,
+                                        Array.from(row.cells, (c) => [c.textContent,
+                                                                      c.childElementCount])]);
+        """))
+
+    def close_button(self, client_id: str):
+        """The Close button of `client_id`'s connection (kept by the page across redraws)."""
+        return self.driver.execute_script("""
+            const row = Array.from(document.querySelectorAll("#connection-list tbody tr"))
+              .find((r) => r.dataset.clientId === arguments[0]);
+            return row ? row.querySelector("button.close") : null;
+        """, client_id)
 
     def screenshot(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

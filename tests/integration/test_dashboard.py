@@ -10,6 +10,7 @@ Each test saves a screenshot of the page under results/tmp/dashboard/ and prints
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.error
 import urllib.request
@@ -29,6 +30,9 @@ pytestmark = pytest.mark.ironsight_only(reason="ironsight's admin endpoint")
 ADMIN_USER = "dash-admin"
 ADMIN_PASSWORD = "dashboard pass phrase"
 CLIENTS = 5
+# Markup, and a pattern to the close call (a `*` and a comma): shown as text, not closable.
+ODD_CLIENT_ID = "<b>dash*,odd</b>"
+BASIC = "Basic " + base64.b64encode(f"{ADMIN_USER}:{ADMIN_PASSWORD}".encode()).decode()
 SCREENSHOTS = REPO / "results" / "tmp" / "dashboard"
 # The page polls once a second: a figure shows within a few polls.
 SHOWN_WITHIN_S = 10
@@ -70,7 +74,7 @@ class Site:
             c = Client(self.broker, V5 if i % 2 == 0 else V311, f"dash-{i}")
             self.clients.append(c)
             c.connect()
-        return self.clients
+        return list(self.clients)
 
     def get(self, path: str, authorization: str | None = None) -> tuple[int, dict, bytes]:
         """(status, headers by lower-case name, body) of a GET made outside the browser."""
@@ -122,9 +126,8 @@ def session_storage(page: Dashboard) -> dict:
 
 
 def close_button_of(page: Dashboard, client_id: str):
-    row = wait_for(lambda: page.connection_rows().get(client_id), SHOWN_WITHIN_S,
-                   message=f"{client_id}'s row")
-    return row.find_element(By.CSS_SELECTOR, "button.close")
+    return wait_for(lambda: page.close_button(client_id), SHOWN_WITHIN_S,
+                    message=f"{client_id}'s Close button")
 
 
 def confirm(page: Dashboard) -> str:
@@ -148,12 +151,17 @@ def _alert(page: Dashboard):
 def test_the_dashboard_counts_the_clients_and_closes_one(site, request):
     """Proves the dashboard, logged in as the configured AdminUserID, shows as many
     connections as the test connected paho clients, lists each of them, the endpoint, the
-    shards, a subscription with its buffered messages and the configured policies; that its
-    Close button disconnects exactly that client (told Administrative action), after which the
-    count shown drops by one; and that the page ran without a script error or a
-    Content-Security-Policy violation."""
+    shards, a subscription with its buffered messages and the configured policies; that a
+    client id made of markup is shown as text, and one the API would read as a pattern (`*`,
+    `,`) gets no Close button to press; that Close disconnects exactly its client (told
+    Administrative action), after which the count shown drops by one; and that the page ran
+    without a script error or a Content-Security-Policy violation."""
     s = site()
-    clients = s.connect(CLIENTS)
+    clients = s.connect(CLIENTS - 1)
+    odd = Client(s.broker, V311, ODD_CLIENT_ID)
+    s.clients.append(odd)
+    odd.connect()
+    clients.append(odd)
     # A persistent session with a subscription and messages queued for it while it is away.
     parked = Client(s.broker, V5, "dash-parked", clean=False, session_expiry=600)
     parked.connect()
@@ -177,10 +185,17 @@ def test_the_dashboard_counts_the_clients_and_closes_one(site, request):
     assert "DemoEndpoint" in s.page.text("endpoints")
     assert "DemoTopicPolicy" in s.page.text("policies")
     assert "DemoConnectionPolicy" in s.page.text("configured-endpoints")
-    shards = s.page.driver.find_elements(By.CSS_SELECTOR, "#shards tbody tr")
-    assert shards and "no shards" not in shards[0].text
+    status, _, body = s.get("/ima/v1/service/status", authorization=BASIC)
+    assert status == 200
+    shards = s.page.driver.execute_script(
+        "return Array.from(document.querySelectorAll('#shards tbody tr'),"
+        " (row) => row.cells[0].textContent)")
+    assert shards == [str(n) for n in range(json.loads(body)["Server"]["Shards"])]
     assert s.page.text("memory").endswith("iB") or s.page.text("memory").endswith(" B")
     assert session_storage(s.page)["ironsight.authorization"].startswith("Basic ")
+    text, elements = s.page.connection_rows()[ODD_CLIENT_ID][0]
+    assert text == ODD_CLIENT_ID and elements == 0
+    assert not close_button_of(s.page, ODD_CLIENT_ID).is_enabled()
     s.screenshot(request.node.name)
 
     target, bystanders = clients[0], clients[1:]
@@ -293,7 +308,8 @@ def test_monitor_only_sees_figures_but_cannot_close(site, request):
     close_button_of(s.page, clients[0].client_id).click()
     confirm(s.page)
     wait_for(lambda: "grants Manage" in s.page.text("action-message"), SHOWN_WITHIN_S,
-             interval=0.1, message=lambda: f"the refusal (shown: {s.page.text('action-message')!r})")
+             interval=0.1,
+             message=lambda: f"the refusal (shown: {s.page.text('action-message')!r})")
     assert "was not closed" in s.page.text("action-message")
     assert holds_for(lambda: clients[0].mqtt.is_connected(), 1.0)
     assert s.page.connections() == "2"

@@ -66,7 +66,9 @@ async function call(method, path, { body, authorization = sessionStorage.getItem
     return path === "/metrics" ? text : JSON.parse(text);
   } catch (error) {
     if (error instanceof Refused) throw error;
-    throw new Refused(0, abort.signal.aborted ? "the broker did not answer in time" : `the broker cannot be reached (${error.message})`);
+    throw new Refused(0, abort.signal.aborted
+      ? "the broker did not answer in time"
+      : `the broker cannot be reached (${error.message})`);
   } finally {
     clearTimeout(timer);
   }
@@ -118,6 +120,10 @@ let generation = 0;
 let timer = null;
 let polls = 0;
 let rates = new Rates();
+// Each listed connection's Close button by "client id, address", kept across redraws: the
+// table is rebuilt every second, and a press and a release landing on two different buttons
+// would make no click.
+let closeButtons = new Map();
 
 // --- drawing helpers -----------------------------------------------------------------------
 
@@ -189,7 +195,8 @@ function drawServer(server, t) {
 function drawMemory(memory, t) {
   const m = memory.Memory;
   setText("memory", formatBytes(m.ServerResidentSetBytes));
-  byId("memory").title = `machine: ${formatBytes(m.MemoryFreeBytes)} of ${formatBytes(m.MemoryTotalBytes)} free (${m.MemoryFreePercent}%)`;
+  byId("memory").title = `machine: ${formatBytes(m.MemoryFreeBytes)} of `
+    + `${formatBytes(m.MemoryTotalBytes)} free (${m.MemoryFreePercent}%)`;
   charts.memory.push(t, { resident: m.ServerResidentSetBytes });
 }
 
@@ -268,6 +275,7 @@ function drawSubscriptions(subscriptions) {
 function drawConnections(connections) {
   const list = connections.Connection;
   setText("connections-note", list.length === CONNECTIONS_LISTED ? `(the newest ${CONNECTIONS_LISTED})` : "");
+  const shown = new Map();
   fillTable("connection-list", list, (row, c) => {
     row.dataset.clientId = c.Name;
     addCell(row, c.Name);
@@ -278,24 +286,35 @@ function drawConnections(connections) {
     addCell(row, formatDuration(c.Duration), "num");
     addCell(row, formatCount(c.ReadMsg), "num");
     addCell(row, formatCount(c.WriteMsg), "num");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.className = "danger close";
-    button.textContent = "Close";
-    // The API closes by patterns: a client id with `*` or `,` would name more than itself.
-    const exact = c.Name !== "" && !/[*,]/.test(c.Name);
-    button.disabled = !exact;
-    button.title = exact ? `Close ${c.Name}'s connection` : "This client id is a pattern to the API: close it with POST /ima/v1/service/close/connection";
-    button.addEventListener("click", () => closeConnection(c.Name, c.ClientAddr));
+    const key = `${c.Name} ${c.ClientAddr}`;
+    const button = closeButtons.get(key) ?? closeButton(c.Name, c.ClientAddr);
+    shown.set(key, button);
     row.insertCell().append(button);
   }, "no connections");
+  closeButtons = shown;
+}
+
+function closeButton(clientId, address) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "danger close";
+  button.textContent = "Close";
+  // The API closes by patterns: a client id with `*` or `,` would name more than itself.
+  const exact = clientId !== "" && !/[*,]/.test(clientId);
+  button.disabled = !exact;
+  button.title = exact
+    ? `Close ${clientId}'s connection`
+    : "This client id is a pattern to the API: close it with POST /ima/v1/service/close/connection";
+  button.addEventListener("click", () => closeConnection(clientId, address));
+  return button;
 }
 
 async function closeConnection(clientId, address) {
   if (!window.confirm(`Close the connection of client "${clientId}" (${address})?`)) return;
   const mine = generation;
   try {
-    const answer = await call("POST", "/ima/v1/service/close/connection", { body: { ClientID: clientId, ClientAddress: address } });
+    const answer = await call("POST", "/ima/v1/service/close/connection",
+      { body: { ClientID: clientId, ClientAddress: address } });
     if (mine === generation) setText("action-message", `${clientId}: ${answer.Message}`);
   } catch (e) {
     if (mine === generation) setText("action-message", `${clientId} was not closed: ${e.message}`);
@@ -345,7 +364,8 @@ async function poll(mine) {
     Memory: "/ima/v1/monitor/Memory",
     Endpoint: `/ima/v1/monitor/Endpoint?ResultCount=${CONNECTIONS_LISTED}`,
     Subscription: `/ima/v1/monitor/Subscription?StatType=BufferedMsgsHighest&ResultCount=${TOP_SUBSCRIPTIONS}`,
-    Connection: `/ima/v1/monitor/Connection?ResultCount=${CONNECTIONS_LISTED}${filter ? `&ClientID=${encodeURIComponent(filter)}` : ""}`,
+    Connection: `/ima/v1/monitor/Connection?ResultCount=${CONNECTIONS_LISTED}`
+      + (filter ? `&ClientID=${encodeURIComponent(filter)}` : ""),
     metrics: "/metrics",
   };
   if (polls % SLOW_EVERY_POLLS === 0) {
@@ -405,6 +425,7 @@ function logOut(message) {
   for (const id of ["server", "updated", "who", "action-message", "connections-note"]) setText(id, "");
   for (const element of document.querySelectorAll("#dashboard .value, #dashboard .error")) element.textContent = "";
   for (const body of document.querySelectorAll("#dashboard tbody")) body.replaceChildren();
+  closeButtons = new Map();
   for (const chart of Object.values(charts)) chart.clear();
   byId("dashboard").hidden = true;
   byId("logout").hidden = true;
