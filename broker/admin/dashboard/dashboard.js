@@ -13,6 +13,11 @@ import {
 const POLL_MS = 1000;
 // The configuration and the server's status change rarely: read every this many polls.
 const SLOW_EVERY_POLLS = 10;
+// Listing connections and subscriptions makes every shard walk all its sessions (12 to 14 ns
+// each, docs/admin.md), and so do the Server figures and /metrics: past this many sessions the
+// listings are read every SLOW_EVERY_POLLS polls only, so that an open dashboard costs a shard
+// with a million sessions two walks a second rather than four.
+const LARGE_SESSIONS = 100_000;
 // A call not answered in this time is given up (the API itself waits 5 s for the shards).
 const REQUEST_TIMEOUT_MS = 6000;
 // Rates are averaged over this long: the shards publish their counters once a second, so a
@@ -120,6 +125,8 @@ let generation = 0;
 let timer = null;
 let polls = 0;
 let rates = new Rates();
+// Sessions in the last Server answer.
+let sessions = 0;
 // Each listed connection's Close button by "client id, address", kept across redraws: the
 // table is rebuilt every second, and a press and a release landing on two different buttons
 // would make no click.
@@ -185,6 +192,7 @@ function drawServer(server, t) {
   setText("messages-in", rateText(messagesIn));
   setText("messages-out", rateText(messagesOut));
   setText("sessions", formatCount(s.ClientSessions));
+  sessions = s.ClientSessions;
   setText("subscriptions", formatCount(s.Subscriptions));
   setText("buffered", formatCount(s.BufferedMessages));
   setText("retained", formatCount(s.RetainedMessages));
@@ -274,7 +282,10 @@ function drawSubscriptions(subscriptions) {
 
 function drawConnections(connections) {
   const list = connections.Connection;
-  setText("connections-note", list.length === CONNECTIONS_LISTED ? `(the newest ${CONNECTIONS_LISTED})` : "");
+  setText("connections-note", [
+    list.length === CONNECTIONS_LISTED ? `the newest ${CONNECTIONS_LISTED}` : "",
+    sessions >= LARGE_SESSIONS ? `read every ${SLOW_EVERY_POLLS} s (${formatCount(sessions)} sessions)` : "",
+  ].filter(Boolean).join(", "));
   const shown = new Map();
   fillTable("connection-list", list, (row, c) => {
     row.dataset.clientId = c.Name;
@@ -363,12 +374,15 @@ async function poll(mine) {
     Server: "/ima/v1/monitor/Server",
     Memory: "/ima/v1/monitor/Memory",
     Endpoint: `/ima/v1/monitor/Endpoint?ResultCount=${CONNECTIONS_LISTED}`,
-    Subscription: `/ima/v1/monitor/Subscription?StatType=BufferedMsgsHighest&ResultCount=${TOP_SUBSCRIPTIONS}`,
-    Connection: `/ima/v1/monitor/Connection?ResultCount=${CONNECTIONS_LISTED}`
-      + (filter ? `&ClientID=${encodeURIComponent(filter)}` : ""),
     metrics: "/metrics",
   };
-  if (polls % SLOW_EVERY_POLLS === 0) {
+  const slow = polls % SLOW_EVERY_POLLS === 0;
+  if (slow || sessions < LARGE_SESSIONS) {
+    paths.Subscription = `/ima/v1/monitor/Subscription?StatType=BufferedMsgsHighest&ResultCount=${TOP_SUBSCRIPTIONS}`;
+    paths.Connection = `/ima/v1/monitor/Connection?ResultCount=${CONNECTIONS_LISTED}`
+      + (filter ? `&ClientID=${encodeURIComponent(filter)}` : "");
+  }
+  if (slow) {
     paths.status = "/ima/v1/service/status";
     paths.configuration = "/ima/v1/configuration";
   }
@@ -408,6 +422,7 @@ async function poll(mine) {
 function start(user) {
   generation += 1;
   polls = 0;
+  sessions = 0;
   rates = new Rates();
   byId("login").hidden = true;
   byId("dashboard").hidden = false;
