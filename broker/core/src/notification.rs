@@ -59,10 +59,6 @@ pub struct Marks {
 }
 
 impl Marks {
-    pub fn is_empty(&self) -> bool {
-        self.marks.is_empty()
-    }
-
     /// Marks the subscription on `filter`, or takes its mark away.
     pub fn set(&mut self, filter: &str, marked: bool) {
         let at = self.marks.iter().position(|m| *m.filter == *filter);

@@ -316,3 +316,34 @@ fn a_refused_notification_resumes_at_the_same_client() {
         assert_eq!(order, [0, 1, 2, 3], "{shards} shards: each once, in order");
     }
 }
+
+/// Proves the marks follow a policy changed while the broker runs, for a connected client:
+/// `app/*` loses DisconnectedClientNotification, its client goes away and nothing is
+/// notified; the flag comes back, the client connects and leaves again, and it is.
+#[test]
+fn marks_follow_a_live_policy_change() {
+    let mut b = Broker::with(1, settings());
+    let (mut phone, _) = b.connect(persistent("phone"));
+    b.subscribe(&mut phone, &[("app/p", opts(QoS::AtLeastOnce))]);
+    let mut unmarked = settings();
+    unmarked.endpoints[0].topic_rules[0].disconnected_client_notification = false;
+    let done = b.reconfigure(unmarked, &mut [&mut phone]);
+    assert_eq!(done.checked, 1, "the connected client was judged again");
+    b.drop_connection(&mut phone);
+    let mut g = gateway(&mut b, 0);
+    let (mut p, _) = b.connect(connect("publisher", V5, true));
+    send_qos1(&mut b, &mut p, "app/p", 1);
+    one_interval(&mut b);
+    assert!(records(&mut b, &mut g).is_empty());
+    b.reconfigure(settings(), &mut []);
+    let (mut phone, _) = b.connect(persistent("phone"));
+    b.publishes(&mut phone);
+    b.drop_connection(&mut phone);
+    send_qos1(&mut b, &mut p, "app/p", 1);
+    one_interval(&mut b);
+    assert_eq!(
+        records(&mut b, &mut g).len(),
+        1,
+        "marked again when it resumed"
+    );
+}
