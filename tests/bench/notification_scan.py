@@ -34,6 +34,7 @@ import datetime
 import json
 import statistics
 import struct
+import subprocess
 import sys
 import tempfile
 import threading
@@ -88,7 +89,7 @@ class Probe:
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _on_message(self, client, userdata, message):
-        now = time.monotonic()
+        now = time.time()
         (sent,) = struct.unpack("!d", message.payload[:8])
         with self.lock:
             self.samples.append((sent, now - sent))
@@ -96,7 +97,8 @@ class Probe:
     def _run(self):
         next_at = time.monotonic()
         while not self.stop.is_set():
-            self.pub.mqtt.publish(PROBE_TOPIC, struct.pack("!d", time.monotonic()), 1)
+            # Wall-clock time, as the gateway's arrival times (mosquitto_sub's %U) are.
+            self.pub.mqtt.publish(PROBE_TOPIC, struct.pack("!d", time.time()), 1)
             next_at += self.period_s
             time.sleep(max(0.0, next_at - time.monotonic()))
 
@@ -108,23 +110,32 @@ class Probe:
 
 
 class Gateway:
-    """The notifications' consumer: a clean session counting what arrives, and when."""
+    """The notifications' consumer: mosquitto_sub (C, its own process, so that the probe's
+    Python clients do not share a core or a lock with it), printing each arrival's time."""
 
     def __init__(self, broker):
         self.arrivals: list[float] = []
         self.lock = threading.Lock()
-        self.client = Client(broker, V5, "gateway")
-        self.client.mqtt.on_message = self._on_message
-        self.client.connect()
-        assert self.client.subscribe(TOPIC, 1) == [1]
+        self.proc = subprocess.Popen(
+            ["mosquitto_sub", "-h", broker.host, "-p", str(broker.port), "-i", "gateway",
+             "-q", "1", "-t", TOPIC, "-F", "%U"],
+            stdout=subprocess.PIPE, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
-    def _on_message(self, client, userdata, message):
-        with self.lock:
-            self.arrivals.append(time.monotonic())
+    def _read(self):
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self.lock:
+                self.arrivals.append(float(line))
 
     def count(self) -> int:
         with self.lock:
             return len(self.arrivals)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait(5)
 
 
 def start_broker(workdir: Path, sessions: int, shards: int) -> Broker:
@@ -161,6 +172,7 @@ def main() -> None:
     with_news = int(args.sessions * args.fraction)
     workdir = Path(tempfile.mkdtemp(prefix="notification-scan-"))
     b = start_broker(workdir, args.sessions, args.shards)
+    gateway = probe = None
     try:
         t0 = time.monotonic()
         asyncio.run(queued_sessions.create_sessions(b.port, args.sessions, "phone-", "s",
@@ -181,6 +193,7 @@ def main() -> None:
             asyncio.run(queued_sessions.queue_messages(b.port, with_news, 1, "s", b"x", 8, 500,
                                                        STEP_TIMEOUT_S))
             quiet_from, cpu_from = time.monotonic(), cpu_s(b.pid)
+            quiet_wall = time.time()
             time.sleep(args.quiet_s)
             base_rate = (cpu_s(b.pid) - cpu_from) / (time.monotonic() - quiet_from)
             before, wait_from, cpu_wait = gateway.count(), time.monotonic(), cpu_s(b.pid)
@@ -192,13 +205,13 @@ def main() -> None:
                 first, last = gateway.arrivals[before], gateway.arrivals[-1]
             # The broker's CPU over the wait, less what the probe costs at its own rate.
             scan_cpu = (cpu_done - cpu_wait) - base_rate * (done - wait_from)
-            windows.append((first - 0.05, last + 0.05, quiet_from))
+            windows.append((first - 0.05, last + 0.05, quiet_wall))
             rounds.append({"notifications": gateway.count() - before,
                            "span_ms": round((last - first) * 1000, 1),
                            "cpu_s": round(max(0.0, scan_cpu), 3)})
             print(f"round {r + 1}: {rounds[-1]}", flush=True)
             time.sleep(1.0)
-        probe.close()
+        probe.stop.set()
         with probe.lock:
             samples = list(probe.samples)
         during = [lat for sent, lat in samples if any(a <= sent <= z for a, z, _ in windows)]
@@ -223,8 +236,10 @@ def main() -> None:
         (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
         print(json.dumps(summary, indent=2))
         print(f"written to {out / 'results.json'}")
-        gateway.client.close()
     finally:
+        for client in (gateway, probe):
+            if client is not None:
+                client.close()
         b.stop()
 
 
