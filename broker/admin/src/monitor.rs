@@ -20,7 +20,7 @@ use ironsight_core::monitor::{
     ClientView, ConnectionFilter, ConnectionOrder, ConnectionView, Gauges, SubscriptionFilter,
     SubscriptionOrder, SubscriptionView, Wildcard, RESULTS_MAX,
 };
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::api::{Api, Peer};
 use crate::error::{Answer, Code, Refusal};
@@ -178,22 +178,41 @@ pub fn by_endpoint(snapshots: &[ShardSnapshot]) -> BTreeMap<String, Totals> {
 
 /// Every shard's gauges, summed; the retained messages once (every shard holds them all).
 pub async fn gauges(api: &Api) -> Result<Gauges, Refusal> {
+    let replies = ask_all(&*api.shards, Query::Gauges).await?;
+    Ok(sum_gauges(replies.iter().filter_map(|reply| match reply {
+        Reply::Gauges(g) => Some(g),
+        _ => None,
+    })))
+}
+
+/// Shards' gauges summed; the retained messages once (every shard holds them all).
+pub fn sum_gauges<'a>(shards: impl Iterator<Item = &'a Gauges>) -> Gauges {
     let mut sum = Gauges::default();
-    for reply in ask_all(&*api.shards, Query::Gauges).await? {
-        if let Reply::Gauges(g) = reply {
-            sum.connections += g.connections;
-            sum.sessions += g.sessions;
-            sum.subscriptions += g.subscriptions;
-            sum.buffered_msgs += g.buffered_msgs;
-            sum.retained_msgs = sum.retained_msgs.max(g.retained_msgs);
-        }
+    for g in shards {
+        sum.connections += g.connections;
+        sum.sessions += g.sessions;
+        sum.subscriptions += g.subscriptions;
+        sum.buffered_msgs += g.buffered_msgs;
+        sum.retained_msgs = sum.retained_msgs.max(g.retained_msgs);
     }
-    Ok(sum)
+    sum
 }
 
 async fn server(api: &Api, params: Params) -> Result<Value, Refusal> {
     params.finish()?;
     let snapshots = api.shards.snapshots();
+    let gauges = gauges(api).await?;
+    let figures = server_figures(&snapshots, api.config().enabled().count(), &gauges);
+    Ok(json!({"Version": "v1", "Server": figures}))
+}
+
+/// Amlen's Server figures from every shard's snapshot and the shards' gauges: what
+/// `monitor/Server` answers and `$SYS/ResourceStatistics/Server` publishes.
+pub fn server_figures(
+    snapshots: &[ShardSnapshot],
+    enabled_endpoints: usize,
+    gauges: &Gauges,
+) -> Map<String, Value> {
     let mut all = Totals::default();
     for e in snapshots.iter().flat_map(|s| &s.endpoints) {
         all.add(e);
@@ -201,8 +220,7 @@ async fn server(api: &Api, params: Params) -> Result<Value, Refusal> {
     let stat = |f: fn(&ironsight_core::stats::Stats) -> u64| -> u64 {
         snapshots.iter().map(|s| f(&s.stats)).sum()
     };
-    let gauges = gauges(api).await?;
-    Ok(json!({"Version": "v1", "Server": {
+    object(json!({
         "ActiveConnections": all.active.max(0),
         "TotalConnections": all.accepted,
         "MsgRead": all.msgs_in,
@@ -210,7 +228,7 @@ async fn server(api: &Api, params: Params) -> Result<Value, Refusal> {
         "BytesRead": all.bytes_in,
         "BytesWrite": all.bytes_out,
         "BadConnCount": all.bad,
-        "TotalEndpoints": api.config().enabled().count(),
+        "TotalEndpoints": enabled_endpoints,
         "BufferedMessages": gauges.buffered_msgs,
         "RetainedMessages": gauges.retained_msgs,
         "ExpiredMessages": stat(|s| s.messages_expired),
@@ -219,7 +237,14 @@ async fn server(api: &Api, params: Params) -> Result<Value, Refusal> {
         "Subscriptions": gauges.subscriptions,
         // ironsight's: MessageSight counted its notifications nowhere an operator could see.
         "DisconnectedClientNotifications": stat(|s| s.notifications_published),
-    }}))
+    }))
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("an object literal is an object"),
+    }
 }
 
 const ENDPOINT_ORDERS: [&str; 7] = [
@@ -263,28 +288,47 @@ fn endpoint(api: &Api, mut params: Params) -> Result<Value, Refusal> {
                 t.bytes_in,
                 t.bytes_out,
             ][order];
-            let row = json!({
-                "Name": n,
-                "IPAddr": e.interface,
-                "Port": e.port,
-                "Enabled": e.enabled,
-                "Total": t.accepted,
-                "Active": active,
-                "BadConnections": t.bad,
-                "Messages": t.msgs_in + t.msgs_out,
-                "Bytes": t.bytes_in + t.bytes_out,
-                "ReadMsgs": t.msgs_in,
-                "WriteMsgs": t.msgs_out,
-                "ReadBytes": t.bytes_in,
-                "WriteBytes": t.bytes_out,
-            });
-            (key, row)
+            let at = EndpointAt {
+                interface: &e.interface,
+                port: e.port,
+                enabled: e.enabled,
+            };
+            (key, Value::Object(endpoint_figures(n, at, t)))
         })
         .collect();
     rows.sort_by_key(|row| std::cmp::Reverse(row.0));
     rows.truncate(limit);
     let rows: Vec<Value> = rows.into_iter().map(|(_, row)| row).collect();
     Ok(json!({"Version": "v1", "Endpoint": rows}))
+}
+
+/// Where an endpoint listens, for its figures.
+#[derive(Clone, Copy, Debug)]
+pub struct EndpointAt<'a> {
+    pub interface: &'a str,
+    pub port: u16,
+    pub enabled: bool,
+}
+
+/// Amlen's figures of one endpoint over every shard: a row of `monitor/Endpoint` (where it is
+/// configured to listen) and the body of a `$SYS/ResourceStatistics/Endpoint` message (where
+/// it listens).
+pub fn endpoint_figures(name: &str, at: EndpointAt, t: &Totals) -> Map<String, Value> {
+    object(json!({
+        "Name": name,
+        "IPAddr": at.interface,
+        "Port": at.port,
+        "Enabled": at.enabled,
+        "Total": t.accepted,
+        "Active": t.active.max(0),
+        "BadConnections": t.bad,
+        "Messages": t.msgs_in + t.msgs_out,
+        "Bytes": t.bytes_in + t.bytes_out,
+        "ReadMsgs": t.msgs_in,
+        "WriteMsgs": t.msgs_out,
+        "ReadBytes": t.bytes_in,
+        "WriteBytes": t.bytes_out,
+    }))
 }
 
 const CONNECTION_ORDERS: [(&str, ConnectionOrder); 6] = [
@@ -475,15 +519,20 @@ async fn mqtt_client(api: &Api, mut params: Params) -> Result<Value, Refusal> {
 
 fn memory(params: Params) -> Result<Value, Refusal> {
     params.finish()?;
+    Ok(json!({"Version": "v1", "Memory": memory_figures()}))
+}
+
+/// Amlen's Memory figures of the machine and the broker's process, read now.
+pub fn memory_figures() -> Map<String, Value> {
     let m = system::memory();
     let free_percent = (100 * m.free).checked_div(m.total).unwrap_or(0);
-    Ok(json!({"Version": "v1", "Memory": {
+    object(json!({
         "MemoryTotalBytes": m.total,
         "MemoryFreeBytes": m.free,
         "MemoryFreePercent": free_percent,
         "ServerVirtualMemoryBytes": m.process_virtual,
         "ServerResidentSetBytes": m.process_resident,
-    }}))
+    }))
 }
 
 fn protocol_name(protocol: ProtocolVersion) -> &'static str {

@@ -27,6 +27,9 @@ pub struct ShardSnapshot {
     pub endpoints: Vec<EndpointSnapshot>,
     pub connections: u64,
     pub sessions: u64,
+    /// The shard's gauges (a walk over its sessions), taken only while someone subscribes to
+    /// `$SYS/ResourceStatistics/Server`.
+    pub gauges: Option<Gauges>,
     /// The shard thread's id, for its CPU time in /proc.
     pub thread_id: i32,
     pub at: Option<Instant>,

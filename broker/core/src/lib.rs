@@ -42,6 +42,7 @@ pub mod outbuf;
 pub mod policy;
 pub mod queue;
 pub mod recovery;
+pub mod resource_statistics;
 pub mod routing;
 pub mod session;
 pub mod settings;

@@ -28,6 +28,9 @@ const INBOX_MAX: usize = 256;
 /// The link between the admin API and every shard.
 pub struct Control {
     slots: Vec<Slot>,
+    /// Whether the shards add their gauges to their snapshots: someone subscribes to
+    /// `$SYS/ResourceStatistics/Server` (shard 0 finds out on its tick).
+    gauges_wanted: AtomicBool,
     stop: Arc<AtomicBool>,
     restart: AtomicBool,
 }
@@ -57,6 +60,7 @@ impl Control {
             .collect();
         Arc::new(Control {
             slots,
+            gauges_wanted: AtomicBool::new(false),
             stop,
             restart: AtomicBool::new(false),
         })
@@ -91,11 +95,20 @@ impl Control {
             endpoints,
             connections: core.connection_count() as u64,
             sessions: core.session_count() as u64,
+            gauges: self
+                .gauges_wanted
+                .load(Ordering::Relaxed)
+                .then(|| core.gauges()),
             thread_id,
             at: Some(Instant::now()),
         };
         drop(core);
         *lock(&self.slots[usize::from(io.id)].snapshot) = snapshot;
+    }
+
+    /// Whether the shards' snapshots carry their gauges from their next tick on.
+    pub fn want_gauges(&self, wanted: bool) {
+        self.gauges_wanted.store(wanted, Ordering::Relaxed);
     }
 
     /// The shard's stop-poll: answers what waits in its inbox.

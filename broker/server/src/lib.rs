@@ -50,6 +50,7 @@ pub mod log_budget;
 pub mod notify;
 pub mod overflow;
 pub mod reload;
+pub mod resource_statistics;
 pub mod runtime;
 pub mod shard_io;
 pub mod store;

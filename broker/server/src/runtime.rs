@@ -31,6 +31,7 @@ use crate::live_config::generation::{Generations, ShardApplied};
 use crate::live_config::LiveConfig;
 use crate::notify;
 use crate::reload;
+use crate::resource_statistics::Publisher;
 use crate::shard_io::ShardIo;
 use crate::store::{self, OnCorruption};
 use crate::transport::park::{Parking, TokenReader};
@@ -432,6 +433,8 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
     control.publish(&io, thread_id);
 
     let mut next_tick = Instant::now() + TICK;
+    // Shard 0 publishes the $SYS/ResourceStatistics topics for the whole broker.
+    let mut statistics = (id == 0).then(|| Publisher::new(Instant::now()));
     let mut generation = first.number;
     drop(first);
     while !stop.load(Ordering::Relaxed) {
@@ -444,6 +447,9 @@ async fn shard_main(start: ShardStart, stop: Arc<AtomicBool>) -> Result<(), Stri
             next_tick += TICK;
             io.tick();
             control.publish(&io, thread_id);
+            if let Some(statistics) = &mut statistics {
+                statistics.tick(&io, &control, &generations.current());
+            }
         }
     }
     // Stop listening first: no new client during the shutdown, and the port is free at once

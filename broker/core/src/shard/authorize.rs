@@ -19,6 +19,7 @@ use crate::conn::{ConnId, Connection};
 use crate::message::Message;
 use crate::notification;
 use crate::policy::{self, Action, Publisher, ShareAction, Subject};
+use crate::resource_statistics;
 use crate::routing::share_key;
 use crate::session::SessionIdx;
 use crate::topic::{self, ParsedFilter};
@@ -136,9 +137,11 @@ impl Shard {
     /// shared subscription (0x9E), since a gateway's members would each see a part; and its
     /// session must end with its connection (0x83), since notifications are for now and are
     /// kept in no journal.
+    ///
+    /// The resource statistics ([`crate::resource_statistics`]) take the last rule only.
     fn authorize_notified(&self, conn: ConnId, parsed: ParsedFilter) -> Result<(), ReasonCode> {
         if !topic::filter_matches(parsed.filter, notification::TOPIC) {
-            return Ok(());
+            return self.authorize_statistics(conn, parsed);
         }
         let session = self.conns[conn as usize].session.expect("connected");
         let client_id = &self.sessions[session as usize].client_id;
@@ -148,6 +151,21 @@ impl Shard {
         }
         if self.persistent(session) {
             tracing::debug!(conn, %client_id, filter = parsed.filter, "subscribe refused: the disconnected-client notifications go to sessions that end with their connection only");
+            return Err(ReasonCode::ImplementationSpecificError);
+        }
+        Ok(())
+    }
+
+    /// Amlen's rule for a consumer of `$SYS/ResourceStatistics/...`: its session ends with its
+    /// connection (0x83); figures queued for a client that is away would be stale on arrival.
+    fn authorize_statistics(&self, conn: ConnId, parsed: ParsedFilter) -> Result<(), ReasonCode> {
+        let reaches = resource_statistics::TOPICS
+            .iter()
+            .any(|t| topic::filter_matches(parsed.filter, t));
+        let session = self.conns[conn as usize].session.expect("connected");
+        if reaches && self.persistent(session) {
+            let client_id = &self.sessions[session as usize].client_id;
+            tracing::debug!(conn, %client_id, filter = parsed.filter, "subscribe refused: the resource statistics go to sessions that end with their connection only");
             return Err(ReasonCode::ImplementationSpecificError);
         }
         Ok(())

@@ -34,6 +34,7 @@ mod restore;
 mod retained;
 mod route;
 mod subscribe;
+mod system;
 mod timers;
 
 #[cfg(test)]

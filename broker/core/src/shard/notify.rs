@@ -3,13 +3,11 @@
 //! disconnected sessions, rounds begun on the tick and taken a slice at a time by
 //! [`Shard::work`], and the outcome of a notification a consumer on another shard refused.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ironsight_codec::{ByteString, Bytes, MessageProperties, QoS};
+use ironsight_codec::{ByteString, Bytes, QoS};
 
 use super::Shard;
-use crate::message::{session_uid, Message};
 use crate::notification::{Listed, Marks, SCAN_SLICE, TOPIC};
 use crate::session::SessionIdx;
 
@@ -58,20 +56,12 @@ impl Shard {
     /// what waits stays for a later round).
     pub(super) fn notification_tick(&mut self, now: Instant) {
         let interval = Duration::from_secs(u64::from(self.settings.broker.notification_interval_s));
-        if self.notices.due(now, interval) && !self.notices.is_empty() && self.anyone_notified() {
+        if self.notices.due(now, interval)
+            && !self.notices.is_empty()
+            && self.anyone_subscribed(TOPIC)
+        {
             self.notices.begin_round();
         }
-    }
-
-    /// Whether a subscription anywhere in the broker matches the notification topic.
-    fn anyone_notified(&mut self) -> bool {
-        self.catch_up_interest();
-        let mut any = false;
-        self.subs
-            .for_each_match(TOPIC, &mut |leaf| any |= !leaf.is_empty());
-        self.interest
-            .for_each_match(TOPIC, &mut |interest| any |= !interest.shards.is_empty());
-        any
     }
 
     /// One slice of the round in progress: at most [`SCAN_SLICE`] listed sessions, each
@@ -85,7 +75,12 @@ impl Shard {
             let Some(record) = self.record_of(listed) else {
                 continue;
             };
-            let msg = self.notification(now, record);
+            let msg = self.system_message(
+                now,
+                ByteString::from_static(TOPIC),
+                record,
+                QoS::AtLeastOnce,
+            );
             self.next_ack_token += 1;
             let token = self.next_ack_token;
             let outcome = self.route(now, msg, Some(token));
@@ -141,23 +136,6 @@ impl Shard {
         let user_id = s.principal.as_deref().map(|p| &*p.user_id);
         marks.record(&s.client_id, user_id, notify_text);
         Some(Bytes::copy_from_slice(notify_text.as_bytes()))
-    }
-
-    /// The broker's own QoS 1 message on the notification topic.
-    fn notification(&mut self, now: Instant, record: Bytes) -> Arc<Message> {
-        // No session published it: generation 0 is never a session's.
-        let origin = session_uid(self.id, 0);
-        let mut msg = Message::new(
-            now,
-            ByteString::from_static(TOPIC),
-            record,
-            QoS::AtLeastOnce,
-            false,
-            MessageProperties::default(),
-            origin,
-        );
-        msg.id = self.next_message_id();
-        Arc::new(msg)
     }
 
     /// Another shard's outcome for a notification token; false when the token is not one.
