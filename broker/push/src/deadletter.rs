@@ -1,0 +1,68 @@
+//! The dead-letter log: one JSON line per push that could not be delivered (when, which
+//! client, which service, why, after how many attempts), never the token and never a topic.
+//! Bounded: past `DeadLetterMaxBytes` the file becomes `<name>.1` (replacing the older one).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+
+use crate::service::Push;
+
+pub struct DeadLetter {
+    path: PathBuf,
+    max_bytes: u64,
+    file: Option<(File, u64)>,
+}
+
+impl DeadLetter {
+    pub fn new(path: PathBuf, max_bytes: u64) -> DeadLetter {
+        DeadLetter {
+            path,
+            max_bytes,
+            file: None,
+        }
+    }
+
+    /// Appends a record; a failure to write is returned for the caller to log (a full disk
+    /// must not stop pushes).
+    pub fn record(&mut self, push: &Push, reason: &str, attempts: u32) -> std::io::Result<()> {
+        let time = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let mut line = json!({
+            "Time": time,
+            "ClientId": push.client_id,
+            "UserID": push.device.user_id,
+            "Platform": push.device.platform.name(),
+            "MessageCount": push.notification.message_count(),
+            "Attempts": attempts,
+            "Reason": reason,
+        })
+        .to_string();
+        line.push('\n');
+        let (file, size) = match &mut self.file {
+            Some((_, size)) if *size + line.len() as u64 > self.max_bytes => {
+                self.file = None;
+                std::fs::rename(&self.path, self.path.with_extension("jsonl.1"))?;
+                self.open()?
+            }
+            Some(open) => open,
+            None => self.open()?,
+        };
+        file.write_all(line.as_bytes())?;
+        *size += line.len() as u64;
+        Ok(())
+    }
+
+    fn open(&mut self) -> std::io::Result<&mut (File, u64)> {
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        let size = file.metadata()?.len();
+        Ok(self.file.insert((file, size)))
+    }
+}
