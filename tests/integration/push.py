@@ -26,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -136,6 +135,13 @@ class StandIn:
     def forget_access_tokens(self) -> None:
         self.proc.stdin.write(json.dumps({"reset": True}) + "\n")
         self.proc.stdin.flush()
+
+    def report(self, timeout: float = 5) -> dict:
+        """The stand-in's counts of requests by service, and of requests with errors."""
+        before = len(self.received("report"))
+        self.proc.stdin.write(json.dumps({"report": True}) + "\n")
+        self.proc.stdin.flush()
+        return self.wait(before + 1, "report", timeout=timeout)[-1]
 
     def received(self, service: str | None = None, token: str | None = None) -> list[dict]:
         with self.lock:

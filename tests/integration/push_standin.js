@@ -23,7 +23,8 @@
 // test asserts it is empty). On standard input it takes JSON lines of answers to give:
 //   {"answers": {"<token>": [429, {"status": 503, "retryAfter": 1}, 410, ...]}}
 // each used once, in order, for requests to that token (then 200). {"reset": true} forgets
-// issued access tokens, so the gateway is told 401 on its next push.
+// issued access tokens, so the gateway is told 401 on its next push. {"report": true} prints
+//   {"service":"report","counts":{"apns":N,...},"errors":N}: requests so far (quiet mode too).
 "use strict";
 
 const fs = require("fs");
@@ -46,7 +47,12 @@ readline.createInterface({ input: process.stdin }).on("line", (line) => {
     answers.set(token, (answers.get(token) || []).concat(list));
   }
   if (command.reset) issued = new Set();
+  if (command.report) {
+    process.stdout.write(JSON.stringify({ service: "report", counts, errors: errorCount }) + "\n");
+  }
 });
+const counts = {}; // service -> requests answered
+let errorCount = 0;
 
 function b64url(text) {
   return Buffer.from(text, "base64url");
@@ -198,6 +204,8 @@ function serve(req, res) {
     const extra = answer.retryAfter !== undefined ? { "retry-after": String(answer.retryAfter) } : {};
     res.writeHead(answer.status, { "content-type": "application/json", ...extra });
     res.end(answer.body === undefined ? "" : JSON.stringify(answer.body));
+    counts[service] = (counts[service] || 0) + 1;
+    errorCount += errors.length ? 1 : 0;
     if (!config.quiet || errors.length) {
       const shown = {};
       for (const h of ["apns-topic", "apns-push-type", "apns-priority", "content-type"]) {

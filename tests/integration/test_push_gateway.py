@@ -14,6 +14,10 @@ half. `test_a_sleeping_phone_is_woken_and_collects_its_messages` runs the real t
 from __future__ import annotations
 
 import json
+import shutil
+import sys
+from pathlib import Path
+
 import pytest
 
 from helpers import V311, holds_for, wait_for
@@ -347,3 +351,60 @@ def test_a_sleeping_phone_is_woken_and_collects_its_messages(tmp_path, pki, star
             c.close()
         gateway.stop()
         standin.stop()
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "push"
+
+
+@pytest.mark.skip(reason=BROKER_DCN_MISSING)
+def test_the_readme_walk_through(tmp_path, procs):
+    """The README's "Waking sleeping phones", as a new user runs it: examples/push/ (the
+    broker's configuration, the gateway's, and receiver.py, the stand-in push receiver),
+    with the ports moved to free ones. alice's phone registers and subscribes with a
+    persistent session, then leaves; the back end publishes two notifications; receiver.py
+    prints "You have 2 new messages" for alice-phone; the phone reconnects and gets both."""
+    import subprocess
+
+    from broker import IRONSIGHT_BIN, free_port, port_open
+    from helpers import Lines
+    from push import PUSH_BIN
+
+    for name in ("broker.json", "push.json", "receiver.py"):
+        shutil.copy(EXAMPLE / name, tmp_path / name)
+    mqtt_port, http_port = free_port(), free_port()
+    config = json.loads((tmp_path / "push.json").read_text())
+    config["MQTT"]["Port"] = mqtt_port
+    config["Webhook"]["URL"] = f"http://127.0.0.1:{http_port}/push"
+    (tmp_path / "push.json").write_text(json.dumps(config))
+    broker = procs([IRONSIGHT_BIN, "--config", "broker.json",
+                    "--listen", f"PushDemoEndpoint=127.0.0.1:{mqtt_port}"], cwd=tmp_path)
+    wait_for(lambda: port_open("127.0.0.1", mqtt_port), 10)
+    receiver = Lines(procs([sys.executable, "receiver.py", str(http_port)], cwd=tmp_path))
+    receiver.wait(lambda line: line.startswith("stand-in push receiver on"), 10)
+    gateway = procs([PUSH_BIN, "--config", "push.json"], cwd=tmp_path)
+    login = {"alice": "alice-demo", "backend": "backend-demo"}
+
+    def mqtt(tool: str, user: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([tool, "-h", "127.0.0.1", "-p", str(mqtt_port), "-u", user,
+                               "-P", login[user], *args], capture_output=True, text=True,
+                              timeout=15)
+
+    register = mqtt("mosquitto_pub", "alice", "-i", "alice-phone", "-q", "1",
+                    "-t", "APP/REGISTER/alice/alice-phone",
+                    "-m", '{"platform":"webhook","token":"alice-phone-token"}')
+    assert register.returncode == 0, register.stderr
+    sleep = mqtt("mosquitto_sub", "alice", "-i", "alice-phone", "-c", "-q", "1",
+                 "-t", "APP/NOTIFICATION/alice", "-E")
+    assert sleep.returncode == 0, sleep.stderr
+    for text in ("first", "second"):
+        sent = mqtt("mosquitto_pub", "backend", "-q", "1", "-t", "APP/NOTIFICATION/alice",
+                    "-m", text)
+        assert sent.returncode == 0, sent.stderr
+    # Within the broker's interval (15 s, Amlen's floor) and the gateway's push.
+    [pushed] = receiver.wait(lambda line: line.startswith("push for"), 25, what="a push")
+    assert pushed == ("push for alice-phone (user alice, token alice-phone-token): "
+                      "You have 2 new messages"), pushed
+    woken = mqtt("mosquitto_sub", "alice", "-i", "alice-phone", "-c", "-q", "1",
+                 "-t", "APP/NOTIFICATION/alice", "-C", "2", "-W", "10")
+    assert woken.stdout.splitlines() == ["first", "second"], woken.stderr
+    assert gateway.poll() is None and broker.poll() is None
