@@ -250,6 +250,40 @@ def test_the_gateway_reconnects_when_the_broker_restarts(push):
     push.standin.wait(1, "webhook", "after-token")
 
 
+def test_the_gateway_logs_in_over_tls(tmp_path, pki, start_broker):
+    """With MQTT.TLS and the test CA, the gateway connects to a TLS endpoint (checking the
+    broker's certificate and name), subscribes, and pushes what arrives; with a CA that did
+    not sign the broker's certificate it does not get in, and says why."""
+    from helpers import Client
+    from tls_setup import client_context, tls_endpoint, tls_objects
+
+    broker = start_broker(endpoint=tls_endpoint("mqtts"), objects=tls_objects(pki))
+    standin = StandIn(PushKeys.create(tmp_path / "keys"), pki)
+    config = gateway_config(broker, standin, pki, NotificationTopic=DCN)
+    config["MQTT"].update({"TLS": True, "CAFile": pki.path("ca.pem"), "ServerName": "localhost"})
+    gateway = Gateway(tmp_path, config)
+    (tmp_path / "stranger").mkdir()
+    config["MQTT"]["CAFile"] = pki.path("other-ca.pem")
+    stranger = Gateway(tmp_path / "stranger", config)
+    publisher = Client(broker, V311, "backend", tls=client_context(pki))
+    try:
+        gateway.start()
+        publisher.connect()
+        publisher.publish("APP/REGISTER/u/c", registration("webhook", "tls-token"), qos=1)
+        wait_for(lambda: "device registered" in gateway.log(), 5, message=gateway.log)
+        publisher.publish(DCN, notification("c", "u", {"t": 1}), qos=1)
+        standin.wait(1, "webhook", "tls-token")
+        stranger.start(wait_subscribed=False)
+        wait_for(lambda: "connection to the broker ended" in stranger.log(), 10,
+                 message=stranger.log)
+        assert "TLS" in stranger.log() and "subscribed" not in stranger.log(), stranger.log()
+    finally:
+        publisher.close()
+        gateway.stop()
+        stranger.stop()
+        standin.stop()
+
+
 def test_a_configuration_without_a_service_is_refused(tmp_path, broker, pki):
     """A configuration naming no push service (and one with an unknown attribute) makes the
     gateway exit with status 2, naming the attribute."""

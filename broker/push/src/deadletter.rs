@@ -46,7 +46,9 @@ impl DeadLetter {
         let (file, size) = match &mut self.file {
             Some((_, size)) if *size + line.len() as u64 > self.max_bytes => {
                 self.file = None;
-                std::fs::rename(&self.path, self.path.with_extension("jsonl.1"))?;
+                let mut old = self.path.as_os_str().to_owned();
+                old.push(".1");
+                std::fs::rename(&self.path, old)?;
                 self.open()?
             }
             Some(open) => open,
@@ -64,5 +66,46 @@ impl DeadLetter {
             .open(&self.path)?;
         let size = file.metadata()?.len();
         Ok(self.file.insert((file, size)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notification::Notification;
+    use crate::registry::{Device, Platform};
+
+    /// Proves records are JSON lines without the token, and the file turns into `<name>.1`
+    /// when the next line would pass the bound.
+    #[test]
+    fn lines_and_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dead.log");
+        let push = Push {
+            client_id: "c".into(),
+            device: Device {
+                user_id: "u".into(),
+                platform: Platform::Apns,
+                token: "feedface".into(),
+            },
+            notification: Notification {
+                client_id: "c".into(),
+                user_id: "u".into(),
+                messages_arrived: vec![],
+            },
+        };
+        let mut dead = DeadLetter::new(path.clone(), 200);
+        dead.record(&push, "APNs 410: Unregistered", 1).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(line["Reason"], "APNs 410: Unregistered");
+        assert_eq!(line["Platform"], "apns");
+        assert!(!text.contains("feedface"), "{text}");
+        dead.record(&push, "again", 2).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 1);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("dead.log.1")).unwrap(),
+            text
+        );
     }
 }

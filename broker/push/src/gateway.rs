@@ -156,13 +156,26 @@ impl Gateway {
         for n in due {
             self.enqueue(n);
         }
-        if let Err(error) = lock(&self.registry).save() {
-            tracing::error!(%error, "cannot save the registered tokens");
+        self.save();
+    }
+
+    /// Writes the registry's file if it changed, outside its lock: the MQTT task registers
+    /// and looks up devices meanwhile. Called from the tick only, so writes never overlap.
+    fn save(&self) {
+        let (snapshot, path) = {
+            let mut registry = lock(&self.registry);
+            (registry.snapshot(), registry.path().to_owned())
+        };
+        let Some(bytes) = snapshot else { return };
+        // A large file takes a while to write and flush: tell the runtime this worker blocks.
+        if let Err(error) = tokio::task::block_in_place(|| registry::write_file(&path, &bytes)) {
+            lock(&self.registry).changed();
+            tracing::error!(%error, path = %path.display(), "cannot save the registered tokens");
         }
     }
 
     pub fn devices(&self) -> usize {
-        lock(&self.registry).len()
+        lock(&self.registry).count()
     }
 
     /// Sends one push and deals with what came of it.
@@ -202,8 +215,8 @@ impl Gateway {
         }
     }
 
-    /// Takes pushes off the queue and sends them, `concurrent_max` at a time, until the queue
-    /// closes. Returns the semaphore so the caller can wait for the last ones.
+    /// Takes pushes off the queue and sends them, as many at a time as `permits` allows (the
+    /// caller waits for the last ones by taking every permit).
     pub fn pushes(
         self: &Arc<Self>,
         queue: Queue,

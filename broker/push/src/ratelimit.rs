@@ -88,10 +88,6 @@ impl RateLimiter {
         self.slots.remove(client_id);
     }
 
-    pub fn len(&self) -> usize {
-        self.slots.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }

@@ -176,12 +176,20 @@ pub fn parse(user_id: &str, payload: &[u8]) -> Result<Device, RegistrationError>
     })
 }
 
-/// The file's form.
-#[derive(Serialize, Deserialize)]
+/// The file's form, as read.
+#[derive(Deserialize)]
 #[serde(rename_all = "PascalCase", deny_unknown_fields)]
 struct File {
     version: u32,
     devices: HashMap<String, Device>,
+}
+
+/// The file's form, as written (borrowing the registry's table).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct FileOut<'r> {
+    version: u32,
+    devices: &'r HashMap<String, Device>,
 }
 const FILE_VERSION: u32 = 1;
 
@@ -236,12 +244,9 @@ impl Registry {
         })
     }
 
-    pub fn len(&self) -> usize {
+    /// How many devices are registered.
+    pub fn count(&self) -> usize {
         self.devices.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
     }
 
     pub fn get(&self, client_id: &str) -> Option<&Device> {
@@ -280,32 +285,47 @@ impl Registry {
         matches
     }
 
-    /// Writes the file if anything changed: a temporary file beside it, flushed to disk, then
-    /// renamed over it, so a crash leaves the old file or the new one, never half of one.
-    pub fn save(&mut self) -> std::io::Result<()> {
+    /// The file's bytes if anything changed since the last snapshot, for `write_file`
+    /// outside the registry's lock; `changed` again if writing them failed.
+    pub fn snapshot(&mut self) -> Option<Vec<u8>> {
         if !self.dirty {
-            return Ok(());
-        }
-        let file = File {
-            version: FILE_VERSION,
-            devices: std::mem::take(&mut self.devices),
-        };
-        let text = serde_json::to_vec(&file);
-        self.devices = file.devices;
-        let text = text.map_err(std::io::Error::other)?;
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&text)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::File::open(dir)?.sync_all()?;
+            return None;
         }
         self.dirty = false;
-        Ok(())
+        let file = FileOut {
+            version: FILE_VERSION,
+            devices: &self.devices,
+        };
+        Some(serde_json::to_vec(&file).expect("strings and enums always serialize"))
     }
+
+    /// Marks the registry as changed (its last snapshot was not written).
+    pub fn changed(&mut self) {
+        self.dirty = true;
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it (`<name>.tmp`), flushed to
+/// disk, renamed over it, and the directory flushed, so a crash leaves the old file or the
+/// new one, never half of one.
+pub fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -417,10 +437,11 @@ mod tests {
             "a stale token leaves the new one"
         );
         assert!(r.remove("c2", Some("t2b")));
-        r.save().unwrap();
-        assert!(!path.with_extension("tmp").exists());
+        write_file(&path, &r.snapshot().unwrap()).unwrap();
+        assert!(r.snapshot().is_none(), "nothing changed since");
+        assert!(!dir.path().join("tokens.json.tmp").exists());
         let back = Registry::open(&path, 2).unwrap();
-        assert_eq!(back.len(), 1);
+        assert_eq!(back.count(), 1);
         assert_eq!(back.get("c1"), Some(&device("t1")));
         assert!(
             Registry::open(&path, 0).is_err(),
