@@ -139,3 +139,47 @@ pub fn read_bounded(path: &std::path::Path, max: u64) -> Result<Vec<u8>, String>
     }
     std::fs::read(path).map_err(|e| show(&e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    use base64::Engine;
+
+    /// Proves the provider token is reused until JWT_REUSE and made anew after it, and when
+    /// Apple said it expired. Time is passed in.
+    #[test]
+    fn provider_token_reused_for_fifty_minutes() {
+        let dir = tempfile::tempdir().unwrap();
+        let key =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
+        let pem = format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            base64::engine::general_purpose::STANDARD.encode(key.as_ref())
+        );
+        std::fs::write(dir.path().join("AuthKey.p8"), pem).unwrap();
+        let config = config::Apns {
+            url: "https://127.0.0.1:1".into(),
+            key_file: dir.path().join("AuthKey.p8"),
+            key_id: "K".into(),
+            team_id: "T".into(),
+            topic: "app".into(),
+            priority: 10,
+        };
+        let http = Http::new(rustls::RootCertStore::empty(), Duration::from_secs(1));
+        let apns = Apns::new(http, &config).unwrap();
+        let t0 = Instant::now();
+        let first = apns.jwt(t0);
+        assert_eq!(apns.jwt(t0 + JWT_REUSE - Duration::from_secs(1)), first);
+        let renewed = apns.jwt(t0 + JWT_REUSE);
+        assert_ne!(
+            renewed, first,
+            "ECDSA signatures differ even for the same claims"
+        );
+        assert_eq!(apns.jwt(t0 + JWT_REUSE), renewed);
+        apns.forget_jwt();
+        assert_ne!(apns.jwt(t0 + JWT_REUSE), renewed);
+    }
+}

@@ -111,6 +111,7 @@ impl Gateway {
                 return;
             }
         };
+        // Only registered devices enter the rate limiter, so MaxDevices bounds it too.
         if self.push(&notification).is_none() {
             return;
         }
