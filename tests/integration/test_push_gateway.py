@@ -336,6 +336,28 @@ def app_objects(verifiers: dict[str, str]) -> dict:
     }
 
 
+def test_a_gateway_the_policies_do_not_grant_is_told_why(tmp_path, pki, start_broker,
+                                                          verifiers):
+    """Without a TopicPolicy granting its user Subscribe on the notification topic, the
+    broker refuses the gateway's subscription; the gateway logs which topic and why, and
+    keeps trying (with backoff) rather than running deaf."""
+    objects = app_objects(verifiers)
+    del objects["TopicPolicy"]["PushNotifications"]
+    del objects["Broker"]
+    broker = start_broker(endpoint={"SecurityProfile": "Passwords",
+                                    "TopicPolicies": ",".join(objects["TopicPolicy"])},
+                          objects=objects)
+    config = gateway_config(broker, None, pki, Webhook={"URL": "http://127.0.0.1:9/"})
+    config["MQTT"].update({"UserName": "push", "Password": "push-secret"})
+    gateway = Gateway(tmp_path, config).start(wait_subscribed=False)
+    try:
+        refused = "refused the subscription to $SYS/DisconnectedClientNotification"
+        wait_for(lambda: gateway.log().count(refused) >= 2, 10, message=gateway.log)
+        assert "connected to the broker and subscribed" not in gateway.log()
+    finally:
+        gateway.stop()
+
+
 @pytest.mark.skip(reason=BROKER_DCN_MISSING)
 def test_a_sleeping_phone_is_woken_and_collects_its_messages(tmp_path, pki, start_broker,
                                                               verifiers):
