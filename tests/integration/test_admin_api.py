@@ -499,3 +499,19 @@ def test_no_admin_endpoint_no_api(start_broker):
     b.wait_log("no enabled AdminEndpoint")
     assert not re.search("admin endpoint listening", b.log_text())
 
+
+
+def test_the_api_shows_what_sighup_applied(admin):
+    """Proves a change made in the file and applied with SIGHUP is what the API shows from the
+    first request after it (the API reads the file again once the broker's configuration
+    generation moves), and that its next change starts from that file, not from its old view."""
+    path = admin.broker.config_path
+    document = json.loads(path.read_text())
+    document["TopicPolicy"]["DemoTopicPolicy"]["MaxMessages"] = 4321
+    path.write_text(json.dumps(document))
+    admin.broker.hangup()
+    assert admin.configuration()["TopicPolicy"]["DemoTopicPolicy"]["MaxMessages"] == 4321
+    admin.ok("POST", "/ima/v1/configuration",
+             {"TopicPolicy": {"DemoTopicPolicy": {"Description": "after SIGHUP"}}})
+    on_disk = json.loads(path.read_text())["TopicPolicy"]["DemoTopicPolicy"]
+    assert on_disk["MaxMessages"] == 4321 and on_disk["Description"] == "after SIGHUP", on_disk

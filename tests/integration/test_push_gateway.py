@@ -8,7 +8,9 @@ the bearer token it issued, and the JSON body.
 Most tests feed the gateway notifications on an ordinary topic (`NotificationTopic` is
 configuration), published by the test exactly as the broker publishes them on
 `$SYS/DisconnectedClientNotification`: that exercises the gateway's logic without the broker's
-half. `test_a_sleeping_phone_is_woken_and_collects_its_messages` runs the real thing.
+half. `test_a_sleeping_phone_is_woken_and_collects_its_messages` and
+`test_the_readme_walk_through` run the real thing: the broker's own notifications (each
+waits up to one DisconnClientNotifInterval, 15 s, the floor).
 """
 
 from __future__ import annotations
@@ -295,17 +297,11 @@ def test_a_configuration_without_a_service_is_refused(tmp_path, broker, pki):
         assert g.proc.returncode == 2 and said in g.log(), g.log()
 
 
-# The broker's half of issue 13 (DisconnectedClientNotification on TopicPolicy, the scan every
-# DisconnClientNotifInterval seconds) is built on another branch; until it is on main this
-# broker never publishes on $SYS/DisconnectedClientNotification.
 #: The broker's notification interval in these tests, and how long a push may take to come:
 #: a round comes within one interval (the first one an interval after the broker starts),
 #: with slack for a tick and a busy machine.
 NOTIFY_INTERVAL_S = 15
 PUSH_WAIT_S = NOTIFY_INTERVAL_S + 10
-BROKER_DCN_MISSING = ("needs the broker's disconnected-client notification (issue 13 item 1: "
-                      "TopicPolicy DisconnectedClientNotification and "
-                      "Broker.DisconnClientNotifInterval), not yet on main")
 
 
 @pytest.fixture(scope="module")
@@ -366,7 +362,6 @@ def test_a_gateway_the_policies_do_not_grant_is_told_why(tmp_path, pki, start_br
         gateway.stop()
 
 
-@pytest.mark.skip(reason=BROKER_DCN_MISSING)
 def test_a_sleeping_phone_is_woken_and_collects_its_messages(tmp_path, pki, start_broker,
                                                               verifiers):
     """The whole story with the real $SYS topic and the real broker's notification: alice's
@@ -420,7 +415,6 @@ def test_a_sleeping_phone_is_woken_and_collects_its_messages(tmp_path, pki, star
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "push"
 
 
-@pytest.mark.skip(reason=BROKER_DCN_MISSING)
 def test_the_readme_walk_through(tmp_path, procs):
     """The README's "Waking sleeping phones", as a new user runs it: examples/push/ (the
     broker's configuration, the gateway's, and receiver.py, the stand-in push receiver),

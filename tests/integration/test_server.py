@@ -4,6 +4,7 @@ core selection, and connections that go idle (parked) and come back."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import signal
 import subprocess
@@ -20,9 +21,10 @@ pytestmark = pytest.mark.ironsight_only(reason="the ironsight binary's own comma
 DEMO_PORT = 1883
 
 
-def run(args, timeout=10, cwd=None):
+def run(args, timeout=10, cwd=None, env=None):
     return subprocess.run([IRONSIGHT_BIN, *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=cwd, stdin=subprocess.DEVNULL)
+                          cwd=cwd, stdin=subprocess.DEVNULL,
+                          env=None if env is None else {**os.environ, **env})
 
 
 class Started:
@@ -169,6 +171,26 @@ def test_cores_option_refuses_unavailable_cpus():
     done = run(["--cores", "0,100000", "--listen", f"127.0.0.1:{free_port()}"])
     assert done.returncode == 2
     assert "CPU 100000 is not available" in done.stderr
+
+
+def test_cores_from_the_environment():
+    """IRONSIGHT_CORES (the appliance's CPU layout, passed in by ironsight.service) is read as
+    --cores: a CPU list naming an unavailable CPU is refused from there too, and the option,
+    where given, wins over the environment (this one would be refused)."""
+    bad = {"IRONSIGHT_CORES": "0,100000"}
+    done = run(["--listen", f"127.0.0.1:{free_port()}"], env=bad)
+    assert done.returncode == 2
+    assert "CPU 100000 is not available" in done.stderr
+    port = free_port()
+    proc = subprocess.Popen([IRONSIGHT_BIN, "--listen", f"127.0.0.1:{port}", "--cores", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **bad})
+    try:
+        assert wait_for(lambda: port_open("127.0.0.1", port) or proc.poll() is not None, 10)
+        assert proc.poll() is None, "--cores 1 should override IRONSIGHT_CORES"
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_sigterm_tells_v5_clients_and_exits(broker, raw):

@@ -87,3 +87,15 @@ def test_the_broker_notifies_systemd_once_it_accepts(start_broker, tmp_path):
         assert port_open(broker.host, broker.port)
     assert datagram.startswith("READY=1\n"), datagram
     assert re.search(r"^STATUS=ready: \d+ shards$", datagram, re.M), datagram
+
+
+def test_the_appliance_units_verify_cleanly(root):
+    """Proves systemd parses the disk image's own units (image/rootfs: the first-boot seed and
+    the console summary) and finds the scripts they run, as image/build installs them."""
+    rootfs = REPO / "image" / "rootfs"
+    for unit in ("ironsight-seed.service", "ironsight-console.service"):
+        shutil.copy(rootfs / "etc/systemd/system" / unit, root / "etc/systemd/system" / unit)
+    for script in ("ironsight-seed", "ironsight-console"):
+        shutil.copy(rootfs / "usr/lib/ironsight" / script, root / "usr/lib/ironsight" / script)
+    done = analyze(root, "verify", "ironsight-seed.service", "ironsight-console.service")
+    assert done.returncode == 0 and done.stdout == "" and done.stderr == "", done

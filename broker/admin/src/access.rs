@@ -30,7 +30,6 @@ const AUTHORIZATION_MAX: usize = 4 * (2 * 65_535 + 1) / 3 + 16;
 
 /// The administrator and the policies, from one configuration.
 pub struct Access {
-    user_id: String,
     /// `None`: no password is set, and every request is refused.
     registry: Option<Arc<UserRegistry>>,
     /// Empty: the administrator may do everything.
@@ -73,11 +72,7 @@ impl Access {
                 })
             })
             .collect();
-        Access {
-            user_id: admin.user_id.clone(),
-            registry,
-            policies,
-        }
+        Access { registry, policies }
     }
 
     pub fn has_password(&self) -> bool {
@@ -112,13 +107,8 @@ impl Access {
                         Code::Unavailable,
                         "the password could not be checked in time; try again",
                     ),
-                    _ => Refusal::new(
-                        Code::Unauthorized,
-                        format!(
-                            "wrong user or password (the administrator is \"{}\")",
-                            self.user_id
-                        ),
-                    ),
+                    // Not naming the administrator: that is half of what a guesser needs.
+                    _ => Refusal::new(Code::Unauthorized, "wrong user or password"),
                 })?;
         if self.policies.is_empty() {
             return Ok(());
@@ -225,7 +215,8 @@ mod tests {
     }
 
     /// Proves the administrator's password lets every action through when no policy is
-    /// listed, and that missing, malformed and wrong credentials are refused with 401.
+    /// listed, and that missing, malformed and wrong credentials are refused with 401, a
+    /// wrong password without naming the administrator to the guesser.
     #[tokio::test]
     async fn basic_authentication() {
         let access = Access::from_config(&config(serde_json::json!({})));
@@ -243,7 +234,13 @@ mod tests {
                 .await
                 .unwrap_err();
             assert_eq!(e.code, Code::Unauthorized, "{e:?}");
+            assert!(!e.message.contains("\"admin\""), "{e:?}");
         }
+        let e = access
+            .check(&basic("root", "secret"), local(), Action::View, "")
+            .await
+            .unwrap_err();
+        assert_eq!(e.message, "wrong user or password");
         let mut bearer = HeaderMap::new();
         bearer.insert(
             axum::http::header::AUTHORIZATION,

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Instant, SystemTime};
 
@@ -31,6 +32,14 @@ pub trait Apply: Send + Sync + 'static {
     /// once the file holds it. Says which objects took effect and which need a restart
     /// (`Type "Name"`, or `Type` for a singleton, as `document::changed_objects` names them).
     fn apply(&self, new: &Config) -> Result<ApplyOutcome, String>;
+
+    /// Counts the configurations the running broker has taken up, by any path (SIGHUP as well
+    /// as the API). When it moves, the API reads the file again: pulled on each request rather
+    /// than pushed by whoever applied, so that no request can see the old view once the
+    /// change is in force.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 /// What [`Apply::apply`] did.
@@ -60,6 +69,8 @@ pub struct Api {
     pub shards: Arc<dyn Shards>,
     /// One configuration change at a time.
     pub changing: tokio::sync::Mutex<()>,
+    /// The broker's configuration generation that `current` was read at.
+    seen: AtomicU64,
     pub started: Instant,
     pub started_at: SystemTime,
 }
@@ -80,6 +91,7 @@ impl Api {
                 access,
             }),
             path,
+            seen: AtomicU64::new(apply.generation()),
             apply,
             shards,
             changing: tokio::sync::Mutex::new(()),
@@ -93,6 +105,7 @@ impl Api {
     }
 
     pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Current> {
+        self.follow_the_broker();
         // Nothing panics while holding it; if something did, the state is still whole
         // (every change replaces whole fields).
         self.current
@@ -111,6 +124,24 @@ impl Api {
             doc,
             access,
         };
+    }
+
+    /// Reads the file again where the broker took up a configuration since `current` was
+    /// read (SIGHUP re-read it): the API shows what runs, starts its next change from the
+    /// file's document, and its ConfigurationPolicies and credentials take effect. A change
+    /// made through the API moves the generation too; reading back what it just wrote is cheap.
+    fn follow_the_broker(&self) {
+        let now = self.apply.generation();
+        if self.seen.swap(now, Ordering::AcqRel) == now {
+            return;
+        }
+        let Some(path) = &self.path else { return };
+        match persist::read(path) {
+            Ok((doc, config)) => self.replace(Arc::new(config), doc),
+            Err(error) => {
+                tracing::error!(%error, "the admin API keeps its view of the configuration")
+            }
+        }
     }
 
     /// How an operator sets the administrator's password, for messages.

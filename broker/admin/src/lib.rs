@@ -13,6 +13,7 @@
 //! - [`service`]: `/ima/v1/service`: status, stop, restart, close connections, delete sessions.
 //! - [`monitor`]: `/ima/v1/monitor/<Object>`: Amlen's monitoring objects.
 //! - [`metrics`]: `/metrics` in Prometheus's text format.
+//! - [`dashboard`]: the web dashboard's page and scripts, compiled in, served at `/dashboard/`.
 //! - [`shards`]: [`Shards`], the API's link to the shards: snapshots and requests.
 //! - [`system`]: the process's and machine's figures from /proc; times as Amlen writes them.
 //! - [`error`]: refusals in Amlen's shape, with their codes.
@@ -27,6 +28,7 @@
 pub mod access;
 pub mod api;
 pub mod configuration;
+pub mod dashboard;
 pub mod error;
 pub mod metrics;
 pub mod monitor;

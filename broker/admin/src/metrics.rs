@@ -154,6 +154,11 @@ pub fn render(scrape: &Scrape) -> String {
             "Will messages published.",
             stat(|s| s.wills_published),
         ),
+        (
+            "ironsight_notifications_published_total",
+            "Disconnected-client notifications published on $SYS/DisconnectedClientNotification.",
+            stat(|s| s.notifications_published),
+        ),
     ] {
         out.family(name, "counter", help);
         out.sample(name, &[], value);

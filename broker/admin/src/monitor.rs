@@ -217,6 +217,8 @@ async fn server(api: &Api, params: Params) -> Result<Value, Refusal> {
         "ClientSessions": gauges.sessions,
         "ExpiredClientSessions": stat(|s| s.sessions_expired),
         "Subscriptions": gauges.subscriptions,
+        // ironsight's: MessageSight counted its notifications nowhere an operator could see.
+        "DisconnectedClientNotifications": stat(|s| s.notifications_published),
     }}))
 }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
+use axum::http::{header, HeaderValue, Request};
+use axum::middleware::map_response;
+use axum::response::Response;
 use axum::routing::{delete, get, post};
 use axum::Router;
 use hyper::body::Incoming;
@@ -18,7 +20,7 @@ use tower::ServiceExt;
 
 use crate::api::{Api, Peer};
 use crate::error::{Code, Refusal};
-use crate::{configuration, metrics, monitor, service};
+use crate::{configuration, dashboard, metrics, monitor, service};
 
 /// Connections served at once; more are closed at once. An operator, a shell, a dashboard and
 /// a Prometheus server need a handful.
@@ -61,43 +63,40 @@ pub fn routes(api: Arc<Api>) -> Router {
         )
         .route("/ima/v1/monitor/{object}", get(monitor::monitor))
         .route("/metrics", get(metrics::metrics))
+        .merge(dashboard::routes())
         .fallback(|| async {
             Refusal::new(
                 Code::NotFound,
-                "no such REST API call; the API is under /ima/v1/configuration, /ima/v1/service, /ima/v1/monitor and /metrics",
+                "no such REST API call; the API is under /ima/v1/configuration, /ima/v1/service, /ima/v1/monitor and /metrics, the dashboard at /dashboard/",
             )
         })
         .method_not_allowed_fallback(|| async {
             Refusal::new(Code::MethodNotAllowed, "this REST API call does not take this method")
         })
         .layer(DefaultBodyLimit::max(BODY_MAX))
+        .layer(map_response(common_headers))
         .with_state(api)
+}
+
+/// Headers of every answer: its type is the one it says (a browser must not take a JSON
+/// refusal quoting a client id for HTML), and it is not kept by a browser or a proxy (it is
+/// the broker's live state or configuration). The dashboard's files say how they are cached.
+async fn common_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
 }
 
 /// The running endpoint. Dropping it stops the runtime (requests in flight get a second).
 pub struct Running {
     runtime: Option<tokio::runtime::Runtime>,
     pub addr: SocketAddr,
-    api: Arc<Api>,
-}
-
-impl Running {
-    /// The broker took up a new configuration by another way than the API (SIGHUP re-read the
-    /// file): the API's view follows, with the file's document for its next change, and its
-    /// ConfigurationPolicies and credentials take effect.
-    pub fn configuration_changed(&self, config: Arc<ironsight_config::Config>) {
-        let doc = match &self.api.path {
-            Some(path) => match crate::persist::read(path) {
-                Ok((doc, _)) => doc,
-                Err(error) => {
-                    tracing::error!(%error, "the admin API keeps its view of the configuration");
-                    return;
-                }
-            },
-            None => ironsight_config::document::as_document(&config),
-        };
-        self.api.replace(config, doc);
-    }
 }
 
 impl Drop for Running {
@@ -135,11 +134,10 @@ pub fn start(
         TcpListener::from_std(listener).map_err(|e| format!("cannot listen on {addr}: {e}"))?
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
-    runtime.spawn(accept_loop(listener, routes(api.clone()), acceptor));
+    runtime.spawn(accept_loop(listener, routes(api), acceptor));
     Ok(Running {
         runtime: Some(runtime),
         addr: bound,
-        api,
     })
 }
 

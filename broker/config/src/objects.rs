@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
+use ironsight_core::notification;
 use ironsight_core::policy::{AddressFilter, Pattern, PatternKind};
 
 use crate::fields::{kind, Fields};
@@ -230,8 +231,8 @@ pub struct TopicPolicy {
     /// Seconds, or `None` for MessageSight's "unlimited".
     #[serde(serialize_with = "ttl_text")]
     pub max_message_time_to_live: Option<u32>,
-    /// Kept for a later version, which publishes the notifications on
-    /// `$SYS/DisconnectedClientNotification`.
+    /// Marks the subscriptions this policy authorises: messages arriving for their
+    /// disconnected sessions are notified on `$SYS/DisconnectedClientNotification`.
     pub disconnected_client_notification: bool,
 }
 
@@ -370,6 +371,9 @@ pub struct Broker {
     /// CONNECTs one core lets wait for authentication at once; more are told the server is
     /// busy (ironsight's addition).
     pub max_pending_authentications: u32,
+    /// Seconds between the rounds that publish disconnected-client notifications on
+    /// `$SYS/DisconnectedClientNotification` (a server.cfg setting in MessageSight).
+    pub disconn_client_notif_interval: u16,
 }
 
 /// Where the durable store keeps its journal (`docs/store.md`): Amlen's `Store.` settings of its
@@ -908,6 +912,16 @@ impl Broker {
             max_pending_authentications: f
                 .integer("MaxPendingAuthentications", Some(10_000), 1, 1_000_000)?
                 .expect("default") as u32,
+            // Amlen takes its default for anything under its floor; a configuration that asks
+            // for less is refused here instead, with the bound named.
+            disconn_client_notif_interval: f
+                .integer(
+                    "DisconnClientNotifInterval",
+                    Some(u64::from(notification::INTERVAL_DEFAULT_S)),
+                    u64::from(notification::INTERVAL_MIN_S),
+                    3600,
+                )?
+                .expect("default") as u16,
         };
         let (forced, max) = (broker.server_keep_alive, broker.max_keep_alive);
         if forced > 0 && max > 0 && forced > max {
@@ -1347,6 +1361,28 @@ mod tests {
             e,
             "Broker \"Broker\", attribute PacketTimeout: must be an integer from 1 to 3600"
         );
+    }
+
+    /// Proves the notification interval defaults to Amlen's 60 s, reaches the core, and is
+    /// refused under Amlen's floor of 15 s (and over an hour) with the bounds named.
+    #[test]
+    fn the_notification_interval_has_amlens_floor() {
+        let config = Config::builtin();
+        assert_eq!(config.broker.disconn_client_notif_interval, 60);
+        assert_eq!(config.settings().broker.notification_interval_s, 60);
+        let mut doc: Value = serde_json::from_str(crate::DEFAULT_CONFIG).unwrap();
+        doc["Broker"] = serde_json::json!({"DisconnClientNotifInterval": 15});
+        let config = Config::parse(&doc.to_string()).unwrap();
+        assert_eq!(config.settings().broker.notification_interval_s, 15);
+        for bad in [14, 3601] {
+            doc["Broker"] = serde_json::json!({"DisconnClientNotifInterval": bad});
+            let e = Config::parse(&doc.to_string()).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                "Broker \"Broker\", attribute DisconnClientNotifInterval: must be an integer \
+                 from 15 to 3600"
+            );
+        }
     }
 
     /// Proves the store is off by default with the appliance's path, and that its attributes

@@ -132,6 +132,7 @@ impl Config {
             sessions_max: b.max_sessions_per_core as usize,
             authentication_timeout_s: b.authentication_timeout,
             pending_authentications_max: b.max_pending_authentications as usize,
+            notification_interval_s: b.disconn_client_notif_interval,
             ..BrokerSettings::default()
         }
     }

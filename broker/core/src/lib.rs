@@ -14,6 +14,8 @@
 //! - [`policy`]: connection, topic and subscription policies: who may connect, publish,
 //!   subscribe, share; safe substitution of `${UserID}`, `${ClientID}` and the others.
 //! - [`interest`]: what the other shards subscribe to, posted before a SUBSCRIBE returns.
+//! - [`notification`]: disconnected-client notification: marked subscriptions, what arrived
+//!   on them while their session was away, and the bounded rounds that publish it.
 //! - [`routing`]: shard sets, local subscriptions, shared groups, messages between shards.
 //! - [`settings`]: the limits the core enforces, from the configuration objects.
 //! - [`shard`]: the state machine tying these together for one core.
@@ -35,6 +37,7 @@ pub mod interest;
 pub mod journal;
 pub mod message;
 pub mod monitor;
+pub mod notification;
 pub mod outbuf;
 pub mod policy;
 pub mod queue;

@@ -15,6 +15,7 @@ use ironsight_codec::{ByteString, Bytes, MessageProperties, QoS, SubscriptionOpt
 use crate::auth::Principal;
 use crate::conn::ConnId;
 use crate::message::SessionUid;
+use crate::notification::Marks;
 use crate::policy::Publisher;
 use crate::queue::{Delivery, QueueBehavior, ShareId};
 
@@ -46,6 +47,10 @@ struct SubscriptionTable {
     /// hashes too and turn lookups into walks.
     hasher: foldhash::fast::RandomState,
     entries: HashTable<Subscription>,
+    /// Which of them are marked for disconnected-client notification, and what arrived on
+    /// them while the session was disconnected: kept with the subscriptions, so that a
+    /// session without any pays nothing for them.
+    marks: Marks,
 }
 
 impl Subscriptions {
@@ -94,6 +99,22 @@ impl Subscriptions {
         Some(entry.remove().0)
     }
 
+    /// Marks the subscription `text` (which the session has) for disconnected-client
+    /// notification, or takes its mark away.
+    pub fn mark(&mut self, text: &str, marked: bool) {
+        if let Some(table) = self.0.as_mut() {
+            table.marks.set(text, marked);
+        }
+    }
+
+    pub fn marks(&self) -> Option<&Marks> {
+        self.0.as_ref().map(|t| &t.marks)
+    }
+
+    pub fn marks_mut(&mut self) -> Option<&mut Marks> {
+        self.0.as_mut().map(|t| &mut t.marks)
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Subscription> {
         self.0.iter().flat_map(|t| t.entries.iter())
     }
@@ -103,7 +124,9 @@ impl Subscriptions {
         let Some(table) = self.0.as_mut() else {
             return;
         };
-        if table.entries.is_empty() {
+        if table.entries.is_empty() && !table.marks.listed {
+            // A listed session keeps its (empty) marks until its round takes it off the
+            // list, so that it is never listed twice.
             self.0 = None;
         } else if table.entries.capacity() > table.entries.len() * 2 {
             let hasher = &table.hasher;

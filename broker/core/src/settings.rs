@@ -51,6 +51,9 @@ pub struct BrokerSettings {
     /// more are told the server is busy, so that a slow directory and a connection storm
     /// cannot grow a shard's memory.
     pub pending_authentications_max: usize,
+    /// Seconds between rounds of disconnected-client notification
+    /// (`DisconnClientNotifInterval`, at least [`crate::notification::INTERVAL_MIN_S`]).
+    pub notification_interval_s: u16,
 }
 
 impl Default for BrokerSettings {
@@ -74,6 +77,7 @@ impl Default for BrokerSettings {
             sessions_max: 2_000_000,
             authentication_timeout_s: 10,
             pending_authentications_max: 10_000,
+            notification_interval_s: crate::notification::INTERVAL_DEFAULT_S,
         }
     }
 }

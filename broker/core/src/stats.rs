@@ -35,6 +35,9 @@ pub struct Stats {
     /// connected no longer admits them (`shard/reconfigure.rs`).
     pub connections_revoked: u64,
     pub wills_published: u64,
+    /// Disconnected-client notifications published on `$SYS/DisconnectedClientNotification`
+    /// (one a client a round; one a consumer on another shard refused is published again).
+    pub notifications_published: u64,
     pub sessions_expired: u64,
     /// Sessions taken up from the journal at start.
     pub sessions_restored: u64,

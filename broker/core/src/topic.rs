@@ -185,6 +185,27 @@ pub fn has_wildcard(filter: &str) -> bool {
     filter.contains(['+', '#'])
 }
 
+/// Whether the plain filter `filter` matches the topic name `topic`, as the trie decides for
+/// many filters at once ([`crate::tree::TopicTree::for_each_match`]): `+` is one level, `#` the
+/// rest and the parent level, and neither matches a `$` topic's first level ([MQTT-4.7.2-1]).
+/// For one session's few filters, where building a trie would cost more than the walk.
+pub fn filter_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && filter.starts_with(['+', '#']) {
+        return false;
+    }
+    let mut topic_levels = topic.split('/');
+    for level in filter.split('/') {
+        if level == "#" {
+            return true;
+        }
+        match topic_levels.next() {
+            Some(t) if level == "+" || level == t => {}
+            _ => return false,
+        }
+    }
+    topic_levels.next().is_none()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +308,42 @@ mod tests {
         assert!(parse_filter("a/b", 64, 2).is_ok());
         assert!(topic_within_limits("a/b", 3, 2));
         assert!(!topic_within_limits("a/b/c", 64, 2));
+    }
+
+    /// Proves one filter is matched as the table at the top of this file says, `$` rule and
+    /// `#`'s parent level included.
+    #[test]
+    fn one_filter_matches_as_the_trie_does() {
+        let yes = [
+            ("a/b", "a/b"),
+            ("a/+", "a/b"),
+            ("a/#", "a/b"),
+            ("a/#", "a"),
+            ("#", "a/b"),
+            ("+/b", "a/b"),
+            ("$SYS/#", "$SYS/x"),
+            ("$SYS/+", "$SYS/x"),
+            ("a//b", "a//b"),
+            ("+", ""),
+        ];
+        for (filter, topic) in yes {
+            assert!(filter_matches(filter, topic), "{filter} matches {topic}");
+        }
+        let no = [
+            ("a/b", "a/b/c"),
+            ("a/b/c", "a/b"),
+            ("a/+", "a"),
+            ("a/+", "a/b/c"),
+            ("#", "$SYS/x"),
+            ("+/x", "$SYS/x"),
+            ("a//b", "a/b"),
+            ("b/#", "a/b"),
+        ];
+        for (filter, topic) in no {
+            assert!(
+                !filter_matches(filter, topic),
+                "{filter} does not match {topic}"
+            );
+        }
     }
 }

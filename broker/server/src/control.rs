@@ -196,6 +196,10 @@ impl Apply for LiveConfig {
             restart_needed: done.restart_needed,
         })
     }
+
+    fn generation(&self) -> u64 {
+        self.generations().number()
+    }
 }
 
 /// The AdminEndpoint's HTTPS settings: its SecurityProfile's certificate and TLS versions, as

@@ -50,7 +50,9 @@ struct Args {
     #[arg(long, value_name = "[NAME=]ADDR:PORT")]
     listen: Vec<ListenerOverride>,
     /// Shards: a number of cores, or a CPU list such as 0,2-3. Default: every CPU available.
-    #[arg(long, value_name = "N|LIST")]
+    /// From the environment too (IRONSIGHT_CORES): the appliance's CPU layout file
+    /// (kernel-tuning/ironsight-tune) names the shards' CPUs there; the option wins over it.
+    #[arg(long, value_name = "N|LIST", env = "IRONSIGHT_CORES")]
     cores: Option<CoreSpec>,
     /// Shards to run, spread round robin over those CPUs. Default: one per CPU. More shards
     /// than CPUs costs speed; it exists to test many-shard behaviour on a small machine.

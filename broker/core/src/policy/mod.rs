@@ -35,8 +35,9 @@ pub mod subject;
 pub use filters::{AddressFilter, ClientFilters, CLIENT_ADDRESSES_MAX};
 pub use pattern::{Pattern, PatternError, PatternKind, Var};
 pub use rules::{
-    connection_rule, explain, explain_connection, may_receive, may_subscribe, publish_rule,
-    session_rule, share_rule, Action, ConnectionRule, ShareAction, SubscriptionRule, TopicRule,
+    connection_rule, explain, explain_connection, may_receive, may_subscribe, notifies,
+    publish_rule, session_rule, share_rule, Action, ConnectionRule, ShareAction, SubscriptionRule,
+    TopicRule,
 };
 pub use subject::{substitutable, Publisher, Subject};
 

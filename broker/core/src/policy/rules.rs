@@ -35,7 +35,9 @@ pub struct TopicRule {
     pub queue_messages_max: u32,
     pub queue_behavior: QueueBehavior,
     pub message_ttl_max_s: Option<u32>,
-    /// Kept for the notifications of disconnected clients, a later feature.
+    /// Marks the subscriptions this policy authorises: their messages, arriving while the
+    /// session is disconnected, are notified on `$SYS/DisconnectedClientNotification`
+    /// (`crate::notification`).
     pub disconnected_client_notification: bool,
 }
 
@@ -132,6 +134,16 @@ pub fn may_receive(rules: &[TopicRule], topic: &str, s: &Subject) -> bool {
 pub fn may_subscribe(rules: &[TopicRule], filter: &str, s: &Subject) -> bool {
     let covered = |text: &str| may_receive(rules, text, s);
     covered(filter) && filter.strip_suffix("/#").is_none_or(covered)
+}
+
+/// Whether a subscription to the plain `filter` is marked for disconnected-client
+/// notification: the first TopicPolicy that lets `s` subscribe to it has
+/// `DisconnectedClientNotification` (Amlen marks what that policy authorises).
+pub fn notifies(rules: &[TopicRule], filter: &str, s: &Subject) -> bool {
+    rules
+        .iter()
+        .find(|r| r.allows(Action::Subscribe, filter, s))
+        .is_some_and(|r| r.disconnected_client_notification)
 }
 
 /// The first SubscriptionPolicy that lets `s` do `action` with the shared subscription `group`.

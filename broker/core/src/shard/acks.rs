@@ -84,6 +84,9 @@ impl Shard {
 
     /// Another shard delivered (or refused) a message whose acknowledgement waits for it.
     pub(super) fn publish_outcome(&mut self, token: u64, rejected: bool) {
+        if self.notification_outcome(token, rejected) {
+            return;
+        }
         let Some(&conn) = self.ack_tokens.get(&token) else {
             return;
         };

@@ -17,10 +17,11 @@ use super::Shard;
 use crate::auth::Principal;
 use crate::conn::{ConnId, Connection};
 use crate::message::Message;
+use crate::notification;
 use crate::policy::{self, Action, Publisher, ShareAction, Subject};
 use crate::routing::share_key;
 use crate::session::SessionIdx;
-use crate::topic::ParsedFilter;
+use crate::topic::{self, ParsedFilter};
 
 /// A client as the policies see it: its connection's facts, and the client id and user it
 /// connects as (the session may not exist yet).
@@ -80,12 +81,14 @@ impl Shard {
 
     /// Decides a subscription: the filter must be covered by the TopicPolicies, and a shared
     /// one's group allowed by a SubscriptionPolicy where the endpoint lists any (Receive to
-    /// join a group, Control to create it).
+    /// join a group, Control to create it). A filter that reaches the disconnected-client
+    /// notifications takes Amlen's consumer rules too ([`Shard::authorize_notified`]).
+    /// Returns whether the subscription is marked for disconnected-client notification.
     pub(super) fn authorize_subscription(
         &mut self,
         conn: ConnId,
         parsed: ParsedFilter,
-    ) -> Result<(), ReasonCode> {
+    ) -> Result<bool, ReasonCode> {
         let share_rules = !self.endpoint(conn).subscription_rules.is_empty();
         let exists = match parsed.share_group {
             Some(group) if share_rules => self.share_exists(group, parsed.filter),
@@ -105,8 +108,10 @@ impl Shard {
             tracing::debug!(conn, client_id = s.client_id, filter = parsed.filter, part, %why, "subscribe refused: the filter reaches topics no policy allows");
             return Err(ReasonCode::NotAuthorized);
         }
+        let marked = parsed.share_group.is_none() && policy::notifies(rules, parsed.filter, &s);
+        self.authorize_notified(conn, parsed)?;
         let Some(group) = parsed.share_group.filter(|_| share_rules) else {
-            return Ok(());
+            return Ok(marked);
         };
         let action = if exists {
             ShareAction::Receive
@@ -122,6 +127,28 @@ impl Shard {
                 "subscribe refused: no SubscriptionPolicy allows it for this shared subscription"
             );
             return Err(ReasonCode::NotAuthorized);
+        }
+        Ok(marked)
+    }
+
+    /// Amlen's rules for a consumer of `$SYS/DisconnectedClientNotification` (any filter that
+    /// matches it): the policies granted it already (`*` grants no `$SYS`); it may not be a
+    /// shared subscription (0x9E), since a gateway's members would each see a part; and its
+    /// session must end with its connection (0x83), since notifications are for now and are
+    /// kept in no journal.
+    fn authorize_notified(&self, conn: ConnId, parsed: ParsedFilter) -> Result<(), ReasonCode> {
+        if !topic::filter_matches(parsed.filter, notification::TOPIC) {
+            return Ok(());
+        }
+        let session = self.conns[conn as usize].session.expect("connected");
+        let client_id = &self.sessions[session as usize].client_id;
+        if parsed.share_group.is_some() {
+            tracing::debug!(conn, %client_id, filter = parsed.filter, "subscribe refused: no shared subscription receives the disconnected-client notifications");
+            return Err(ReasonCode::SharedSubscriptionsNotSupported);
+        }
+        if self.persistent(session) {
+            tracing::debug!(conn, %client_id, filter = parsed.filter, "subscribe refused: the disconnected-client notifications go to sessions that end with their connection only");
+            return Err(ReasonCode::ImplementationSpecificError);
         }
         Ok(())
     }
@@ -191,10 +218,8 @@ impl Shard {
         let mut removed = Vec::new();
         for text in texts {
             let split = self.split(&text).expect("stored filters were valid");
-            if self
-                .authorize_subscription(conn, split.parts(&text))
-                .is_ok()
-            {
+            if let Ok(marked) = self.authorize_subscription(conn, split.parts(&text)) {
+                self.set_mark(session, &text, marked);
                 continue;
             }
             let unsubscribed = self.unsubscribe(session, &text, now);

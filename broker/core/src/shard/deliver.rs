@@ -88,7 +88,13 @@ impl Shard {
                 }
             }
             _ => {
+                let (msg, shared) = (offer.msg, offer.share.is_some());
                 let delivered = self.enqueue(now, session, offer);
+                // Shared subscriptions are never marked: their messages go to whichever
+                // member is connected, and no one member is to be woken for them.
+                if conn.is_none() && !shared && delivered == Delivered::Queued {
+                    self.count_arrival(session, &msg.topic);
+                }
                 if journaled && delivered == Delivered::Queued {
                     let Shard {
                         sessions,

@@ -62,6 +62,8 @@ impl Shard {
     fn detach(&mut self, session: SessionIdx, now: Instant, kind: CloseKind) {
         let s = &mut self.sessions[session as usize];
         s.conn = None;
+        self.reset_arrivals(session);
+        let s = &mut self.sessions[session as usize];
         match kind {
             CloseKind::Shutdown => return,
             CloseKind::Clean => {

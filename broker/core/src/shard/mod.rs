@@ -14,7 +14,8 @@
 //! other shards), `restore` (state from the journal at start, and snapshots), `authorize` (the
 //! policies' decisions and what follows from them), `inspect` (what the administration API
 //! lists and does: `crate::monitor`), `reconfigure` (a configuration changed while the broker
-//! runs, and the connections judged again under it).
+//! runs, and the connections judged again under it), `notify` (disconnected-client
+//! notification: marks, arrivals, and the rounds that publish them).
 
 mod acks;
 mod authorize;
@@ -25,6 +26,7 @@ mod encode;
 mod input;
 mod inspect;
 mod lifecycle;
+mod notify;
 mod publish;
 mod reconfigure;
 mod remote;
@@ -166,6 +168,12 @@ pub struct Shard {
     ack_tokens: HashMap<u64, ConnId>,
     next_ack_token: u64,
     timers: BinaryHeap<Reverse<Timer>>,
+    /// Disconnected sessions with something to notify, and the rounds that take them.
+    notices: crate::notification::Pending,
+    /// Notifications delivered on other shards, by ack token, until those shards answer.
+    notified_elsewhere: HashMap<u64, notify::Awaited>,
+    /// Reused for each notification's JSON record.
+    notify_text: String,
     outbox: Vec<(ShardId, ShardMsg)>,
     dirty: Vec<ConnId>,
     events: Vec<Event>,
@@ -226,6 +234,9 @@ impl Shard {
             ack_tokens: HashMap::new(),
             next_ack_token: 0,
             timers: BinaryHeap::new(),
+            notices: crate::notification::Pending::default(),
+            notified_elsewhere: HashMap::new(),
+            notify_text: String::new(),
             outbox: Vec::new(),
             dirty: Vec::new(),
             events: Vec::new(),

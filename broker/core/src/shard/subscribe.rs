@@ -92,15 +92,20 @@ impl Shard {
         self.subscribe_slice(conn, now, work);
     }
 
-    /// Whether a SUBSCRIBE is in progress on some connection; the server then calls
-    /// [`Shard::work`] in a later round, after the shard looked at its sockets again.
+    /// Whether a SUBSCRIBE is in progress on some connection, or a round of disconnected-client
+    /// notification; the server then calls [`Shard::work`] in a later round, after the shard
+    /// looked at its sockets again.
     pub fn has_work(&self) -> bool {
-        !self.unfinished.is_empty()
+        !self.unfinished.is_empty() || self.notices.in_round()
     }
 
-    /// Takes the next slice of the SUBSCRIBE in progress that waited longest. A connection
-    /// whose SUBSCRIBE completes takes input again: it is added to `resumed`.
+    /// Takes the next slice of the SUBSCRIBE in progress that waited longest, and of the
+    /// notification round in progress. A connection whose SUBSCRIBE completes takes input
+    /// again: it is added to `resumed`.
     pub fn work(&mut self, now: Instant, resumed: &mut Vec<ConnId>) {
+        if self.notices.in_round() {
+            self.notify_slice(now);
+        }
         while let Some(conn) = self.unfinished_order.pop_front() {
             // A connection that closed meanwhile left its work behind; skip it.
             if let Some(work) = self.unfinished.remove(&conn) {
@@ -207,7 +212,7 @@ impl Shard {
         let conn = self.sessions[session as usize]
             .conn
             .expect("subscribing sessions are connected");
-        self.authorize_subscription(conn, parsed)?;
+        let marked = self.authorize_subscription(conn, parsed)?;
         let s = &self.sessions[session as usize];
         let text = topic::subscription_text(&f.filter);
         let is_new = !s.subscriptions.contains(&text);
@@ -236,6 +241,7 @@ impl Shard {
             share,
         };
         self.sessions[session as usize].subscriptions.insert(sub);
+        self.set_mark(session, &text, marked);
         Ok(Added { is_new })
     }
 
@@ -350,6 +356,7 @@ impl Shard {
         let Some(sub) = self.sessions[session as usize].subscriptions.remove(text) else {
             return false;
         };
+        self.set_mark(session, text, false);
         if self.persistent(session) {
             let client_id = &self.sessions[session as usize].client_id;
             self.journal.record(Record::Unsubscribed {

@@ -1,5 +1,5 @@
 //! Work done on the shard's tick rather than per event: keep alive, CONNECT timeout, will delay,
-//! session expiry. The server calls [`Shard::tick`] about once a second; time is passed in, so
+//! session expiry, the start of a round of disconnected-client notification. The server calls [`Shard::tick`] about once a second; time is passed in, so
 //! tests drive expiry without sleeping.
 
 use std::cmp::Reverse;
@@ -63,6 +63,7 @@ impl Shard {
         self.check_connections(now);
         self.fire_session_timers(now);
         self.retained.forget_cleared(now);
+        self.notification_tick(now);
         // A shard that routes nothing still empties its inbox, which subscription churn elsewhere
         // would otherwise grow without bound.
         self.catch_up_interest();

@@ -8,8 +8,9 @@
 //! `authentication` (CONNECTs waiting for a verdict), `policy`, `journal`, `durability`
 //! (output held until the journal's records are on disk), `restore` (a restart from the
 //! journal's records, onto as many shards or others), `publish_after_subscribe` (across shards), `bounded` (work and memory
-//! per packet), `exact_answers` (where the specification gives one) and `reconfigure` (a
-//! configuration changed under connected clients).
+//! per packet), `exact_answers` (where the specification gives one), `reconfigure` (a
+//! configuration changed under connected clients) and `notification` (disconnected-client
+//! notification).
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU16, NonZeroU32};
@@ -417,6 +418,7 @@ mod durability;
 mod exact_answers;
 mod inspect;
 mod journal;
+mod notification;
 mod policy;
 mod publish;
 mod publish_after_subscribe;
