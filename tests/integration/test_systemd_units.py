@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from broker import IRONSIGHT_BIN, port_open
+from push import PUSH_BIN
 
 REPO = Path(__file__).resolve().parents[2]
-UNITS = ["ironsight.service", "ironsight-tune.service"]
+UNITS = ["ironsight.service", "ironsight-tune.service", "ironsight-push.service"]
 #: systemd-analyze security's exposure (0 safest, 10 worst) that a reviewer may expect of a
 #: network daemon with its own user and the sandboxing options; 1.7 when written.
 EXPOSURE_MAX = 2.0
@@ -32,6 +33,7 @@ def root(tmp_path_factory) -> Path:
     for unit in UNITS:
         shutil.copy(REPO / "systemd" / unit, root / "etc/systemd/system" / unit)
     for source, target in [(IRONSIGHT_BIN, "usr/bin/ironsight"),
+                           (PUSH_BIN, "usr/bin/ironsight-push"),
                            (REPO / "kernel-tuning/ironsight-tune", "usr/lib/ironsight/ironsight-tune"),
                            ("/bin/kill", "bin/kill")]:
         (root / target).parent.mkdir(parents=True, exist_ok=True)
@@ -63,11 +65,12 @@ def test_a_bad_line_is_caught(root, tmp_path):
         bad.write_text(good)
 
 
-def test_the_broker_unit_is_sandboxed(root):
-    """Proves the broker's unit keeps systemd's exposure score low (its own user, no new
-    privileges, read-only system, a system call filter...)."""
-    done = analyze(root, "security", "--offline=yes", "ironsight.service")
-    found = re.search(r"Overall exposure level for ironsight.service: ([0-9.]+)", done.stdout)
+@pytest.mark.parametrize("unit", ["ironsight.service", "ironsight-push.service"])
+def test_the_daemons_units_are_sandboxed(root, unit):
+    """Proves the broker's and the push gateway's units keep systemd's exposure score low
+    (their own user, no new privileges, read-only system, a system call filter...)."""
+    done = analyze(root, "security", "--offline=yes", unit)
+    found = re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", done.stdout)
     assert found, done.stdout[-2000:] + done.stderr
     assert float(found.group(1)) <= EXPOSURE_MAX, done.stdout[-3000:]
 
