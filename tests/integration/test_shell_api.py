@@ -13,6 +13,7 @@ import json
 import os
 import pwd
 import re
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from sshd import USER, Sshd
 from test_admin_api import set_password
 
 EXIT_FAILED, EXIT_USAGE = 1, 2  # broker/shell/src/session.rs
+REPO = Path(__file__).resolve().parents[2]
 ADMIN_USER = "shell-admin"
 ADMIN_PASSWORD = "correct horse battery staple"
 
@@ -193,3 +195,37 @@ def test_stop_needs_force_without_a_terminal_and_then_stops(admin):
     wait_for(lambda: not broker.alive(), timeout=10, message="the broker to stop")
     assert broker.proc.returncode == 0
     broker.stopped_by_us = True  # asked to stop: not a crash for the fixture's check
+
+
+def test_tune_show_reads_the_machine(sshd):
+    """`tune show` over ssh, with no broker: the CPU layout ironsight-tune wrote, and each
+    setting of the repository's own sysctl drop-in beside what this kernel reports under
+    /proc/sys (read here too), a setting not in force marked; a typo is refused."""
+    layout = sshd.folder / "cpu-layout.env"
+    layout.write_text("# written by ironsight-tune at boot\nIRONSIGHT_CORES=1-3\n"
+                      "IRONSIGHT_HOUSEKEEPING=0\n")
+    layout.chmod(0o644)
+    drop_in = REPO / "kernel-tuning" / "90-ironsight.conf"
+    sshd.write_settings({"LayoutFile": str(layout), "SysctlFile": str(drop_in)})
+    text = ok(sshd, "tune show")
+    assert re.search(r"^  shards\s+1-3\b", text, re.M), text
+    assert re.search(r"^  housekeeping\s+0\b", text, re.M), text
+    checked = 0
+    for line in drop_in.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith(("#", ";")):
+            continue
+        key, wanted = (part.strip() for part in line.split("=", 1))
+        key = key.lstrip("-")
+        wanted = " ".join(wanted.split())
+        shown = next(l for l in text.splitlines() if l.split()[:1] == [key])
+        proc = Path("/proc/sys") / key.replace(".", "/")
+        if proc.exists():
+            now = " ".join(proc.read_text().split())
+            expected = f"{wanted}  {now}" + ("" if now == wanted else "  DIFFERS")
+        else:
+            expected = f"{wanted}  -  NOT IN THIS KERNEL"
+        assert " ".join(shown.split()[1:]) == " ".join(expected.split()), (shown, expected)
+        checked += 1
+    assert checked >= 10, text
+    assert re.search(rf"^{checked} settings, \d+ not as wanted\.$", text, re.M), text
+    assert "tune takes: show" in refused(sshd, "tune shwo", EXIT_USAGE)

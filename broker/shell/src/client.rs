@@ -11,7 +11,7 @@
 use std::fs::{File, Metadata};
 use std::io::{ErrorKind, Read};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine;
@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use crate::line::is_forbidden_char;
 use crate::request::{Method, Request};
+use crate::tune::TuneFiles;
 
 pub const CONFIG_PATH_DEFAULT: &str = "/etc/ironsight/shell.json";
 /// Names another settings file. Set it where root decides, as sshd's `SetEnv`; never list it
@@ -41,6 +42,8 @@ pub struct Settings {
     /// `http://host:port`, without a trailing slash.
     pub admin_url: String,
     pub credentials: Option<Credentials>,
+    /// What `tune show` reads.
+    pub tune: TuneFiles,
     /// Where the settings came from, for messages.
     pub source: String,
 }
@@ -57,6 +60,7 @@ impl std::fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("admin_url", &self.admin_url)
             .field("user", &self.credentials.as_ref().map(|c| &c.user))
+            .field("tune", &self.tune)
             .field("source", &self.source)
             .finish()
     }
@@ -81,6 +85,7 @@ impl Settings {
                 return Ok(Settings {
                     admin_url: ADMIN_URL_DEFAULT.to_string(),
                     credentials: None,
+                    tune: TuneFiles::default(),
                     source: format!("built-in defaults ({shown} does not exist)"),
                 })
             }
@@ -112,9 +117,14 @@ impl Settings {
         let admin_url = string("AdminURL")?.unwrap_or_else(|| ADMIN_URL_DEFAULT.to_string());
         let user = string("User")?;
         let password_file = string("PasswordFile")?;
+        let defaults = TuneFiles::default();
+        let tune = TuneFiles {
+            layout: string("LayoutFile")?.map_or(defaults.layout, PathBuf::from),
+            sysctl: string("SysctlFile")?.map_or(defaults.sysctl, PathBuf::from),
+        };
         if let Some(unknown) = fields.keys().next() {
             return Err(fail(format!(
-                "{unknown} is not a setting (AdminURL, User, PasswordFile)"
+                "{unknown} is not a setting (AdminURL, User, PasswordFile, LayoutFile, SysctlFile)"
             )));
         }
         let admin_url = check_url(&admin_url).map_err(|why| fail(format!("AdminURL {why}")))?;
@@ -130,6 +140,7 @@ impl Settings {
         Ok(Settings {
             admin_url,
             credentials,
+            tune,
             source: source.to_string(),
         })
     }
@@ -467,6 +478,7 @@ mod tests {
         let settings = Settings {
             admin_url: format!("http://127.0.0.1:{port}"),
             credentials: None,
+            tune: TuneFiles::default(),
             source: "test".into(),
         };
         let request = Request {
@@ -531,6 +543,7 @@ mod tests {
                 user: "admin".into(),
                 password: "pw".into(),
             }),
+            tune: TuneFiles::default(),
             source: "test".into(),
         };
         let request = Request {

@@ -55,6 +55,8 @@ pub enum Command {
     Stop {
         force: bool,
     },
+    /// `tune show`: answered by the shell from the machine's files ([`crate::tune`]).
+    TuneShow,
 }
 
 impl Command {
@@ -174,6 +176,15 @@ pub const SPECS: &[Spec] = &[
                   confirmation; non-interactively it is refused unless written `stop force`.",
     },
     Spec {
+        name: "tune",
+        usage: "tune show",
+        summary: "kernel tuning and CPU layout",
+        details: "Read from this machine, not from the broker: the CPU layout ironsight-tune \
+                  wrote at boot (the shards' CPUs and the housekeeping CPUs that take the \
+                  network card's interrupts), and each setting of the sysctl drop-in beside \
+                  the value the kernel reports now; a setting not in force is marked.",
+    },
+    Spec {
         name: "help",
         usage: "help [<command>]",
         summary: "this list, or one command's details",
@@ -244,6 +255,10 @@ pub fn parse(words: &[Word]) -> Result<Option<Command>, ParseError> {
         },
         "exit" => no_arguments(args, Command::Exit).map_err(fail)?,
         "status" => no_arguments(args, Command::Status).map_err(fail)?,
+        "tune" => match args {
+            [what] if what.text.eq_ignore_ascii_case("show") => Command::TuneShow,
+            _ => return Err(fail("tune takes: show".into())),
+        },
         "show" => {
             let (object, rest) = object_type(args).map_err(fail)?;
             let name = optional_name(object, rest).map_err(fail)?;

@@ -61,6 +61,7 @@ pub fn candidates(before: &[&str]) -> Vec<Candidate> {
         (Some("close"), _) => filters(CLOSE_CONNECTION_FILTERS),
         (Some("help"), 1) => words(SPECS.iter().map(|s| s.name)),
         (Some("restart" | "stop"), 1) => words(["force"]),
+        (Some("tune"), 1) => words(["show"]),
         _ => Vec::new(),
     }
 }

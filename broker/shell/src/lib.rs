@@ -1,6 +1,6 @@
 //! `ironsight-shell`: the appliance's restricted command shell. MessageSight's `imaserver`
 //! commands (`status`, `show`, `list`, `create`, `update`, `delete`, `stat`, `close
-//! connection`, `restart`, `stop`, `help`) sent to the broker's REST admin API (Amlen's
+//! connection`, `restart`, `stop`, `help`, and the appliance's `tune show`) sent to the broker's REST admin API (Amlen's
 //! routes under `/ima/v1`). It is the login shell of the `admin` user: `ssh admin@host` opens
 //! an interactive session, `ssh admin@host status` runs one command (sshd calls
 //! `ironsight-shell -c "status"`). User documentation: `docs/shell.md`.
@@ -15,11 +15,13 @@
 //! - [`render`]: answers as text tables; Amlen's error shape; terminal-safe output.
 //! - [`complete`]: tab completion.
 //! - [`session`]: `-c`, piped and interactive sessions; confirmation; exit statuses.
+//! - [`tune`]: `tune show`, the kernel tuning and CPU layout read from the machine.
 //!
 //! Invariants a newcomer must not break:
 //! - The shell never starts a process, opens a pager or an editor, or reads a file the
 //!   operator names. Every byte typed goes through [`line::split`], and the only things it
-//!   can cause are the HTTP requests of [`request::plan`] to the URL of the settings file.
+//!   can cause are the HTTP requests of [`request::plan`] to the URL of the settings file,
+//!   and `tune show`'s reading of the two files the settings file names and of /proc/sys.
 //! - Where it connects and with which password comes from the settings file alone, never from
 //!   the environment or the command line (see [`client`]).
 //! - A command refused by the shell sends nothing; `create` and `update` check first that
@@ -33,3 +35,4 @@ pub mod objects;
 pub mod render;
 pub mod request;
 pub mod session;
+pub mod tune;

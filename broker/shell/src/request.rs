@@ -50,7 +50,8 @@ pub struct Plan {
     pub request: Request,
 }
 
-/// The requests for a command; None for the commands the shell answers itself (help, exit).
+/// The requests for a command; None for the commands the shell answers itself (help, exit,
+/// tune show).
 pub fn plan(command: &Command) -> Option<Plan> {
     let request = |method, path_and_query: String, body| Request {
         method,
@@ -64,7 +65,7 @@ pub fn plan(command: &Command) -> Option<Plan> {
         })
     };
     match command {
-        Command::Help(_) | Command::Exit => None,
+        Command::Help(_) | Command::Exit | Command::TuneShow => None,
         Command::Status => simple(request(Method::Get, route(&["service", "status"]), None)),
         Command::Show { object, name } => {
             let mut segments = vec!["configuration", object.name];

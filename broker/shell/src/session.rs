@@ -2,6 +2,7 @@
 //! line editor. Each line goes split -> parse -> (confirm) -> requests -> rendered answer.
 
 use std::io::{self, BufRead, Read, Write};
+use std::path::Path;
 
 use rustyline::config::{CompletionType, Config};
 use rustyline::error::ReadlineError;
@@ -15,6 +16,7 @@ use crate::line::{self, is_forbidden_char, LINE_BYTES_MAX};
 use crate::objects::OBJECT_TYPES;
 use crate::render;
 use crate::request::{self, Plan};
+use crate::tune;
 
 /// Exit statuses: the command ran; the admin endpoint refused it or could not be reached (or
 /// a confirmation was declined); the line itself was refused before anything was sent.
@@ -84,6 +86,22 @@ impl Shell {
                 return Outcome::Done;
             }
             Command::Exit => return Outcome::Exit,
+            Command::TuneShow => {
+                let shown = match &self.settings {
+                    Ok(settings) => tune::show(&settings.tune, Path::new(tune::PROC_SYS)),
+                    Err(message) => Err(message.clone()),
+                };
+                return match shown {
+                    Ok(text) => {
+                        print(out, &text);
+                        Outcome::Done
+                    }
+                    Err(message) => {
+                        error(err, &message);
+                        Outcome::Failed(EXIT_FAILED)
+                    }
+                };
+            }
             _ => {}
         }
         if let Some(question) = command.confirmation() {
