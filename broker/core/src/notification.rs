@@ -8,15 +8,19 @@
 //! - A QoS 1/2 message queued for a disconnected session on a marked subscription counts on that
 //!   mark and lists the session once in its shard's [`Pending`] list.
 //! - Every `Broker.DisconnClientNotifInterval` seconds, if anyone subscribes to [`TOPIC`], a
-//!   *round* starts: the sessions listed before it are taken in slices of [`SCAN_SLICE`], and
-//!   each with fresh marks gets one QoS 1 message on [`TOPIC`] ([`Marks::record`]). Sessions
-//!   listed meanwhile wait for the next round. A notification nobody could take (no
-//!   subscriber left, a consumer's queue full) puts its session back at the front and ends the
-//!   round: the next one starts with the same client, as Amlen's does.
+//!   *round* starts: the sessions listed before it are taken at the round's [`Pace`], in
+//!   slices of at most [`SCAN_SLICE`], and each with fresh marks gets one QoS 1 message on
+//!   [`TOPIC`] ([`Marks::record`]). Sessions listed meanwhile wait for the next round. A
+//!   notification nobody could take (no subscriber left, a consumer's queue full) puts its
+//!   session back at the front and ends the round: the next one starts with the same client,
+//!   as Amlen's does.
 //!
-//! So a round costs the sessions that received something, never a walk over all of them, and a
-//! slice holds its shard for at most [`SCAN_SLICE`] notifications. The list and the counts live
-//! in memory only: after a restart, messages that arrived before it are not notified.
+//! So a round costs the sessions that received something, never a walk over all of them; a
+//! slice holds its shard for at most [`SCAN_SLICE`] notifications, and the pace spreads a
+//! round over time instead of publishing it in one burst, which on a busy machine doubled the
+//! latency of the messages routed beside it (the consumer's burst competes for the CPUs too).
+//! The list and the counts live in memory only: after a restart, messages that arrived before
+//! it are not notified.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -27,9 +31,15 @@ use crate::topic;
 /// Where the notifications are published.
 pub const TOPIC: &str = "$SYS/DisconnectedClientNotification";
 
-/// Listed sessions looked at in one slice of a round: each may cost a notification (a JSON
-/// record and a routing), a few microseconds, so a slice holds its shard about a millisecond.
+/// Listed sessions looked at in one slice of a round at most: each may cost a notification (a
+/// JSON record and a routing), a few microseconds, so a slice holds its shard about a
+/// millisecond. At the round's [`Pace`] a slice is usually much smaller.
 pub const SCAN_SLICE: usize = 256;
+
+/// The least pace of a round, notifications a second on one shard: a round of 10,000 then
+/// takes five seconds, a few percent of a core, and a consumer (the push gateway) sees a steady
+/// stream instead of a burst. A round with more to say goes faster ([`Pace::new`]).
+pub const PACE_MIN_PER_S: f64 = 2_000.0;
 
 /// The shortest interval between rounds, in seconds (Amlen's floor; it uses its default for
 /// anything shorter, ironsight refuses the configuration).
@@ -158,6 +168,34 @@ fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
 }
 
+/// How fast a round publishes: the `k`th notification of a round (from 0) is due `k / per_s`
+/// seconds after it began, so the work is spread over the round instead of done at once.
+#[derive(Clone, Copy, Debug)]
+pub struct Pace {
+    began: Instant,
+    per_s: f64,
+    taken: u64,
+}
+
+impl Pace {
+    /// The pace of a round of `listed` sessions beginning at `now`: [`PACE_MIN_PER_S`], or
+    /// faster where that would not end the round within half of `interval`, so that every
+    /// round ends well before the next.
+    pub fn new(now: Instant, listed: usize, interval: Duration) -> Pace {
+        let half = interval.as_secs_f64() / 2.0;
+        Pace {
+            began: now,
+            per_s: PACE_MIN_PER_S.max(listed as f64 / half.max(1.0)),
+            taken: 0,
+        }
+    }
+
+    /// When the next listed session is due.
+    pub fn next_at(&self) -> Instant {
+        self.began + Duration::from_secs_f64(self.taken as f64 / self.per_s)
+    }
+}
+
 /// A session in the [`Pending`] list; its generation tells a reused slot from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Listed {
@@ -175,6 +213,8 @@ pub struct Pending {
     round: usize,
     /// When the next round starts (set on the first tick).
     next_round_at: Option<Instant>,
+    /// The pace of the round in progress.
+    pace: Option<Pace>,
     /// Entries [`Pending::retry_later`] put back since the last round began.
     refused: usize,
 }
@@ -206,11 +246,13 @@ impl Pending {
         false
     }
 
-    /// Starts a round over the sessions listed so far (one still in progress goes on).
-    pub fn begin_round(&mut self) {
+    /// Starts a round at `now` over the sessions listed so far, paced to end within half of
+    /// `interval` (one still in progress goes on at its own pace).
+    pub fn begin_round(&mut self, now: Instant, interval: Duration) {
         if self.round == 0 {
             self.round = self.list.len();
             self.refused = 0;
+            self.pace = Some(Pace::new(now, self.round, interval));
         }
     }
 
@@ -218,11 +260,18 @@ impl Pending {
         self.round > 0
     }
 
-    /// The next session of the round in progress, taken off the list.
-    pub fn take(&mut self) -> Option<Listed> {
-        if self.round == 0 {
+    /// When the round in progress has its next session due; `None` outside a round.
+    pub fn next_at(&self) -> Option<Instant> {
+        self.pace.filter(|_| self.in_round()).map(|p| p.next_at())
+    }
+
+    /// The next session of the round in progress, taken off the list, if it is due at `now`.
+    pub fn take(&mut self, now: Instant) -> Option<Listed> {
+        let pace = self.pace.as_mut().filter(|_| self.round > 0)?;
+        if pace.next_at() > now {
             return None;
         }
+        pace.taken += 1;
         self.round -= 1;
         let listed = self.list.pop_front();
         assert!(listed.is_some(), "a round covers listed sessions only");
@@ -256,6 +305,17 @@ mod tests {
             session,
             generation: 1,
         }
+    }
+
+    fn begin(p: &mut Pending) {
+        p.begin_round(Instant::now(), Duration::from_secs(60));
+    }
+
+    /// Takes the next session an hour into the round, when its pace has let every one through:
+    /// for the tests of the list's order.
+    fn take(p: &mut Pending) -> Option<Listed> {
+        let began = p.pace.map_or_else(Instant::now, |pace| pace.began);
+        p.take(began + Duration::from_secs(3600))
     }
 
     /// Proves the record is Amlen's JSON: ClientId, UserID only when there is one, and one
@@ -297,20 +357,22 @@ mod tests {
     #[test]
     fn a_round_covers_what_was_listed_before_it() {
         let mut p = Pending::default();
-        assert!(p.take().is_none(), "no round");
+        assert!(take(&mut p).is_none(), "no round");
         for s in 0..5 {
             p.list(listed(s));
         }
-        p.begin_round();
-        assert_eq!(p.take(), Some(listed(0)));
+        begin(&mut p);
+        assert_eq!(take(&mut p), Some(listed(0)));
         p.list(listed(9));
-        p.begin_round(); // the round in progress goes on, not restarted over 9
-        let rest: Vec<_> = std::iter::from_fn(|| p.take()).map(|l| l.session).collect();
+        begin(&mut p); // the round in progress goes on, not restarted over 9
+        let rest: Vec<_> = std::iter::from_fn(|| take(&mut p))
+            .map(|l| l.session)
+            .collect();
         assert_eq!(rest, [1, 2, 3, 4]);
         assert!(!p.in_round() && p.len() == 1, "9 waits for the next round");
-        p.begin_round();
-        assert_eq!(p.take(), Some(listed(9)));
-        assert!(p.take().is_none() && p.is_empty());
+        begin(&mut p);
+        assert_eq!(take(&mut p), Some(listed(9)));
+        assert!(take(&mut p).is_none() && p.is_empty());
     }
 
     /// Proves a failed notification resumes at the same client: it goes back to the front,
@@ -321,29 +383,75 @@ mod tests {
         for s in 0..4 {
             p.list(listed(s));
         }
-        p.begin_round();
-        assert_eq!(p.take(), Some(listed(0)));
-        let failed = p.take().expect("1");
+        begin(&mut p);
+        assert_eq!(take(&mut p), Some(listed(0)));
+        let failed = take(&mut p).expect("1");
         p.retry(failed);
-        assert!(!p.in_round() && p.take().is_none(), "the round ended");
-        p.begin_round();
-        let order: Vec<_> = std::iter::from_fn(|| p.take()).map(|l| l.session).collect();
+        assert!(!p.in_round() && take(&mut p).is_none(), "the round ended");
+        begin(&mut p);
+        let order: Vec<_> = std::iter::from_fn(|| take(&mut p))
+            .map(|l| l.session)
+            .collect();
         assert_eq!(order, [1, 2, 3]);
         // Refused later, while a round is in progress: after what that round has left, and
         // after what was refused before; sessions listed meanwhile come after them all.
         for s in 0..3 {
             p.list(listed(s));
         }
-        p.begin_round();
-        assert_eq!(p.take(), Some(listed(0)));
+        begin(&mut p);
+        assert_eq!(take(&mut p), Some(listed(0)));
         p.retry_later(listed(7));
         p.list(listed(20));
-        let order: Vec<_> = std::iter::from_fn(|| p.take()).map(|l| l.session).collect();
+        let order: Vec<_> = std::iter::from_fn(|| take(&mut p))
+            .map(|l| l.session)
+            .collect();
         assert_eq!(order, [1, 2]);
         p.retry_later(listed(8));
-        p.begin_round();
-        let order: Vec<_> = std::iter::from_fn(|| p.take()).map(|l| l.session).collect();
+        begin(&mut p);
+        let order: Vec<_> = std::iter::from_fn(|| take(&mut p))
+            .map(|l| l.session)
+            .collect();
         assert_eq!(order, [7, 8, 20]);
+    }
+
+    /// Proves a round is paced: the first session at once, then [`PACE_MIN_PER_S`] a second,
+    /// and a round too long for that pace ends within half the interval all the same.
+    #[test]
+    fn a_round_is_paced() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut p = Pending::default();
+        for s in 0..100 {
+            p.list(listed(s));
+        }
+        p.begin_round(t0, Duration::from_secs(60));
+        assert_eq!(p.next_at(), Some(t0));
+        assert_eq!(p.take(t0), Some(listed(0)));
+        assert_eq!(
+            p.take(t0),
+            None,
+            "the second is due half a millisecond later"
+        );
+        assert_eq!(p.next_at(), Some(t0 + Duration::from_micros(500)));
+        let by_10ms = std::iter::from_fn(|| p.take(t0 + ms(10))).count();
+        assert_eq!(
+            by_10ms, 20,
+            "2,000 a second: 21 due by 10 ms, counting the first"
+        );
+        let rest = std::iter::from_fn(|| p.take(t0 + ms(1000))).count();
+        assert_eq!(rest, 79);
+        assert_eq!(p.next_at(), None, "the round is over");
+
+        let many = 100_000;
+        for s in 0..many {
+            p.list(listed(s));
+        }
+        p.begin_round(t0, Duration::from_secs(15));
+        let by_half = std::iter::from_fn(|| p.take(t0 + ms(7500))).count();
+        assert_eq!(
+            by_half, many as usize,
+            "all within half of the 15 s interval"
+        );
     }
 
     /// Proves rounds come every interval, from the first tick, and a shorter interval

@@ -49,6 +49,9 @@ pub const REFUSALS_LOGGED_PER_S: u32 = 20;
 
 /// The slices task's pause between two slices of a SUBSCRIBE in progress.
 const SLICE_PAUSE: Duration = Duration::from_micros(50);
+/// The least pause between two turns of a paced notification round: a few notifications a
+/// turn rather than a timer per notification.
+const PACED_PAUSE: Duration = Duration::from_millis(5);
 
 pub struct ShardIo {
     pub id: ShardId,
@@ -534,7 +537,15 @@ impl ShardIo {
         }
         self.route_outbox();
         self.handle_events();
-        if self.core.borrow().has_work() {
+        // Only work due now: a paced notification round has the slices task wait for its
+        // next turn, which every flush would otherwise cut short.
+        let now = Instant::now();
+        if self
+            .core
+            .borrow()
+            .next_work(now)
+            .is_some_and(|at| at <= now)
+        {
             self.slicer.schedule();
         }
     }
@@ -787,16 +798,29 @@ impl ShardIo {
     /// pause between turns in which the shard polls its sockets and runs the other
     /// connections, so that a SUBSCRIBE with half a million filters delays them by one slice
     /// at a time (`ironsight_core::shard::SUBSCRIBE_SLICE` filters), not by the whole packet.
+    /// A notification round goes at its pace: between its turns the task sleeps until the
+    /// next is due (at least [`PACED_PAUSE`]), or until a SUBSCRIBE needs a slice.
     pub async fn slices(self: Rc<Self>) {
         let mut resumed = Vec::new();
-        loop {
+        let slicer_due = || {
             futures_lite::future::poll_fn(|cx| match self.slicer.due(cx) {
                 true => Poll::Ready(()),
                 false => Poll::Pending,
             })
-            .await;
-            while self.core.borrow().has_work() {
-                self.core().work(Instant::now(), &mut resumed);
+        };
+        loop {
+            slicer_due().await;
+            loop {
+                let now = Instant::now();
+                let Some(at) = self.core.borrow().next_work(now) else {
+                    break;
+                };
+                if at > now {
+                    let pause = (at - now).max(PACED_PAUSE);
+                    futures_lite::future::or(glommio::timer::sleep(pause), slicer_due()).await;
+                    continue;
+                }
+                self.core().work(now, &mut resumed);
                 for conn in resumed.drain(..) {
                     if let Some(c) = self.conns.borrow_mut().any(conn) {
                         c.wake(); // its task reads again

@@ -60,16 +60,16 @@ impl Shard {
             && !self.notices.is_empty()
             && self.anyone_subscribed(TOPIC)
         {
-            self.notices.begin_round();
+            self.notices.begin_round(now, interval);
         }
     }
 
-    /// One slice of the round in progress: at most [`SCAN_SLICE`] listed sessions, each
-    /// notified if it is still disconnected with something fresh. A notification nobody took
-    /// puts its session back first in line and ends the round.
+    /// One slice of the round in progress: the listed sessions its pace has made due by `now`,
+    /// at most [`SCAN_SLICE`], each notified if it is still disconnected with something fresh.
+    /// A notification nobody took puts its session back first in line and ends the round.
     pub(super) fn notify_slice(&mut self, now: Instant) {
         for _ in 0..SCAN_SLICE {
-            let Some(listed) = self.notices.take() else {
+            let Some(listed) = self.notices.take(now) else {
                 return;
             };
             let Some(record) = self.record_of(listed) else {

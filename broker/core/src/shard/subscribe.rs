@@ -92,11 +92,16 @@ impl Shard {
         self.subscribe_slice(conn, now, work);
     }
 
-    /// Whether a SUBSCRIBE is in progress on some connection, or a round of disconnected-client
-    /// notification; the server then calls [`Shard::work`] in a later round, after the shard
-    /// looked at its sockets again.
-    pub fn has_work(&self) -> bool {
-        !self.unfinished.is_empty() || self.notices.in_round()
+    /// When [`Shard::work`] next has something to do: `now` while a SUBSCRIBE is in progress
+    /// on some connection, else when the round of disconnected-client notification in progress
+    /// has its next session due; `None` with neither. The server calls it in a later round,
+    /// after the shard looked at its sockets again.
+    pub fn next_work(&self, now: Instant) -> Option<Instant> {
+        if self.unfinished.is_empty() {
+            self.notices.next_at()
+        } else {
+            Some(now)
+        }
     }
 
     /// Takes the next slice of the SUBSCRIBE in progress that waited longest, and of the

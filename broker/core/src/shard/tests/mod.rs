@@ -220,13 +220,15 @@ impl Broker {
         self.settle(&mut [&mut *client]);
     }
 
-    /// Runs shard-to-shard messages, handoffs and the clients' SUBSCRIBEs in progress until
-    /// nothing moves, then collects output.
+    /// Runs shard-to-shard messages, handoffs, the clients' SUBSCRIBEs in progress and the
+    /// notification rounds until nothing moves, then collects output. A round's pace moves the
+    /// clock on, as the server waits for it.
     fn settle(&mut self, clients: &mut [&mut Client]) {
         loop {
             let mut moved = false;
             for shard in &mut self.shards {
-                while shard.has_work() {
+                while let Some(at) = shard.next_work(self.now) {
+                    self.now = self.now.max(at);
                     shard.work(self.now, &mut Vec::new());
                     moved = true;
                 }

@@ -227,10 +227,11 @@ fn the_consumer_rules_hold() {
     );
 }
 
-/// Proves a round is taken in slices of at most `SCAN_SLICE` sessions, each slice one call
-/// of `Shard::work`, so that no round holds its shard for longer than a slice.
+/// Proves a round is taken at its pace (`PACE_MIN_PER_S`), in slices of at most `SCAN_SLICE`
+/// sessions, each slice one call of `Shard::work`, so that no round holds its shard for longer
+/// than a slice, and the server is told when the next is due.
 #[test]
-fn a_round_is_taken_a_slice_at_a_time() {
+fn a_round_is_paced_and_taken_a_slice_at_a_time() {
     let mut b = Broker::with(1, settings());
     let sleepers = SCAN_SLICE * 2 + 10;
     for i in 0..sleepers {
@@ -248,14 +249,33 @@ fn a_round_is_taken_a_slice_at_a_time() {
         shard.tick(now);
     }
     let mut slices = Vec::new();
-    while shard.has_work() {
+    let mut slice_at = |shard: &mut Shard, at: Instant| {
         let before = shard.stats.notifications_published;
-        shard.work(now, &mut Vec::new());
+        shard.work(at, &mut Vec::new());
         slices.push(shard.stats.notifications_published - before);
+    };
+    assert_eq!(
+        shard.next_work(now),
+        Some(now),
+        "the round's first is due at once"
+    );
+    slice_at(shard, now);
+    let half_ms = Duration::from_micros(500);
+    assert_eq!(
+        shard.next_work(now),
+        Some(now + half_ms),
+        "then 2,000 a second"
+    );
+    slice_at(shard, now);
+    slice_at(shard, now + Duration::from_millis(10));
+    let later = now + Duration::from_secs(1);
+    while shard.next_work(later).is_some() {
+        slice_at(shard, later);
     }
     let slice = SCAN_SLICE as u64;
-    assert_eq!(slices, [slice, slice, 10]);
-    b.now = now;
+    assert_eq!(slices, [1, 0, 20, slice, sleepers as u64 - 21 - slice]);
+    assert_eq!(shard.next_work(later), None);
+    b.now = later;
     // The gateway's window and queue hold them all (128 in flight, 5000 queued).
     let mut got = 0;
     loop {
