@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from broker import Broker
 
 REPO = Path(__file__).resolve().parents[2]
 TUNE = REPO / "kernel-tuning" / "ironsight-tune"
@@ -69,10 +70,27 @@ def test_a_single_cpu_is_shared(tmp_path):
     """Proves one CPU is both housekeeping and the shard's, and the card stays on it."""
     root = machine(tmp_path, "0")
     out, layout = tune(root)
-    assert layout == {"IRONSIGHT_CORES": "0", "IRONSIGHT_HOUSEKEEPING": "0"}, out
+    assert layout == {"IRONSIGHT_CORES": "0-0", "IRONSIGHT_HOUSEKEEPING": "0"}, out
     assert read(root, "proc/irq/24/smp_affinity_list") == "0"
     assert read(root, "sys/class/net/eth0/queues/rx-0/rps_cpus") == "00000001"
     assert "one transmit queue" in out
+
+
+def test_a_two_cpu_vm_puts_its_shard_on_the_second_cpu(tmp_path):
+    """Proves the layout of a two-CPU VM keeps the shard off the card's CPU: the broker,
+    given the layout's IRONSIGHT_CORES as the appliance's unit gives it, pins its one shard
+    to CPU 1 (a bare "1" would be read as one core, CPU 0). This machine has two CPUs."""
+    root = machine(tmp_path / "vm", "0-1")
+    out, layout = tune(root)
+    assert layout == {"IRONSIGHT_CORES": "1-1", "IRONSIGHT_HOUSEKEEPING": "0"}, out
+    b = Broker(tmp_path, env={"IRONSIGHT_CORES": layout["IRONSIGHT_CORES"],
+                              "IRONSIGHT_LOG": "info"})
+    b.start()
+    try:
+        [started] = b.wait_log(r"starting shards=(\d+) cpus=\[([\d, ]*)\]")
+        assert started.groups() == ("1", "1"), started.group(0)
+    finally:
+        b.stop()
 
 
 def test_a_small_vm_gives_its_first_cpu_to_the_card(tmp_path):
