@@ -130,7 +130,8 @@ pub struct ClientOpts {
     /// pending-connection limit allows). The conn scenario uses --rate instead.
     #[arg(long, default_value_t = 0.0)]
     pub connect_rate: f64,
-    /// Worker processes; clients are split between them. Each may hold about 19,000 sockets.
+    /// Worker processes; clients are split between them. Each may hold its open-file limit
+    /// less 1,000 in sockets (19,000 on a machine that allows 20,000 open files a process).
     #[arg(long, default_value_t = 1)]
     pub procs: u32,
     /// Bind client sockets to N source addresses 127.0.0.1 .. 127.0.0.N (IPv4 targets), so

@@ -27,8 +27,8 @@
 //!   decoded it.
 //! - **Every phase ends by itself.** Every wait, in the parent and in the workers, has a
 //!   deadline derived from the options; what timed out is reported in `errors`.
-//! - **One worker stays under 20,000 open files**: [`spec::SOCKETS_PER_WORKER_MAX`] is checked
-//!   before anything starts.
+//! - **One worker stays within its open-file limit** (20,000 on the development machines):
+//!   [`spec::Machine::sockets_per_worker`] is checked before anything starts.
 //! - **Loopback only**, unless inside a private network namespace ([`target`]).
 
 pub mod accounting;

@@ -1,12 +1,12 @@
 //! Which worker process runs which clients, and whether a run fits this machine: at most
-//! [`SOCKETS_PER_WORKER_MAX`] sockets per process, enough local ports, and a warning where
+//! [`Machine::sockets_per_worker`] sockets per process, enough local ports, and a warning where
 //! Linux's connect() would slow the tool down.
 
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
-use crate::spec::{Machine, Role, Spec, SpecError, SOCKETS_PER_WORKER_MAX};
+use crate::spec::{Machine, Role, Spec, SpecError};
 
 /// The clients one worker runs: for each role, a range of that role's indexes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,18 +25,18 @@ impl Assignment {
 pub(crate) fn check_capacity(spec: &Spec, machine: Machine) -> Result<(), SpecError> {
     let total = spec.scenario.total_clients();
     for a in partition(spec) {
-        if a.sockets() > SOCKETS_PER_WORKER_MAX {
+        if a.sockets() > machine.sockets_per_worker {
             let procs_needed = if spec.scenario.subscribers_together() {
                 // The group's members stay together whatever --procs is; more procs only move
                 // the publishers away.
                 (spec.procs as u64 + 1).max(2)
             } else {
-                total.div_ceil(SOCKETS_PER_WORKER_MAX)
+                total.div_ceil(machine.sockets_per_worker)
             };
             return Err(SpecError::TooManySockets {
                 worker: a.worker,
                 sockets: a.sockets(),
-                max: SOCKETS_PER_WORKER_MAX,
+                max: machine.sockets_per_worker,
                 procs_needed,
             });
         }

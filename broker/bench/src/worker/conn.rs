@@ -1,5 +1,6 @@
 //! One client connection of a worker: its socket, its protocol state, and bytes in and out.
-//! Kept small on purpose (a worker holds up to 19,000 of them): buffers are empty unless a
+//! Kept small on purpose (a worker holds 19,000 of them here, 250,000 in the appliance's
+//! million-connection run): buffers are empty unless a
 //! partial frame arrived or the socket pushed back, role state lives elsewhere
 //! ([`super::sender::Sender`]), referenced by index, and TLS or WebSocket state behind one
 //! pointer ([`Link`]) that plain connections leave empty.
