@@ -95,8 +95,11 @@ impl Shard {
                 return;
             }
             marks.notified();
-            self.stats.notifications_published += 1;
-            if outcome.awaiting > 0 {
+            // Counted once every consumer took it: one on another shard may yet refuse it,
+            // and then the session is notified again in a later round.
+            if outcome.awaiting == 0 {
+                self.stats.notifications_published += 1;
+            } else {
                 let awaited = Awaited {
                     listed,
                     waiting: outcome.awaiting,
@@ -152,6 +155,7 @@ impl Shard {
             return true;
         };
         if !awaited.rejected {
+            self.stats.notifications_published += 1;
             return true;
         }
         let listed = awaited.listed;

@@ -294,7 +294,8 @@ fn a_round_is_paced_and_taken_a_slice_at_a_time() {
 
 /// Proves a notification the consumer could not take (its queue full) ends the round and
 /// is the first of the next: the gateway, with one message in flight and one queued, gets
-/// the first two clients, and after it acknowledges them the third, then the fourth.
+/// the first two clients, and after it acknowledges them the third, then the fourth. The
+/// counter counts what a consumer took, once each, also when it refused it first.
 #[test]
 fn a_refused_notification_resumes_at_the_same_client() {
     for shards in [1u16, 2] {
@@ -334,6 +335,7 @@ fn a_refused_notification_resumes_at_the_same_client() {
             one_interval(&mut b);
         }
         assert_eq!(order, [0, 1, 2, 3], "{shards} shards: each once, in order");
+        assert_eq!(published(&b), 4, "{shards} shards: each counted once, when taken");
     }
 }
 
