@@ -25,7 +25,7 @@ the fan-out's deliveries and latency.
 Emulated (TCG: /dev/kvm exists on these machines but guests hang in it), the guest opens about
 1,000 connections a second with 4 load processes and 40 source addresses, so a million takes
 some 17 minutes to open, twice over, and the run has a deadline (default 3,600 s), after which
-QEMU is stopped and the results say how far it got; so does an interrupt (Ctrl-C). What the
+QEMU is stopped and the results say how far it got; so does SIGINT or SIGTERM. What the
 runs found is in the README ("A million connections").
 With `--kvm` (on a machine where KVM works) the same run takes minutes.
 
@@ -45,6 +45,7 @@ import math
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -93,7 +94,7 @@ def bench_args(connections: int, rate: float) -> list[str]:
 
 def boot(args, console: Path) -> tuple[float, str | None]:
     """Boots the guest and waits for it to power off, for the deadline, or for an interrupt
-    (Ctrl-C, SIGINT: a run seen to be stuck still reports how far it got); returns the seconds
+    (SIGINT or SIGTERM: a run seen to be stuck still reports how far it got); returns the seconds
     it ran and what stopped it (None when it finished by itself)."""
     cmdline = " ".join(["console=ttyS0", "quiet", "panic=-1", *bench_args(args.connections,
                                                                           args.rate)])
@@ -245,7 +246,15 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def interrupted(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # SIGINT and SIGTERM stop the run and still report: a shell starts a background job with
+    # SIGINT ignored, which Python would keep.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, interrupted)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--connections", type=int, default=1_000_000)
     ap.add_argument("--rate", type=float, default=None,

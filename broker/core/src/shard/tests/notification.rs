@@ -335,7 +335,11 @@ fn a_refused_notification_resumes_at_the_same_client() {
             one_interval(&mut b);
         }
         assert_eq!(order, [0, 1, 2, 3], "{shards} shards: each once, in order");
-        assert_eq!(published(&b), 4, "{shards} shards: each counted once, when taken");
+        assert_eq!(
+            published(&b),
+            4,
+            "{shards} shards: each counted once, when taken"
+        );
     }
 }
 
