@@ -4,33 +4,39 @@
 The development machines allow 20,000 open files per process, so a million connections cannot
 be held on them directly; inside a VM that limit does not apply. This script boots the quick-boot
 image (image/quick-boot/build: Debian's kernel, the appliance's kernel tuning, the broker and
-ironsight-bench in an initramfs) in QEMU with enough memory, and has the guest run, against its
-own broker:
+ironsight-bench in an initramfs) in QEMU with enough memory, once per phase, and has the guest
+run, against its own broker:
 
-1. `ironsight-bench conn`: N connections (MQTT 3.1.1, keep alive an hour) opened at a paced rate,
-   held, checked alive with PINGREQ, and closed;
-2. `ironsight-bench fanout`: one publisher and N - 1 subscribers on one topic, QoS 0, one
-   64-byte message a second for three seconds: each message delivered to every subscriber.
-   The drain (up to 900 s) ends as soon as every delivery has arrived: an emulated guest
-   delivers some 16,000 messages a second, so three million deliveries take minutes.
+1. `conn`: `ironsight-bench conn`, N connections (MQTT 3.1.1, keep alive an hour) opened at a
+   paced rate, held, checked alive with PINGREQ, and closed. The check's PINGREQs and the
+   closing DISCONNECTs go out at four times the connect rate (ironsight-bench's sweeps): all
+   at once, 900,000 PINGREQs held the emulated CPUs in softirq for 30 s.
+2. `fanout`: `ironsight-bench fanout`, one publisher and N - 1 subscribers on one topic,
+   QoS 0, one 64-byte message a second for three seconds: each message delivered to every
+   subscriber. The drain (up to 900 s) ends as soon as every delivery has arrived: an
+   emulated guest delivers some 16,000 messages a second, so three million deliveries take
+   minutes.
 
-While they run, the guest samples every 5 s the broker's resident memory, the kernel's slab,
-its TCP socket counts (/proc/net/sockstat) and the CPU time of the broker and of the guest.
-Reported: connections held and alive, the connect rate and time, the broker's resident memory
-per connection at the peak (the sample with the most sockets in use, less the broker's memory
-before the run), the kernel's memory per connection (slab growth and TCP buffer pages at the
-peak over the sockets of both ends, since client and broker share the guest's kernel), and
-the fan-out's deliveries and latency.
+Each phase boots a fresh guest: a million closed connections leave the load tool's source
+ports in TIME_WAIT and the kernel's memory to reclaim, which the next phase would otherwise
+measure. While a phase runs, the guest samples every 5 s the broker's resident memory, the
+kernel's slab, its TCP socket counts (/proc/net/sockstat) and the CPU time of the broker and
+of the guest. Reported: connections held and alive, the connect rate and time, the broker's
+resident memory per connection at the peak (the sample with the most sockets in use, less the
+broker's memory before the run), the kernel's memory per connection (slab growth and TCP
+buffer pages at the peak over the sockets of both ends, since client and broker share the
+guest's kernel), and the fan-out's deliveries, latency and memory at its own peak.
 
 Emulated (TCG: /dev/kvm exists on these machines but guests hang in it), the guest opens about
 1,000 connections a second with 4 load processes and 40 source addresses, so a million takes
-some 17 minutes to open, twice over, and the run has a deadline (default 3,600 s), after which
-QEMU is stopped and the results say how far it got; so does SIGINT or SIGTERM. What the
-runs found is in the README ("A million connections").
+some 17 minutes to open, per phase, and the run has a deadline over all phases (default
+3,600 s), after which QEMU is stopped and the results say how far it got; so does SIGINT or
+SIGTERM. What the runs found is in the README ("A million connections").
 With `--kvm` (on a machine where KVM works) the same run takes minutes.
 
     python3 tests/bench/million.py [--connections 1000000] [--rate 1000] [--memory-gib 16]
-                                   [--cpus 2] [--deadline-s 3600] [--kvm] [--out DIR]
+                                   [--cpus 2] [--deadline-s 3600] [--phases conn,fanout]
+                                   [--kvm] [--out DIR]
 
 Writes results.json and results.md into a fresh folder under results/million/ (or --out),
 with the machine and date they came from; prints the Markdown.
@@ -77,40 +83,45 @@ def log(text: str) -> None:
     print(f"[million] {text}", file=sys.stderr, flush=True)
 
 
-def bench_args(connections: int, rate: float) -> list[str]:
-    """The kernel command line's two bench runs, commas for spaces (image/quick-boot/init)."""
+PHASES = ("conn", "fanout")
+#: The least time worth booting a phase with: the guest's boot and its broker's start.
+PHASE_MIN_S = 60
+
+
+def bench_args(phase: str, connections: int, rate: float) -> list[str]:
+    """The bench command of one phase."""
     procs = min(WORKER_PROCS, connections)
     sources = max(1, math.ceil(connections / CONNECTIONS_PER_SOURCE))
-    common = ["--procs", str(procs), "--source-addrs", str(sources), "--mqtt", "3.1.1"]
-    conn = ["conn", "-n", str(connections), "--rate", str(rate), "--hold", "10",
-            "--keepalive", str(KEEPALIVE_S), *common]
-    fanout = ["fanout", "--publishers", "1", "--subscribers", str(connections - 1),
-              "--qos", "0", "--payload", "64", "--rate", str(FANOUT_RATE), "--warmup", "0",
-              "--duration", str(FANOUT_SECONDS), "--drain", str(FANOUT_DRAIN_S),
-              "--connect-rate", str(rate),
-              "--keepalive", str(KEEPALIVE_S), *common]
-    return [f"ironsight.bench1={','.join(conn)}", f"ironsight.bench2={','.join(fanout)}"]
+    common = ["--procs", str(procs), "--source-addrs", str(sources), "--mqtt", "3.1.1",
+              "--keepalive", str(KEEPALIVE_S)]
+    if phase == "conn":
+        return ["conn", "-n", str(connections), "--rate", str(rate), "--hold", "10", *common]
+    return ["fanout", "--publishers", "1", "--subscribers", str(connections - 1),
+            "--qos", "0", "--payload", "64", "--rate", str(FANOUT_RATE), "--warmup", "0",
+            "--duration", str(FANOUT_SECONDS), "--drain", str(FANOUT_DRAIN_S),
+            "--connect-rate", str(rate), *common]
 
 
-def boot(args, console: Path) -> tuple[float, str | None]:
-    """Boots the guest and waits for it to power off, for the deadline, or for an interrupt
-    (SIGINT or SIGTERM: a run seen to be stuck still reports how far it got); returns the seconds
-    it ran and what stopped it (None when it finished by itself)."""
-    cmdline = " ".join(["console=ttyS0", "quiet", "panic=-1", *bench_args(args.connections,
-                                                                          args.rate)])
+def boot(args, phase: str, console: Path, limit_s: float) -> tuple[float, str | None]:
+    """Boots a guest for one phase and waits for it to power off, for `limit_s` (what is left
+    of the deadline), or for an interrupt (SIGINT or SIGTERM: a run seen to be stuck still
+    reports how far it got); returns the seconds it ran and what stopped it (None when it
+    finished by itself)."""
+    bench = ",".join(bench_args(phase, args.connections, args.rate))
+    cmdline = f"console=ttyS0 quiet panic=-1 ironsight.bench1={bench}"
     command = ["qemu-system-x86_64", "-m", f"{args.memory_gib}G", "-smp", str(args.cpus),
                "-kernel", str(IMAGE / "vmlinuz"), "-initrd", str(IMAGE / "initrd.cpio.gz"),
                "-append", cmdline, "-nographic", "-no-reboot",
                "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0"]
     if args.kvm:
         command[1:1] = ["-enable-kvm", "-cpu", "host"]
-    log(f"booting: {' '.join(command)}")
+    log(f"{phase}: booting: {' '.join(command)}")
     began = time.monotonic()
     with open(console, "wb") as out:
         qemu = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT)
         try:
-            qemu.wait(args.deadline_s)
+            qemu.wait(limit_s)
             return time.monotonic() - began, None
         except subprocess.TimeoutExpired:
             log(f"deadline of {args.deadline_s} s reached: stopping QEMU")
@@ -130,119 +141,141 @@ SAMPLE = re.compile(r"sample: uptime=([\d.]+) broker_rss_kb=(\d+) slab_kb=(\d+) 
 
 
 def parse(text: str) -> dict:
-    """The samples and the bench results in the guest's console output."""
+    """The samples and the bench result in one phase's console output."""
     samples = [dict(uptime=float(m[1]), broker_rss_kb=int(m[2]), slab_kb=int(m[3]),
                     tcp_inuse=int(m[4]), tcp_alloc=int(m[5]), tcp_mem_pages=int(m[6]),
                     broker_cpu_ticks=int(m[7]), idle_ticks=int(m[8]), total_ticks=int(m[9]))
                for m in SAMPLE.finditer(text)]
-    runs = {}
-    for n in (1, 2):
-        begin, end = text.find(f"bench-{n}-begin"), text.find(f"bench-{n}-end")
-        if begin < 0:
-            continue
-        if end < 0:
-            runs[n] = {"finished": False}
-            continue
+    begin, end = text.find("bench-1-begin"), text.find("bench-1-end")
+    if begin < 0:
+        run = {"started": False}
+    elif end < 0:
+        run = {"started": True, "finished": False}
+    else:
         body = text[begin:end]
-        status = re.search(rf"bench-{n}-status (\d+)", body)
+        status = re.search(r"bench-1-status (\d+)", body)
         start = body.find("{")
         try:
             result = json.loads(body[start:]) if start >= 0 else None
         except json.JSONDecodeError:
             result = None
-        runs[n] = {"finished": True, "status": int(status[1]) if status else None,
-                   "result": result}
-    return {"samples": samples, "runs": runs}
+        run = {"started": True, "finished": True,
+               "status": int(status[1]) if status else None, "result": result}
+    return {"samples": samples, "run": run}
+
+
+def at_peak(samples: list[dict]) -> dict:
+    """Memory and CPU at the sample with the most TCP sockets, against the first sample (the
+    guest's before any client connected)."""
+    if not samples:
+        return {}
+    base = samples[0]
+    peak = max(samples, key=lambda s: s["tcp_alloc"])
+    # TCP sockets allocated count both ends (the load tool's and the broker's), and the
+    # broker's listeners, which the baseline holds already.
+    held = (peak["tcp_alloc"] - base["tcp_alloc"]) // 2
+    figures: dict = {"peak": peak, "peak_connections_from_sockets": held}
+    if held:
+        figures["broker_rss_per_connection_b"] = round(
+            (peak["broker_rss_kb"] - base["broker_rss_kb"]) * 1024 / held)
+        figures["kernel_slab_per_connection_b"] = round(
+            (peak["slab_kb"] - base["slab_kb"]) * 1024 / held)
+        figures["tcp_buffer_pages_at_peak"] = peak["tcp_mem_pages"]
+    # Where the guest's CPU time went until the peak: the broker's share, and how much was
+    # busy at all (the rest is the load tool and the kernel's networking).
+    total = peak["total_ticks"] - base["total_ticks"]
+    if total > 0:
+        figures["until_peak_cpu_share"] = {
+            "broker": round((peak["broker_cpu_ticks"] - base["broker_cpu_ticks"]) / total, 3),
+            "busy": round(1 - (peak["idle_ticks"] - base["idle_ticks"]) / total, 3)}
+    return figures
 
 
 def summarize(parsed: dict, connections: int) -> dict:
-    samples, runs = parsed["samples"], parsed["runs"]
+    """The figures of the phases that ran (`parsed`: phase -> parse())."""
     summary: dict = {"asked": connections}
-    if samples:
-        # The first sample is the guest's before any client connected.
-        base = samples[0]
-        peak = max(samples, key=lambda s: s["tcp_alloc"])
-        # TCP sockets allocated count both ends (the load tool's and the broker's), and the
-        # broker's listeners, which the baseline holds already.
-        held = (peak["tcp_alloc"] - base["tcp_alloc"]) // 2
-        summary["peak"] = peak
-        summary["peak_connections_from_sockets"] = held
-        if held:
-            summary["broker_rss_per_connection_b"] = round(
-                (peak["broker_rss_kb"] - base["broker_rss_kb"]) * 1024 / held)
-            summary["kernel_slab_per_connection_b"] = round(
-                (peak["slab_kb"] - base["slab_kb"]) * 1024 / held)
-            summary["tcp_buffer_pages_at_peak"] = peak["tcp_mem_pages"]
-        # Where the guest's CPU time went until the peak: the broker's share, and how much
-        # was busy at all (the rest is the load tool and the kernel's networking).
-        total = peak["total_ticks"] - base["total_ticks"]
-        if total > 0:
-            summary["until_peak_cpu_share"] = {
-                "broker": round((peak["broker_cpu_ticks"] - base["broker_cpu_ticks"]) / total, 3),
-                "busy": round(1 - (peak["idle_ticks"] - base["idle_ticks"]) / total, 3)}
-    conn = runs.get(1, {}).get("result")
-    if conn:
-        c = conn["connections"]
-        summary["conn"] = {k: c[k] for k in ("attempted", "opened", "failed", "alive_checked",
-                                              "alive", "rate_per_s")}
-        summary["conn"]["connack_p99_ms"] = round(c["connack_latency_us"]["p99"] / 1000, 1)
-        summary["conn"]["wall_s"] = round(conn["wall_s"], 1)
-        summary["conn"]["errors"] = conn["errors"]
-        summary["conn"]["broker"] = conn.get("broker")
-    fan = runs.get(2, {}).get("result")
-    if fan:
-        summary["fanout"] = {k: fan[k] for k in ("published", "expected", "received", "lost",
-                                                  "received_rate", "wall_s")}
-        summary["fanout"]["subscribers_connected"] = fan["connections"]["opened"] - 1
-        summary["fanout"]["latency_ms"] = {k: round(fan["latency"][k] / 1000, 1)
-                                           for k in ("p50", "p99", "max")}
-        summary["fanout"]["errors"] = fan["errors"]
+    if "conn" in parsed:
+        summary.update(at_peak(parsed["conn"]["samples"]))
+        conn = parsed["conn"]["run"].get("result")
+        if conn:
+            c = conn["connections"]
+            summary["conn"] = {k: c[k] for k in ("attempted", "opened", "failed",
+                                                  "alive_checked", "alive", "rate_per_s")}
+            summary["conn"]["connack_p99_ms"] = round(c["connack_latency_us"]["p99"] / 1000, 1)
+            summary["conn"]["wall_s"] = round(conn["wall_s"], 1)
+            summary["conn"]["errors"] = conn["errors"]
+            summary["conn"]["broker"] = conn.get("broker")
+    if "fanout" in parsed:
+        fan = parsed["fanout"]["run"].get("result")
+        if fan:
+            f = {k: fan[k] for k in ("published", "expected", "received", "lost",
+                                     "received_rate", "wall_s")}
+            f["subscribers_connected"] = fan["connections"]["opened"] - 1
+            f["connect_rate_per_s"] = fan["connections"]["rate_per_s"]
+            f["latency_ms"] = {k: round(fan["latency"][k] / 1000, 1)
+                               for k in ("p50", "p99", "max")}
+            f["errors"] = fan["errors"]
+            summary["fanout"] = f
+        summary["fanout_at_peak"] = at_peak(parsed["fanout"]["samples"])
     return summary
+
+
+def peak_sentence(figures: dict) -> str:
+    """at_peak()'s figures in words."""
+    p = figures["peak"]
+    text = (f"At the peak ({figures['peak_connections_from_sockets']:,} connections, from "
+            f"{p['tcp_alloc']:,} TCP sockets at both ends): broker resident memory "
+            f"{p['broker_rss_kb'] / 1024:,.0f} MiB, "
+            f"{figures.get('broker_rss_per_connection_b', 0):,} B per connection; the guest "
+            f"kernel's slab grew {figures.get('kernel_slab_per_connection_b', 0):,} B per "
+            f"connection (both ends' sockets); TCP buffers held "
+            f"{p['tcp_mem_pages'] * PAGE_KIB / 1024:,.1f} MiB.")
+    if share := figures.get("until_peak_cpu_share"):
+        text += (f" Until then the guest's CPUs were {share['busy']:.0%} busy, the broker "
+                 f"{share['broker']:.0%} of their time.")
+    return text
 
 
 def markdown(results: dict) -> str:
     s = results["summary"]
+    phases = ", ".join(f"{name} {ran['seconds']:,} s" +
+                       ("" if ran["stopped_by"] is None else f" (stopped by {ran['stopped_by']})")
+                       for name, ran in results["phases"].items())
     lines = [f"Machine: {results['machine']}; {results['date']}; guest: {results['guest']}.",
              "",
-             f"Asked: {s['asked']:,} connections at {results['rate']:,} connections/s; the guest "
-             f"ran {results['seconds']:,} s" +
-             ("" if results["stopped_by"] is None else
-              f" and was stopped by {results['stopped_by']}") + ".", ""]
-    if "conn" in s:
-        c = s["conn"]
-        lines += ["| conn | |", "|---|---|",
-                  f"| connections opened (failed) | {c['opened']:,} ({c['failed']:,}) |",
-                  f"| alive at the PINGREQ check | {c['alive']:,} of {c['alive_checked']:,} |",
-                  f"| connect rate | {c['rate_per_s']:,.0f}/s; CONNACK p99 "
-                  f"{c['connack_p99_ms']} ms |",
-                  f"| time (setup, hold, check, close) | {c['wall_s']} s |"]
-        if c["errors"]:
-            lines.append(f"| bench errors | {'; '.join(c['errors'])} |")
-        lines.append("")
-    else:
-        lines += ["The conn run did not finish before the run was stopped.", ""]
-    if "peak" in s:
-        p = s["peak"]
-        lines += [f"At the peak ({s['peak_connections_from_sockets']:,} connections, from "
-                  f"{p['tcp_alloc']:,} TCP sockets at both ends): broker resident "
-                  f"memory {p['broker_rss_kb'] / 1024:,.0f} MiB, "
-                  f"{s.get('broker_rss_per_connection_b', 0):,} B per connection; the guest "
-                  f"kernel's slab grew {s.get('kernel_slab_per_connection_b', 0):,} B per "
-                  f"connection (both ends' sockets); TCP buffers held "
-                  f"{p['tcp_mem_pages'] * PAGE_KIB / 1024:,.1f} MiB." +
-                  (f" Until then the guest's CPUs were {share['busy']:.0%} busy, the broker "
-                   f"{share['broker']:.0%} of their time."
-                   if (share := s.get("until_peak_cpu_share")) else ""), ""]
-    if "fanout" in s:
-        f = s["fanout"]
-        lines += [f"Fan-out, QoS 0, 64 B, {FANOUT_RATE} message/s to "
-                  f"{f['subscribers_connected']:,} subscribers: {f['received']:,} of "
-                  f"{f['expected']:,} delivered ({f['lost']:,} lost), {f['received_rate']:,.0f} "
-                  f"deliveries/s, latency p50 {f['latency_ms']['p50']} ms, p99 "
-                  f"{f['latency_ms']['p99']} ms."
-                  + (f" Errors: {'; '.join(f['errors'])}." if f["errors"] else ""), ""]
-    else:
-        lines += ["The fan-out run did not finish before the run was stopped.", ""]
+             f"Asked: {s['asked']:,} connections at {results['rate']:,} connections/s; a fresh "
+             f"guest per phase: {phases}.", ""]
+    if "conn" in results["phases"]:
+        if "conn" in s:
+            c = s["conn"]
+            lines += ["| conn | |", "|---|---|",
+                      f"| connections opened (failed) | {c['opened']:,} ({c['failed']:,}) |",
+                      f"| alive at the PINGREQ check | {c['alive']:,} of "
+                      f"{c['alive_checked']:,} |",
+                      f"| connect rate | {c['rate_per_s']:,.0f}/s; CONNACK p99 "
+                      f"{c['connack_p99_ms']} ms |",
+                      f"| time (setup, hold, check, close) | {c['wall_s']} s |"]
+            if c["errors"]:
+                lines.append(f"| bench errors | {'; '.join(c['errors'])} |")
+            lines.append("")
+        else:
+            lines += ["The conn run did not finish before the run was stopped.", ""]
+        if "peak" in s:
+            lines += [peak_sentence(s), ""]
+    if "fanout" in results["phases"]:
+        if "fanout" in s:
+            f = s["fanout"]
+            lines += [f"Fan-out, QoS 0, 64 B, {FANOUT_RATE} message/s to "
+                      f"{f['subscribers_connected']:,} subscribers (connected at "
+                      f"{f['connect_rate_per_s']:,.0f}/s): {f['received']:,} of "
+                      f"{f['expected']:,} delivered ({f['lost']:,} lost), "
+                      f"{f['received_rate']:,.0f} deliveries/s, latency p50 "
+                      f"{f['latency_ms']['p50']} ms, p99 {f['latency_ms']['p99']} ms."
+                      + (f" Errors: {'; '.join(f['errors'])}." if f["errors"] else ""), ""]
+        else:
+            lines += ["The fan-out run did not finish before the run was stopped.", ""]
+        if "peak" in s["fanout_at_peak"]:
+            lines += ["Fan-out phase: " + peak_sentence(s["fanout_at_peak"]), ""]
     return "\n".join(lines)
 
 
@@ -261,13 +294,19 @@ def main() -> None:
                     help="connections/s (default: 1000 emulated, 20000 with --kvm)")
     ap.add_argument("--memory-gib", type=int, default=16)
     ap.add_argument("--cpus", type=int, default=2)
-    ap.add_argument("--deadline-s", type=int, default=3600)
+    ap.add_argument("--deadline-s", type=int, default=3600,
+                    help="for all phases together")
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help=f"which to run, in order (default: {','.join(PHASES)})")
     ap.add_argument("--kvm", action="store_true", help="use KVM (where guests run in it)")
     ap.add_argument("--no-build", action="store_true", help="use the image already built")
     ap.add_argument("--out", help="folder for the results (default: results/million/<date>)")
     args = ap.parse_args()
     if args.connections < 2:
         sys.exit("--connections: at least 2 (one publisher and one subscriber)")
+    phases = args.phases.split(",")
+    if unknown := [p for p in phases if p not in PHASES]:
+        sys.exit(f"--phases: unknown {', '.join(unknown)} (known: {', '.join(PHASES)})")
     if args.rate is None:
         args.rate = 20_000 if args.kvm else 1000
     if not args.no_build:
@@ -278,17 +317,31 @@ def main() -> None:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H%M")
     out = Path(args.out) if args.out else REPO / "results" / "million" / stamp
     out.mkdir(parents=True, exist_ok=True)
-    console = out / "console.log"
-    seconds, stopped_by = boot(args, console)
-    parsed = parse(console.read_text(errors="replace"))
+    began = time.monotonic()
+    ran: dict = {}
+    parsed: dict = {}
+    for phase in phases:
+        left = args.deadline_s - (time.monotonic() - began)
+        if left < PHASE_MIN_S:
+            ran[phase] = {"seconds": 0, "stopped_by": f"the deadline ({args.deadline_s} s)"}
+            continue
+        console = out / f"console-{phase}.log"
+        seconds, stopped_by = boot(args, phase, console, left)
+        ran[phase] = {"seconds": round(seconds), "stopped_by": stopped_by}
+        parsed[phase] = parse(console.read_text(errors="replace"))
+        if stopped_by is not None:
+            break
+    stopped_by = next((r["stopped_by"] for r in ran.values() if r["stopped_by"]), None)
     results = {
         "machine": f"{platform.node()}, {os.cpu_count()} CPUs, Linux {platform.release()}",
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "guest": f"QEMU {'KVM' if args.kvm else 'TCG (emulated)'}, {args.cpus} CPUs, "
                  f"{args.memory_gib} GiB",
-        "rate": args.rate, "deadline_s": args.deadline_s, "seconds": round(seconds),
-        "stopped_by": stopped_by, "summary": summarize(parsed, args.connections),
-        "runs": parsed["runs"], "samples": parsed["samples"],
+        "rate": args.rate, "deadline_s": args.deadline_s,
+        "seconds": round(time.monotonic() - began), "stopped_by": stopped_by, "phases": ran,
+        "summary": summarize(parsed, args.connections),
+        "runs": {phase: p["run"] for phase, p in parsed.items()},
+        "samples": {phase: p["samples"] for phase, p in parsed.items()},
     }
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     text = markdown(results)

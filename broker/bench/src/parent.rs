@@ -153,7 +153,7 @@ pub fn schedule(spec: &Spec, now: u64) -> Schedule {
             let end_ns = start_ns + s_to_ns(hold_s);
             (
                 Window { start_ns, end_ns },
-                end_ns + s_to_ns(PING_TIMEOUT_S),
+                end_ns + s_to_ns(spec.sweep_bound_s() + PING_TIMEOUT_S),
             )
         }
         Scenario::Retained { .. } => {
@@ -283,7 +283,8 @@ impl Fleet {
         let mut counts: Vec<(u32, u64)> = counts.into_iter().collect();
         counts.sort_unstable();
         self.send_all(&ToWorker::Expect { counts });
-        let end = schedule.drain_end_ns + s_to_ns(CLEAR_TIMEOUT_S + TEARDOWN_TIMEOUT_S) + slack;
+        let teardown_s = TEARDOWN_TIMEOUT_S + spec.sweep_bound_s();
+        let end = schedule.drain_end_ns + s_to_ns(CLEAR_TIMEOUT_S + teardown_s) + slack;
         self.wait("draining", "results", end, |w| w.result.is_some());
         sampler
     }
@@ -426,7 +427,7 @@ impl Fleet {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::build_args;
+    use crate::spec::{build_args, PACE_SLACK, SWEEP_RATE_PER_CONNECT_RATE};
 
     fn spec(args: &[&str]) -> Spec {
         build_args(args).unwrap()
@@ -444,8 +445,16 @@ mod tests {
         assert_eq!(s.window.start_ns, lead + s_to_ns(1.0));
         assert_eq!(s.window.end_ns, lead + s_to_ns(3.0));
         assert_eq!(s.drain_end_ns, lead + s_to_ns(6.0));
-        let c = schedule(&spec(&["conn", "--hold", "4"]), 0);
+        let c = schedule(&spec(&["conn", "--hold", "4", "--rate", "0"]), 0);
         assert_eq!(c.window.start_ns, c.start_ns);
         assert_eq!(c.drain_end_ns, c.window.end_ns + s_to_ns(PING_TIMEOUT_S));
+        // Paced connections: the check's PINGREQs go out at four times the connect rate,
+        // and the bound allows them a quarter more.
+        let paced = schedule(&spec(&["conn", "-n", "2000", "--rate", "100"]), 0);
+        let sweep_s = 2000.0 / (100.0 * SWEEP_RATE_PER_CONNECT_RATE) * PACE_SLACK;
+        assert_eq!(
+            paced.drain_end_ns,
+            paced.window.end_ns + s_to_ns(sweep_s + PING_TIMEOUT_S)
+        );
     }
 }

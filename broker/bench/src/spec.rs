@@ -648,6 +648,19 @@ fn check_topic(option: &'static str, topic: &str) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// How much slower than its pace a paced phase (the set-up's connects, a sweep) may run
+/// within its bound: an emulated guest asked for 1,000 connections a second fell to 875 a
+/// second past 500,000 connections, and its set-up hit a bound without slack
+/// (results/million/2026-11-30T2252).
+pub const PACE_SLACK: f64 = 1.25;
+
+/// A sweep (the conn run's PINGREQ to every connection, the teardown's DISCONNECT to every
+/// connection) goes out at this multiple of the connect rate, where connections were paced in:
+/// a PINGREQ or a DISCONNECT costs a fraction of a connection's set-up. Sent all at once,
+/// 900,000 PINGREQs held an emulated guest's CPUs in softirq for 30 s
+/// (results/million/2026-11-30T2252).
+pub const SWEEP_RATE_PER_CONNECT_RATE: f64 = 4.0;
+
 impl Spec {
     /// Position of a client among all clients of the run, for spreading ports and source
     /// addresses round-robin.
@@ -663,16 +676,15 @@ impl Spec {
     }
 
     /// Bound on a worker's setup (connecting, subscribing, publishing the retained tree), in
-    /// seconds: its share of the connection ramp plus the per-connection timeout, and for the
-    /// retained publisher the time its rate needs.
+    /// seconds: its share of the connection ramp (with [`PACE_SLACK`]) plus the per-connection
+    /// timeout, and for the retained publisher the time its rate needs.
     pub fn setup_bound_s(&self, assignment: &Assignment) -> f64 {
         self.setup_bound_s_for(assignment.sockets())
     }
 
-    /// A worker's share of the run's connection rate (connections/s) for its `sockets`
-    /// clients; 0 is unpaced.
-    pub fn connect_rate_for(&self, sockets: u64) -> f64 {
-        let (rate, total) = match self.scenario {
+    /// The run's connection rate (connections/s, 0 unpaced) and the clients it opens.
+    fn connect_rate_and_clients(&self) -> (f64, f64) {
+        match self.scenario {
             Scenario::Conn {
                 rate, connections, ..
             } => (rate, connections as f64),
@@ -680,8 +692,30 @@ impl Spec {
                 self.client.connect_rate,
                 self.scenario.total_clients() as f64,
             ),
-        };
+        }
+    }
+
+    /// A worker's share of the run's connection rate (connections/s) for its `sockets`
+    /// clients; 0 is unpaced.
+    pub fn connect_rate_for(&self, sockets: u64) -> f64 {
+        let (rate, total) = self.connect_rate_and_clients();
         rate * sockets as f64 / total.max(1.0)
+    }
+
+    /// A worker's pace (messages/s) for a sweep over its `sockets` connections; 0 is unpaced.
+    pub fn sweep_rate_for(&self, sockets: u64) -> f64 {
+        self.connect_rate_for(sockets) * SWEEP_RATE_PER_CONNECT_RATE
+    }
+
+    /// Bound on a sweep going out to every connection of the run, in seconds: the same for
+    /// every worker, since each worker's pace is its share of the run's. 0 when unpaced.
+    pub fn sweep_bound_s(&self) -> f64 {
+        let (rate, total) = self.connect_rate_and_clients();
+        if rate > 0.0 {
+            total / (rate * SWEEP_RATE_PER_CONNECT_RATE) * PACE_SLACK
+        } else {
+            0.0
+        }
     }
 
     /// [`Spec::setup_bound_s`] for a worker holding `sockets` clients.
@@ -689,7 +723,7 @@ impl Spec {
         let rate = self.connect_rate_for(sockets);
         let sockets = sockets as f64;
         let ramp_s = if rate > 0.0 {
-            sockets / rate
+            sockets / rate * PACE_SLACK
         } else {
             // Unpaced: assume at least 1,000 connections/s.
             sockets / 1000.0

@@ -8,7 +8,8 @@
 //! - `window`: a publisher's QoS 1/2 in-flight window.
 //! - `template`: a PUBLISH encoded once, patched per message.
 //! - `sender`: pacing, sequence numbers, backpressure time and encoding of a publishing client.
-//! - `engine`: the event loop; `phases` (setup, start, window end, drain, teardown), `events`
+//! - `engine`: the event loop; `phases` (setup, start, window end, drain, teardown), `sweep`
+//!   (one packet to every connection, paced: the liveness check, the teardown), `events`
 //!   (socket readiness) and `packets` (what each packet from the broker does) are more of its
 //!   methods.
 
@@ -21,6 +22,7 @@ mod phases;
 mod reactor;
 mod sender;
 mod stdin;
+mod sweep;
 mod template;
 mod window;
 

@@ -14,6 +14,7 @@ use super::engine::{
 };
 use super::reactor;
 use super::sender::Kind;
+use super::sweep::SweepOp;
 use crate::clock::{now_ns, s_to_ns, NS_PER_S};
 use crate::pacer::{stagger_ns, Pacer};
 use crate::plan;
@@ -187,10 +188,12 @@ impl Engine {
                 if !self.pings_sent && now >= s.window.end_ns {
                     self.check_alive(now);
                 }
-                if self.pings_sent && (self.alive_pending == 0 || now >= s.drain_end_ns) {
-                    if self.alive_pending > 0 {
+                let answered = !self.sweeping() && self.alive_pending == 0;
+                if self.pings_sent && (answered || now >= s.drain_end_ns) {
+                    if !answered {
                         self.errors.push(format!(
-                            "{} connections did not answer PINGREQ within {PING_TIMEOUT_S} s",
+                            "{} connections did not answer PINGREQ within {PING_TIMEOUT_S} s \
+                             of the check's pace",
                             self.alive_pending
                         ));
                     }
@@ -221,17 +224,7 @@ impl Engine {
 
     pub(super) fn check_alive(&mut self, now: u64) {
         self.pings_sent = true;
-        for i in 0..self.conns.len() {
-            if self.conns[i].state == ConnState::Ready {
-                let conn = &mut self.conns[i];
-                conn.queue(&Packet::PingReq, self.version);
-                conn.pings_out += 1;
-                conn.alive_check = true;
-                self.alive_pending += 1;
-                self.counts.alive_checked += 1;
-                self.flush(i, now);
-            }
-        }
+        self.start_sweep(SweepOp::Ping, now);
     }
 
     pub(super) fn start_storm(&mut self, now: u64) {
@@ -306,20 +299,9 @@ impl Engine {
             return;
         }
         self.phase = Phase::Teardown {
-            deadline_ns: now + s_to_ns(TEARDOWN_TIMEOUT_S),
+            deadline_ns: now + s_to_ns(TEARDOWN_TIMEOUT_S + self.spec.sweep_bound_s()),
         };
-        for i in 0..self.conns.len() {
-            match self.conns[i].state {
-                ConnState::AwaitSubAck | ConnState::Ready => {
-                    self.conns[i].disconnect(self.version);
-                    self.open -= 1;
-                    // Once all is out, the flush shuts our side down.
-                    self.flush(i, now);
-                }
-                ConnState::Connecting | ConnState::AwaitConnAck => self.close(i, None),
-                _ => {}
-            }
-        }
+        self.start_sweep(SweepOp::Disconnect, now);
     }
 
     pub(super) fn housekeeping(&mut self, now: u64) {
