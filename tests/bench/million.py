@@ -34,7 +34,7 @@ some 17 minutes to open, per phase, and the run has a deadline over all phases (
 SIGTERM. What the runs found is in the README ("A million connections").
 With `--kvm` (on a machine where KVM works) the same run takes minutes.
 
-    python3 tests/bench/million.py [--connections 1000000] [--rate 1000] [--memory-gib 16]
+    python3 tests/bench/million.py [--connections 1000000] [--rate 1000] [--memory-gib 20]
                                    [--cpus 2] [--deadline-s 3600] [--phases conn,fanout]
                                    [--kvm] [--out DIR]
 
@@ -77,6 +77,12 @@ FANOUT_RATE, FANOUT_SECONDS = 1, 3
 #: The longest wait for the fan-out's last deliveries (it ends when all have arrived).
 FANOUT_DRAIN_S = 900
 PAGE_KIB = 4
+#: The guest's memory. Both ends of every connection live in its kernel: at a million, its
+#: slab holds some 8 GiB, and once every socket has carried data each holds about a page of TCP
+#: memory (about 7 GiB for both ends), against a limit (tcp_mem, set by ironsight-tune) of half
+#: the memory. With 16 GiB, the PINGREQ check took the kernel past 6 GiB of TCP memory and into
+#: 30 s CPU stalls (results/million/2026-12-01T0027).
+MEMORY_GIB = 20
 
 
 def log(text: str) -> None:
@@ -137,6 +143,7 @@ def boot(args, phase: str, console: Path, limit_s: float) -> tuple[float, str | 
 
 SAMPLE = re.compile(r"sample: uptime=([\d.]+) broker_rss_kb=(\d+) slab_kb=(\d+) "
                     r"TCP: inuse (\d+) orphan \d+ tw \d+ alloc (\d+) mem (\d+) "
+                    r"available_kb=(\d+) "
                     r"broker_cpu_ticks=(\d+) idle_ticks=(\d+) total_ticks=(\d+)")
 
 
@@ -144,7 +151,8 @@ def parse(text: str) -> dict:
     """The samples and the bench result in one phase's console output."""
     samples = [dict(uptime=float(m[1]), broker_rss_kb=int(m[2]), slab_kb=int(m[3]),
                     tcp_inuse=int(m[4]), tcp_alloc=int(m[5]), tcp_mem_pages=int(m[6]),
-                    broker_cpu_ticks=int(m[7]), idle_ticks=int(m[8]), total_ticks=int(m[9]))
+                    available_kb=int(m[7]), broker_cpu_ticks=int(m[8]), idle_ticks=int(m[9]),
+                    total_ticks=int(m[10]))
                for m in SAMPLE.finditer(text)]
     begin, end = text.find("bench-1-begin"), text.find("bench-1-end")
     if begin < 0:
@@ -174,7 +182,9 @@ def at_peak(samples: list[dict]) -> dict:
     # TCP sockets allocated count both ends (the load tool's and the broker's), and the
     # broker's listeners, which the baseline holds already.
     held = (peak["tcp_alloc"] - base["tcp_alloc"]) // 2
-    figures: dict = {"peak": peak, "peak_connections_from_sockets": held}
+    figures: dict = {"peak": peak, "peak_connections_from_sockets": held,
+                     "available_kb_min": min(s["available_kb"] for s in samples),
+                     "tcp_mem_pages_max": max(s["tcp_mem_pages"] for s in samples)}
     if held:
         figures["broker_rss_per_connection_b"] = round(
             (peak["broker_rss_kb"] - base["broker_rss_kb"]) * 1024 / held)
@@ -197,7 +207,10 @@ def summarize(parsed: dict, connections: int) -> dict:
     if "conn" in parsed:
         summary.update(at_peak(parsed["conn"]["samples"]))
         conn = parsed["conn"]["run"].get("result")
-        if conn:
+        if conn and conn["connections"]["attempted"] == 0:
+            # Workers killed before they reported: no counts, only the parent's errors.
+            summary["conn_unreported"] = conn["errors"]
+        elif conn:
             c = conn["connections"]
             summary["conn"] = {k: c[k] for k in ("attempted", "opened", "failed",
                                                   "alive_checked", "alive", "rate_per_s")}
@@ -207,7 +220,9 @@ def summarize(parsed: dict, connections: int) -> dict:
             summary["conn"]["broker"] = conn.get("broker")
     if "fanout" in parsed:
         fan = parsed["fanout"]["run"].get("result")
-        if fan:
+        if fan and fan["connections"]["attempted"] == 0:
+            summary["fanout_unreported"] = fan["errors"]
+        elif fan:
             f = {k: fan[k] for k in ("published", "expected", "received", "lost",
                                      "received_rate", "wall_s")}
             f["subscribers_connected"] = fan["connections"]["opened"] - 1
@@ -230,6 +245,9 @@ def peak_sentence(figures: dict) -> str:
             f"kernel's slab grew {figures.get('kernel_slab_per_connection_b', 0):,} B per "
             f"connection (both ends' sockets); TCP buffers held "
             f"{p['tcp_mem_pages'] * PAGE_KIB / 1024:,.1f} MiB.")
+    text += (f" Over the whole phase, the kernel's TCP memory peaked at "
+             f"{figures['tcp_mem_pages_max'] * PAGE_KIB / 1024:,.0f} MiB and the guest's "
+             f"available memory fell to {figures['available_kb_min'] / 1024:,.0f} MiB.")
     if share := figures.get("until_peak_cpu_share"):
         text += (f" Until then the guest's CPUs were {share['busy']:.0%} busy, the broker "
                  f"{share['broker']:.0%} of their time.")
@@ -258,6 +276,9 @@ def markdown(results: dict) -> str:
             if c["errors"]:
                 lines.append(f"| bench errors | {'; '.join(c['errors'])} |")
             lines.append("")
+        elif "conn_unreported" in s:
+            lines += ["The conn run reported no counts of its own: "
+                      f"{'; '.join(s['conn_unreported'])}.", ""]
         else:
             lines += ["The conn run did not finish before the run was stopped.", ""]
         if "peak" in s:
@@ -272,6 +293,9 @@ def markdown(results: dict) -> str:
                       f"{f['received_rate']:,.0f} deliveries/s, latency p50 "
                       f"{f['latency_ms']['p50']} ms, p99 {f['latency_ms']['p99']} ms."
                       + (f" Errors: {'; '.join(f['errors'])}." if f["errors"] else ""), ""]
+        elif "fanout_unreported" in s:
+            lines += ["The fan-out run reported no counts of its own: "
+                      f"{'; '.join(s['fanout_unreported'])}.", ""]
         else:
             lines += ["The fan-out run did not finish before the run was stopped.", ""]
         if "peak" in s["fanout_at_peak"]:
@@ -292,7 +316,7 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=1_000_000)
     ap.add_argument("--rate", type=float, default=None,
                     help="connections/s (default: 1000 emulated, 20000 with --kvm)")
-    ap.add_argument("--memory-gib", type=int, default=16)
+    ap.add_argument("--memory-gib", type=int, default=MEMORY_GIB)
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--deadline-s", type=int, default=3600,
                     help="for all phases together")

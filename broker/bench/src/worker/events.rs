@@ -270,7 +270,10 @@ impl Engine {
                     self.counts.lost += 1;
                 }
             }
-            ConnState::Closing => conn.state = ConnState::Closed,
+            ConnState::Closing => {
+                conn.state = ConnState::Closed;
+                self.closing -= 1;
+            }
             ConnState::Waiting | ConnState::Closed | ConnState::Failed => {}
         }
         if conn.alive_check {

@@ -59,10 +59,14 @@ pub fn main() -> ExitCode {
     if ws.spec.client.pin {
         pin(ws.assignment.worker);
     }
-    let result = stdin::StdinLines::new()
-        .and_then(|stdin| engine::Engine::new(ws, stdin))
-        .and_then(engine::Engine::run);
-    match result {
+    let mut engine = match stdin::StdinLines::new().and_then(|s| engine::Engine::new(ws, s)) {
+        Ok(engine) => engine,
+        Err(e) => {
+            eprintln!("ironsight-bench worker: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match engine.run() {
         Ok(partial) => {
             let line = serde_json::to_string(&FromWorker::Result(Box::new(partial)))
                 .expect("a result serializes");
@@ -73,7 +77,10 @@ pub fn main() -> ExitCode {
             eprintln!("ironsight-bench worker: {e}");
             ExitCode::from(1)
         }
-    }
+    };
+    // The sockets still open close only now, once the parent has the report.
+    drop(engine);
+    code
 }
 
 /// Pins this process to one CPU (worker index modulo the CPUs it may use).

@@ -85,6 +85,7 @@ impl Engine {
             (SweepOp::Disconnect, ConnState::AwaitSubAck | ConnState::Ready) => {
                 self.conns[i].disconnect(self.version);
                 self.open -= 1;
+                self.closing += 1;
                 // Once all is out, the flush shuts our side down.
                 self.flush(i, now);
                 true
