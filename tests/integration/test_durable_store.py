@@ -284,15 +284,18 @@ PAGE = 4096
 
 def batches(segment: Path) -> list[tuple[int, int]]:
     """(offset, length) of each batch of a segment, header included, from the lengths their
-    headers give (the reader checks the rest)."""
+    headers give (the reader checks the rest). The newest segment may be prewritten: zeros
+    after its last batch are not a batch."""
     data = segment.read_bytes()
+    written = len(data.rstrip(b"\0"))
     found, at = [], SEGMENT_HEADER_BYTES
-    while at < len(data):
+    while at < written:
         field = data[at + BATCH_FRAMES_LEN_AT:at + BATCH_FRAMES_LEN_AT + 8]
         length = BATCH_HEADER_BYTES + int.from_bytes(field, "little")
         found.append((at, length))
         at += length
-    assert at == len(data), f"{segment}: batches end at {at}, the file at {len(data)}"
+    assert at == len(data) or written <= at < len(data), \
+        f"{segment}: batches end at {at}, the file at {len(data)}"
     return found
 
 

@@ -226,7 +226,7 @@ pub fn read_segment<E: From<ReadError>>(
         frames += 1;
     }
     let torn = match end {
-        End::Clean => None,
+        End::Clean | End::Zeros { .. } => None,
         End::Torn { offset, error } => Some(TornTail {
             file: file.to_owned(),
             offset: offset as u64,

@@ -14,7 +14,12 @@
 //!   boundary, and so proves that a later batch was written);
 //! - a bad batch anywhere else is **corruption**, reported at the first bad frame in it (the
 //!   batch's start if its header is bad), so that `recover_truncate` keeps what is before;
-//! - a batch whose CRC matches but whose frames do not fill it was written so: corruption.
+//! - a batch whose CRC matches but whose frames do not fill it was written so: corruption;
+//! - zeros from a batch boundary to the end of the newest segment are where the writer
+//!   stopped: segments are prewritten with zeros (`writer.rs`), and a batch header never begins
+//!   with a zero byte. A batch whose write left nothing but zeros is one of them: nothing in it
+//!   was acknowledged. Zeros at the end of an older segment are damage: the writer cut it back
+//!   to its batches before it named the next.
 //!
 //! "Good batch header" is strict: the right magic byte, its own CRC, the segment's salt and its
 //! own offset (`batch.rs`). Frames alone never count: bytes of the last batch past a hole are
@@ -28,6 +33,8 @@ use crate::frame::{self, Frame, FrameError, HEADER_BYTES};
 pub enum End {
     /// Good batches up to the last byte.
     Clean,
+    /// Good batches up to `offset`, zeros after it: the rest of a prewritten newest segment.
+    Zeros { offset: usize },
     /// A bad batch at `offset`, the newest segment's last: what a crash during the last write
     /// leaves. Everything from `offset` on is to be cut off.
     Torn { offset: usize, error: BatchError },
@@ -38,7 +45,7 @@ impl End {
     pub fn good_until(&self, len: usize) -> usize {
         match self {
             End::Clean => len,
-            End::Torn { offset, .. } => *offset,
+            End::Zeros { offset } | End::Torn { offset, .. } => *offset,
         }
     }
 }
@@ -90,6 +97,9 @@ pub fn scan(bytes: &[u8], from: usize, salt: u64, newest: bool) -> Result<End, C
                     });
                 }
                 at = frames.end;
+            }
+            Err(_) if newest && bytes[at..].iter().all(|&b| b == 0) => {
+                return Ok(End::Zeros { offset: at })
             }
             Err(error) => return classify(bytes, at, error, salt, newest),
         }
@@ -222,6 +232,32 @@ mod tests {
 
     /// Proves a cut-off last batch is a torn tail in the newest segment and corruption in any
     /// other, at every cut, and that the batches before it are the good ones.
+    /// Proves the zeros after a prewritten segment's batches end it in the newest segment,
+    /// wherever they begin at a batch boundary (a last batch whose write left only zeros
+    /// included), and are corruption in an older one.
+    #[test]
+    fn zeros_after_the_batches_end_only_the_newest_segment() {
+        let (bytes, offsets) = batches_of(0, &[&[b"kept"], &[b"last", b"batch"]]);
+        let mut prewritten = bytes.clone();
+        prewritten.resize(bytes.len() + 4096, 0);
+        let end = scan(&prewritten, 0, SALT, true);
+        assert_eq!(
+            end,
+            Ok(End::Zeros {
+                offset: bytes.len()
+            })
+        );
+        assert_eq!(end.unwrap().good_until(prewritten.len()), bytes.len());
+        let mut unwritten = prewritten.clone();
+        unwritten[offsets[1]..].fill(0);
+        assert_eq!(
+            scan(&unwritten, 0, SALT, true),
+            Ok(End::Zeros { offset: offsets[1] })
+        );
+        let older = scan(&prewritten, 0, SALT, false).unwrap_err();
+        assert_eq!((older.batch, older.why), (bytes.len(), NotTorn::NotNewest));
+    }
+
     #[test]
     fn a_cut_last_batch_is_torn_only_in_the_newest_segment() {
         let (bytes, offsets) = batches_of(0, &[&[b"kept"], &[b"cut off", b"somewhere"]]);
