@@ -8,6 +8,7 @@
 //! <DiskPersistPath>/LOCK                     one broker per directory
 //! <DiskPersistPath>/CURRENT                  the committed generation's number
 //! <DiskPersistPath>/gen-<n>/shard-<k>/*.seg  shard k's journal in generation n
+//! <DiskPersistPath>/gen-<n>/shard-<k>/next.prewritten  its next segment, zeros (writer.rs)
 //! ```
 //!
 //! All of this runs once, before the shards, with blocking std I/O.

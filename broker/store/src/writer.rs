@@ -351,7 +351,10 @@ impl SegmentWriter {
 }
 
 /// Writes [`PREWRITTEN_FILE`] in `shard_dir`: `bytes` of zeros, synced, and its directory
-/// entry too; removes it if that fails. Blocking: it runs on glommio's blocking thread.
+/// entry too; removes it if that fails. Blocking: it runs on a thread of its own
+/// ([`SegmentWriter::prewrite_next`]). While it writes, it takes room on the disk that an
+/// appended segment might have wanted: on a disk with less than a segment free, a batch can
+/// find it full until this fails and removes the file, and is written again then.
 fn prewrite(shard_dir: &Path, bytes: u64) -> io::Result<()> {
     let path = shard_dir.join(PREWRITTEN_FILE);
     let written = (|| {
