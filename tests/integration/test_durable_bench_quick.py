@@ -86,6 +86,7 @@ def test_the_disk_is_measured_beside_every_durable_run(quick_run):
     disk = results["disk"]
     assert disk["fdatasync_median_ms"] > 0 and disk["syncs_per_s"] > 0, disk
     assert disk["fdatasync_p99_ms"] >= disk["fdatasync_median_ms"], disk
+    assert 0 < disk["overwrite_median_ms"] <= disk["overwrite_p99_ms"], disk
     assert disk["filesystem"] != "unknown", disk
     for broker, mode, run in runs(results):
         assert ("disk" in run) == (broker == "ironsight-store"), f"{broker} {mode}: {run}"

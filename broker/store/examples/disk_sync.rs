@@ -1,5 +1,7 @@
 //! The disk's sync figures for a directory, as one JSON line: what every durable benchmark
-//! prints beside its results (`ironsight_store::disk_probe`).
+//! prints beside its results (`ironsight_store::disk_probe`). `fdatasync_*` are of appends
+//! (the file grows), `overwrite_*` of writes over zeros the file already held (as into a
+//! prewritten segment).
 //!
 //! `cargo run --release -p ironsight-store --example disk_sync -- <dir> [syncs]`
 
@@ -7,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use ironsight_store::disk_probe::{probe_sync, PROBE_APPEND_BYTES};
+use ironsight_store::disk_probe::{probe_sync, Writes, PROBE_APPEND_BYTES};
 
 /// Enough syncs for a stable 99th percentile; a slow disk stops at the time limit instead.
 const SYNCS_DEFAULT: usize = 1000;
@@ -27,8 +29,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match probe_sync(&dir, syncs, TIME_LIMIT) {
-        Ok(probe) => {
+    let probes = probe_sync(&dir, syncs, TIME_LIMIT, Writes::Append).and_then(|append| {
+        Ok((
+            append,
+            probe_sync(&dir, syncs, TIME_LIMIT, Writes::Overwrite)?,
+        ))
+    });
+    match probes {
+        Ok((probe, overwrite)) => {
             let line = serde_json::json!({
                 "dir": dir,
                 "append_bytes": PROBE_APPEND_BYTES,
@@ -36,6 +44,8 @@ fn main() -> ExitCode {
                 "fdatasync_median_ms": ms(probe.median),
                 "fdatasync_p99_ms": ms(probe.p99),
                 "syncs_per_s": (probe.syncs_per_s * 10.0).round() / 10.0,
+                "overwrite_median_ms": ms(overwrite.median),
+                "overwrite_p99_ms": ms(overwrite.p99),
             });
             println!("{line}");
             ExitCode::SUCCESS

@@ -31,15 +31,20 @@
 //! synced, in the background while the current one fills (`next.prewritten`, which the reader
 //! does not take for a segment). A batch then overwrites blocks the file already has, within
 //! its size, so its `O_DSYNC` write needs only the data on disk. An append must also commit the
-//! new size and blocks through the file system's journal (ext4's jbd2 thread): on the 2-CPU VM,
-//! with both CPUs busy, an appended 4 KiB `O_DSYNC` write took 4.0 ms median and 8.0 ms p99,
-//! an overwrite 0.09 ms median. So:
+//! new size and blocks through the file system's journal (ext4's jbd2 thread), which waits for
+//! a CPU when they are busy: on the 2-CPU VM with both CPUs busy, appended 4 KiB `O_DSYNC`
+//! writes took 0.15 ms median and 2.8 to 3.2 ms p99 in some runs, 4.0 and 8.0 ms in others (the
+//! scheduler's tick), overwrites 0.09 to 0.12 ms median and 0.6 to 2.4 ms p99 (`docs/store.md`).
+//! So:
 //! - the newest segment may end in zeros after its last batch, which the reader takes for its
 //!   end (a batch header never begins with a zero byte);
 //! - a segment is cut back to its batches before the next one is named, so that no older
 //!   segment has zeros after its batches, and zeros there stay damage;
 //! - where no prewritten file is ready (the first segment, a disk too full for one), a segment
-//!   is begun and appended to as before, and left for a prewritten one once there is one.
+//!   is begun and appended to as before, and left for a prewritten one once there is one;
+//! - a journal that fills segments faster than twice the time the last one took to prewrite
+//!   is bound by the disk's bandwidth, which zeros would halve, and its batches are large
+//!   anyway: no segment is prewritten until one fills more slowly again.
 //!
 //! Files are glommio `BufferedFile`s (the page cache), not `DmaFile`s (`O_DIRECT`): frames end
 //! at any byte, and direct I/O writes whole aligned blocks, so every batch would rewrite the
@@ -52,8 +57,9 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use glommio::io::{BufferedFile, OpenOptions};
 use glommio::GlommioError;
@@ -99,6 +105,12 @@ pub struct SegmentWriter {
     /// Where the prewritten file for the next segment stands (a [`Next`]); the thread that
     /// writes it shares this.
     next: Arc<AtomicU8>,
+    /// How long the last prewritten file took to write, in microseconds (0: none yet); the
+    /// thread that writes it sets this.
+    prewrite_took_us: Arc<AtomicU64>,
+    /// When the current segment began, and how long the last one that filled up took.
+    began: Instant,
+    last_fill: Option<Duration>,
     broken: bool,
 }
 
@@ -138,6 +150,9 @@ impl SegmentWriter {
             durable_len: SEGMENT_HEADER_BYTES as u64,
             prewritten: false,
             next: Arc::new(AtomicU8::new(Next::Missing as u8)),
+            prewrite_took_us: Arc::default(),
+            began: Instant::now(),
+            last_fill: None,
             broken: false,
         };
         writer.prewrite_next();
@@ -168,6 +183,9 @@ impl SegmentWriter {
         // A segment that is appended to is left as soon as a prewritten one is ready.
         let leave = !self.prewritten && self.next_is(Next::Ready);
         if holds_frames && (full || leave) {
+            if full {
+                self.last_fill = Some(self.began.elapsed());
+            }
             self.roll().await?;
         }
         let bytes = batch.seal(self.header.salt, self.durable_len);
@@ -282,6 +300,7 @@ impl SegmentWriter {
         self.path = path;
         self.durable_len = SEGMENT_HEADER_BYTES as u64;
         self.prewritten = prewritten;
+        self.began = Instant::now();
         self.prewrite_next();
         Ok(())
     }
@@ -322,20 +341,26 @@ impl SegmentWriter {
     /// It is a thread of its own, not glommio's blocking thread: writing a segment's zeros takes
     /// a second or more, and the directory syncs that beginning a segment needs go to that one.
     fn prewrite_next(&self) {
-        if !self.next_is(Next::Missing) {
+        if !self.next_is(Next::Missing) || self.outpaces_prewriting() {
             return;
         }
         self.next.store(Next::Writing as u8, Ordering::Release);
-        let (next, dir, bytes) = (
+        let (next, took_us, dir, bytes) = (
             self.next.clone(),
+            self.prewrite_took_us.clone(),
             self.shard_dir.clone(),
             self.segment_bytes,
         );
         let started = std::thread::Builder::new()
             .name("ironsight-prewrite".into())
             .spawn(move || {
+                let began = Instant::now();
                 let state = match prewrite(&dir, bytes) {
-                    Ok(()) => Next::Ready,
+                    Ok(()) => {
+                        let took = began.elapsed().as_micros().max(1);
+                        took_us.store(took.try_into().unwrap_or(u64::MAX), Ordering::Relaxed);
+                        Next::Ready
+                    }
                     Err(_) => Next::Missing,
                 };
                 next.store(state as u8, Ordering::Release);
@@ -343,6 +368,14 @@ impl SegmentWriter {
         if started.is_err() {
             self.next.store(Next::Missing as u8, Ordering::Release);
         }
+    }
+
+    /// Whether the last segment that filled up took less than twice as long as the last
+    /// prewritten file took to write (see the module's comment).
+    fn outpaces_prewriting(&self) -> bool {
+        let took = Duration::from_micros(self.prewrite_took_us.load(Ordering::Relaxed));
+        self.last_fill
+            .is_some_and(|fill| !took.is_zero() && fill < 2 * took)
     }
 
     fn next_is(&self, state: Next) -> bool {
@@ -673,6 +706,41 @@ mod tests {
         let (read, frames) = read_back(data.path());
         assert_eq!(frames, sent);
         assert_eq!((read.segments, read.torn), (3, None));
+    }
+
+    /// Proves a journal that fills segments faster than twice the last prewrite took gets no
+    /// prewritten file for its next segment, and one that fills them more slowly does.
+    #[test]
+    fn a_journal_that_outpaces_prewriting_appends() {
+        let data = tempfile::tempdir().unwrap();
+        on_glommio(async {
+            let mut writer = SegmentWriter::create(data.path(), header(0), 4096)
+                .await
+                .unwrap();
+            writer.append(&mut batch(0, 1, 10).0).await.unwrap();
+            prewritten_ready(&writer).await;
+            // Into the prewritten segment 1; the next is prewritten meanwhile.
+            writer.append(&mut batch(10, 1, 3000).0).await.unwrap();
+            prewritten_ready(&writer).await;
+            writer.prewrite_took_us.store(10_000_000, Ordering::Relaxed);
+            // Fills segment 1 within microseconds of its start.
+            writer.append(&mut batch(20, 1, 3000).0).await.unwrap();
+            assert_eq!(writer.header().sequence, 2);
+            assert!(writer.last_fill.unwrap() < Duration::from_secs(20));
+            assert!(writer.outpaces_prewriting());
+            assert!(
+                writer.next_is(Next::Missing),
+                "no prewrite after a fast fill"
+            );
+            writer.prewrite_took_us.store(1, Ordering::Relaxed);
+            writer.append(&mut batch(30, 1, 3000).0).await.unwrap();
+            assert!(!writer.outpaces_prewriting());
+            assert!(
+                !writer.next_is(Next::Missing),
+                "a prewrite after a slow fill"
+            );
+            writer.close().await.unwrap();
+        });
     }
 
     /// Proves compaction's two steps: a segment begun on demand, however small the current
