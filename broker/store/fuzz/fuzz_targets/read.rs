@@ -4,13 +4,14 @@
 //! batches before the first bad one, at their offsets; a torn tail is the newest segment's and
 //! has no good batch header after it (checked at every offset), and cutting it off leaves a
 //! segment that reads clean with the same frames; corruption names the first bad batch, and a
-//! good batch header where it says one follows; an older segment is never torn.
+//! good batch header where it says one follows; an older segment is never torn; zeros after the
+//! good batches end the newest segment cleanly (a prewritten one), and only the newest.
 //!
 //! The first input byte says whether the segment is the shard's newest, whether a good header
-//! goes before the rest (so that most runs reach the batches), and whether the rest is raw
-//! bytes or a recipe: good batches of good frames (random CRCs are hopeless for a fuzzer to
-//! match), then one byte flipped, a hole of zeros and the end cut off, which is what disks and
-//! power cuts do to a segment.
+//! goes before the rest (so that most runs reach the batches), whether the rest is raw bytes
+//! or a recipe: good batches of good frames (random CRCs are hopeless for a fuzzer to match),
+//! then one byte flipped, a hole of zeros and the end cut off, which is what disks and power
+//! cuts do to a segment; and whether zeros follow, as in a prewritten segment.
 //!
 //! Run: `cd broker/store/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run read -- -max_total_time=60`
 
@@ -32,6 +33,8 @@ const SEQUENCE: u64 = 1;
 const SALT: u64 = 0x5A17_5A17;
 /// A hole is up to 255 of these: up to a page, about.
 const HOLE_UNIT: usize = 16;
+/// The zeros after the batches of a prewritten segment, in the runs that have them.
+const PREWRITTEN_ZEROS: usize = 4096;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -52,6 +55,9 @@ fuzz_target!(|data: &[u8]| {
         bytes.extend_from_slice(rest);
     } else {
         cook(rest, &mut bytes);
+    }
+    if mode & 8 != 0 {
+        bytes.resize(bytes.len() + PREWRITTEN_ZEROS, 0);
     }
     check(&bytes, newest);
 });
@@ -161,7 +167,14 @@ fn check(bytes: &[u8], newest: bool) {
             let (expected, first_bad) = good_batches(bytes, header.salt);
             assert_eq!(frames, expected, "the frames of the good batches, in order");
             match &segment.torn {
-                None => assert_eq!(first_bad, bytes.len(), "a clean segment is all batches"),
+                None if first_bad < bytes.len() => {
+                    assert!(newest, "only the newest segment ends in zeros");
+                    assert!(
+                        bytes[first_bad..].iter().all(|&b| b == 0),
+                        "a clean segment is all batches, then only zeros"
+                    );
+                }
+                None => {}
                 Some(torn) => {
                     assert!(newest, "only the newest segment is torn");
                     let offset = torn.offset as usize;
