@@ -101,8 +101,11 @@ impl Shard {
             msg.publisher = Some(self.publisher(conn, session));
         }
         // A v5 publisher can be told about other shards' subscribers, so it waits for them;
-        // with a journal on disk every publisher does, for what they stored to be durable.
-        let waits = self.conns[conn as usize].is_v5() || !self.journal.synchronous();
+        // with a journal on disk every publisher does, for what they stored to be durable. A
+        // retained message's acknowledgement waits until every shard's replica holds it, so
+        // that a SUBSCRIBE sent after it finds the message on any shard.
+        let waits =
+            self.conns[conn as usize].is_v5() || !self.journal.synchronous() || publish.retain;
         let token = (publish.qos != QoS::AtMostOnce && waits).then(|| {
             self.next_ack_token += 1;
             self.next_ack_token

@@ -20,6 +20,10 @@ impl Shard {
                 if retained {
                     self.store_retained(&msg);
                 }
+                // A retained message comes to every shard. Subscribers here that it found no
+                // interest of when it was routed subscribed after that and before this update
+                // reached the replica: they missed it in both, so they get it now, live.
+                let plain = plain || retained;
                 let mut rejected = plain && self.deliver_plain(now, &msg).rejected;
                 for key in &shares {
                     rejected |= self.deliver_shared(now, key, &msg, 0).rejected;

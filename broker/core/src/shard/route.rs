@@ -86,16 +86,16 @@ impl Shard {
         });
         let mut outcome = Outcome::default();
         let local_shares = std::mem::take(&mut routes[usize::from(me)].shares);
-        // The shard that journals a retained topic reports too: the acknowledgement waits for
-        // its record to be durable.
-        let journals = msg.retain.then(|| self.owner_of(&msg.topic));
         for shard in self.other_shards() {
             let route = &mut routes[usize::from(shard)];
             let delivers = route.plain || !route.shares.is_empty();
+            // Every shard gets a retained message, for its replica, and reports on it like
+            // the shards that deliver: the acknowledgement waits until every replica holds it
+            // (a SUBSCRIBE sent after it finds the message on any shard) and the record of the
+            // shard that journals the topic is durable.
             if delivers || msg.retain {
                 outcome.matched |= delivers;
-                let reports = delivers || journals == Some(shard);
-                outcome.awaiting += u16::from(reports && ack.is_some());
+                outcome.awaiting += u16::from(ack.is_some());
                 let shares = std::mem::take(&mut route.shares);
                 let plain = std::mem::take(&mut route.plain);
                 let msg = ShardMsg::Publish {
@@ -103,7 +103,7 @@ impl Shard {
                     plain,
                     shares,
                     retained: msg.retain,
-                    ack: ack.filter(|_| reports),
+                    ack,
                 };
                 self.queue_remote(shard, msg);
             }

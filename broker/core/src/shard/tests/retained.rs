@@ -122,6 +122,75 @@ fn concurrent_retained_updates_converge_across_shards() {
     );
 }
 
+/// Proves that a retained message reaches every subscriber of another shard exactly once,
+/// whenever it subscribed, and that an acknowledged one is in every shard's replica. A v3.1.1
+/// publisher (whose PUBACK says nothing of subscribers) publishes a retained QoS 1 message on
+/// shard 0. Clients that subscribe on the other shards before the messages between shards
+/// move find nothing in their replica, and the publisher has no PUBACK yet; when the update
+/// arrives they get it live. Once the PUBACK has left, a subscriber on any shard finds it
+/// retained. (The push gateway's walk-through caught the old behaviour: a device
+/// registration published while the gateway subscribed on the other shard reached neither
+/// the gateway's subscription nor, in time for it, that shard's replica.)
+#[test]
+fn a_retained_message_reaches_every_shard_and_its_subscribers_once() {
+    for n in [2u16, 4] {
+        let mut b = Broker::new(n);
+        let (mut p, _) = b.connect_on(0, connect(&id_on(&b, 0, "p"), V311, true));
+        let mut early: Vec<Client> = (1..n)
+            .map(|s| {
+                b.connect_on(usize::from(s), connect(&id_on(&b, s, "e"), V311, true))
+                    .0
+            })
+            .collect();
+        let mut m = publish("device/a", b"token", QoS::AtLeastOnce, Some(1));
+        m.retain = true;
+        let mut bytes = BytesMut::new();
+        Packet::Publish(m).encode(V311, &mut bytes);
+        b.shards[0].input(p.conn, b.now, &bytes);
+        b.collect(&mut p);
+        assert!(
+            p.inbox.is_empty(),
+            "no PUBACK before the other shards report, on {n} shards"
+        );
+        for s in &mut early {
+            let mut bytes = BytesMut::new();
+            subscribe(1, &[("device/+", opts(QoS::AtLeastOnce))]).encode(V311, &mut bytes);
+            b.shards[s.shard].input(s.conn, b.now, &bytes);
+            b.collect(s);
+            assert!(
+                matches!(&s.inbox[..], [Packet::SubAck(_)]),
+                "shard {} has not heard of it yet: {:?}",
+                s.shard,
+                s.inbox
+            );
+        }
+        b.settle(&mut [&mut p]);
+        assert!(
+            matches!(&p.inbox[..], [Packet::PubAck(_)]),
+            "acknowledged once every shard has it: {:?}",
+            p.inbox
+        );
+        for s in &mut early {
+            let got = b.publishes(s);
+            assert_eq!(
+                payloads(&got),
+                [b"token"],
+                "once, on shard {} of {n}",
+                s.shard
+            );
+            assert!(!got[0].retain, "live, as published after the SUBSCRIBE");
+        }
+        for s in 1..n {
+            let (mut late, _) =
+                b.connect_on(usize::from(s), connect(&id_on(&b, s, "l"), V311, true));
+            b.subscribe(&mut late, &[("device/+", opts(QoS::AtLeastOnce))]);
+            let got = b.publishes(&mut late);
+            assert_eq!(payloads(&got), [b"token"], "shard {s} of {n}");
+            assert!(got[0].retain);
+        }
+    }
+}
+
 #[test]
 fn expired_retained_message_is_not_delivered() {
     let mut b = Broker::new(1);
