@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,6 +36,13 @@ GUEST_MEMORY_MIB = 512
 #: CPUs of the guest: one for housekeeping (the card's interrupts) and two for shards, as
 #: ironsight-tune lays out a machine with fewer than seventeen.
 GUEST_CPUS = 3
+#: An emulated guest here now and then stops inside the kernel's own early boot, before it
+#: runs the initramfs: CI saw one print nothing after "pnp: PnP ACPI: found 6 devices" for
+#: 120 s, and the next boot of the same image took 9 s. A boot that has not reached the
+#: kernel's hand-over to /init and has printed nothing for this long is started again, once;
+#: a boot that reached /init is never started again, so whatever the image does stays tested.
+EARLY_STALL_S = 40
+KERNEL_HANDOVER = "Run /init as init process"
 
 
 @pytest.fixture(scope="module")
@@ -48,11 +56,9 @@ def image() -> Path:
     return OUT
 
 
-@pytest.fixture(scope="module")
-def guest(image, tmp_path_factory):
-    """The booted guest: its forwarded port on the host, and its console log."""
-    port = free_port()
-    console = tmp_path_factory.mktemp("quick-boot") / "console.log"
+def boot(image: Path, port: int, console: Path) -> tuple[subprocess.Popen, str | None]:
+    """Boots the guest with its console in `console`; returns QEMU and None once the broker is
+    ready, or QEMU and why the boot was given up on (QEMU is then still running)."""
     command = ["qemu-system-x86_64", "-m", str(GUEST_MEMORY_MIB), "-smp", str(GUEST_CPUS),
                "-kernel", str(image / "vmlinuz"), "-initrd", str(image / "initrd.cpio.gz"),
                # panic=-1 and -no-reboot: a guest that fails ends QEMU instead of looping.
@@ -62,13 +68,41 @@ def guest(image, tmp_path_factory):
     with open(console, "wb") as out:
         qemu = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT)
+    began = last_growth = time.monotonic()
+    size = 0
+    while " ready " not in (text := console.read_text(errors="replace")):
+        now = time.monotonic()
+        if qemu.poll() is not None:
+            return qemu, "QEMU ended"
+        if now - began >= BOOT_TIMEOUT_S:
+            return qemu, f"no 'ready' within {BOOT_TIMEOUT_S}s"
+        if len(text) != size:
+            size, last_growth = len(text), now
+        elif KERNEL_HANDOVER not in text and now - last_growth >= EARLY_STALL_S:
+            return qemu, f"stalled {EARLY_STALL_S}s in the kernel's early boot"
+        time.sleep(0.2)
+    return qemu, None
+
+
+@pytest.fixture(scope="module")
+def guest(image, tmp_path_factory):
+    """The booted guest: its forwarded port on the host, and its console log."""
+    port = free_port()
+    folder = tmp_path_factory.mktemp("quick-boot")
+    console = folder / "console.log"
+    began = time.monotonic()
+    qemu, failed = boot(image, port, console)
+    if failed and failed.startswith("stalled"):
+        qemu.kill()
+        qemu.wait(10)
+        stalled = folder / "console-stalled.log"
+        console.rename(stalled)
+        # Shown in pytest's warnings summary, so that a stall that now passes is still seen.
+        warnings.warn(f"quick boot {failed}, at: {stalled.read_text(errors='replace')[-200:]!r}; "
+                      "booted again")
+        qemu, failed = boot(image, port, console)
     try:
-        began = time.monotonic()
-        while " ready " not in console.read_text(errors="replace"):
-            assert qemu.poll() is None, f"QEMU ended: {console.read_text(errors='replace')[-3000:]}"
-            assert time.monotonic() - began < BOOT_TIMEOUT_S, \
-                f"no 'ready' within {BOOT_TIMEOUT_S}s: {console.read_text(errors='replace')[-3000:]}"
-            time.sleep(0.2)
+        assert failed is None, f"{failed}: {console.read_text(errors='replace')[-3000:]}"
         yield SimpleNamespace(host="127.0.0.1", port=port, console=console,
                               boot_s=time.monotonic() - began)
     finally:
