@@ -207,15 +207,13 @@ impl ShardIo {
     ) -> Poll<()> {
         use futures_lite::AsyncRead;
         let mut reads = 0;
+        let mut read_any = false;
         loop {
             let Some((write_blocked, park)) =
                 self.with_conn(conn, generation, |c| (c.write_blocked, c.park_requested))
             else {
                 return Poll::Ready(()); // closed or handed off: dropping the stream closes our fd
             };
-            if park && self.try_park(conn, generation, stream) {
-                return Poll::Ready(());
-            }
             if write_blocked {
                 match self.write_own(conn, generation, stream, cx) {
                     Poll::Ready(()) => continue,
@@ -246,6 +244,7 @@ impl ShardIo {
                         continue;
                     }
                     Poll::Ready(Ok(n)) => {
+                        read_any = true;
                         self.conns.borrow_mut().count(conn, n, 0);
                         self.bytes_read(conn, generation, &mut scratch[..carried + n]);
                         drop(scratch);
@@ -254,7 +253,18 @@ impl ShardIo {
                         self.flusher.schedule();
                         continue;
                     }
-                    Poll::Pending => {}
+                    // Parked only when its socket has nothing to read. A connection unparked
+                    // for its input is idle by its last packet until it reads that input, so a
+                    // tick between the unpark and its task's first run asks it to park; parked
+                    // unread, its socket is readable at once and the relay unparks it again.
+                    // With many unparked together (a million clients disconnecting) the tasks
+                    // wait longer than a tick to run, and each tick sent them round again.
+                    Poll::Pending => {
+                        drop(scratch);
+                        if park && !read_any && self.try_park(conn, generation, stream) {
+                            return Poll::Ready(());
+                        }
+                    }
                 }
             }
             break;
