@@ -227,8 +227,6 @@ pub struct Connection {
     pub paused: bool,
     /// Already in the shard's list of connections with new output.
     pub dirty: bool,
-    /// Its output waits for the journal (`shard/durability.rs`): not written, not listed dirty.
-    pub held: bool,
     /// The client sent DISCONNECT: after it, it sends nothing more ([MQTT-3.14.4-1]).
     pub peer_disconnected: bool,
     /// Its CONNECT was accepted at some point (one that never was counts as a bad connection).
@@ -274,7 +272,6 @@ impl Connection {
             aliases: None,
             paused: false,
             dirty: false,
-            held: false,
             peer_disconnected: false,
             was_connected: false,
             opened_at_s,

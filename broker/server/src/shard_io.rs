@@ -388,10 +388,13 @@ impl ShardIo {
         cx: &mut Context<'_>,
     ) -> Poll<()> {
         match self.write(conn) {
-            Ok(Sent::All) => {
+            Ok(sent @ (Sent::All | Sent::Held)) => {
                 self.with_conn(conn, generation, |c| c.write_blocked = false);
                 if self.core.borrow().is_closing(conn) {
-                    self.close_after_last_bytes(conn);
+                    // Held bytes go when the journal reports, and the flusher closes it then.
+                    if matches!(sent, Sent::All) {
+                        self.close_after_last_bytes(conn);
+                    }
                 } else {
                     // Room again: queued messages move into the output, for the flusher to write.
                     self.core().written(conn, Instant::now());
@@ -590,7 +593,9 @@ impl ShardIo {
             Ok(Sent::All) if closing => {
                 self.close_after_last_bytes(conn);
             }
-            Ok(Sent::All) => self.core().written(conn, Instant::now()),
+            // The rest waits for the journal; its report lists the connection again.
+            Ok(Sent::Held) if closing => {}
+            Ok(Sent::All | Sent::Held) => self.core().written(conn, Instant::now()),
             Ok(Sent::Blocked) => {
                 if closing {
                     self.start_close_grace(conn);

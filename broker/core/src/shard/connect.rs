@@ -249,7 +249,7 @@ impl Shard {
             }
             Ok(principal) => {
                 self.stats.authentications_accepted += 1;
-                let mark = self.journal_mark();
+                let mark = self.output_mark(conn);
                 self.connect_as(conn, now, pending, Some(principal), data);
                 self.hold_output(conn, mark);
                 if self.conns[conn as usize].state == ConnState::Connected {

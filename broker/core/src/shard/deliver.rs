@@ -60,7 +60,7 @@ impl Shard {
         let journaled = qos != QoS::AtMostOnce && self.persistent(session);
         match conn {
             Some(conn) if queue_empty && self.can_send(conn, session, qos) => {
-                let mark = self.journal_mark();
+                let mark = self.output_mark(conn);
                 if journaled {
                     self.journal_stored(session, &offer);
                 }
@@ -142,7 +142,9 @@ impl Shard {
     /// Whether a message of `qos` can be written to `conn` now.
     fn can_send(&self, conn: ConnId, session: SessionIdx, qos: QoS) -> bool {
         let c = &self.conns[conn as usize];
-        if c.state != ConnState::Connected || c.out.len() >= self.settings.broker.send_buffer_max {
+        if c.state != ConnState::Connected
+            || c.out.pending() >= self.settings.broker.send_buffer_max
+        {
             return false;
         }
         if qos == QoS::AtMostOnce {
@@ -250,7 +252,7 @@ impl Shard {
                 .expect("checked above");
             let out = d.queue.pop_front().expect("checked above");
             let id = out.msg.id;
-            let mark = self.journal_mark();
+            let mark = self.output_mark(conn);
             match self.transmit(conn, session, out.offer(), now) {
                 Transmit::Sent(Some(packet_id)) => {
                     self.journal_packet_id(session, |client_id| Record::Sent {

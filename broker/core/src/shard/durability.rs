@@ -2,20 +2,20 @@
 //! promises are on disk (`docs/store.md`, "Holding replies").
 //!
 //! The shard counts the records it hands its journal; the server reports how many are durable
-//! ([`Shard::durable`]). A packet that made records holds its connection's output until they are
-//! durable: its PUBACK, PUBREC, PUBCOMP, SUBACK, UNSUBACK or CONNACK, and whatever was written
-//! to the connection after it, which keeps every acknowledgement in order without a queue of
-//! packets. A QoS 2 message sent to a durable session holds that connection too, so that a
-//! subscriber never sees a packet id the journal could forget. A publish from another shard
-//! answers its outcome only once what it stored here is durable, so the publisher's
-//! acknowledgement waits for every shard it reached.
+//! ([`Shard::durable`]). A packet that made records holds its connection's output from where
+//! its own answer begins until those records are durable: its PUBACK, PUBREC, PUBCOMP, SUBACK,
+//! UNSUBACK or CONNACK, and whatever was written to the connection after it, which keeps every
+//! acknowledgement in order without a queue of packets (`outbuf.rs`). What was written before
+//! it goes as its own records are durable, so a client that keeps publishing gets each
+//! acknowledgement one batch after its message, not once it stops. A QoS 2 message sent to a
+//! durable session holds that connection too, so that a subscriber never sees a packet id the
+//! journal could forget. A publish from another shard answers its outcome only once what it
+//! stored here is durable, so the publisher's acknowledgement waits for every shard it reached.
 //!
 //! With a journal whose records are durable when recorded (memory only), `durable` always
 //! equals `appended` and nothing is ever held.
 
 use std::collections::VecDeque;
-
-use hashbrown::HashMap;
 
 use super::Shard;
 use crate::conn::ConnId;
@@ -83,14 +83,20 @@ impl Journal for Log {
 /// What waits for the journal.
 #[derive(Default)]
 pub(super) struct Durability {
-    /// Held connections with the record count each waits for, in the order they were held
-    /// (so in the order of the counts).
+    /// Each record count some connection's output waits for, with the connection (slot and
+    /// generation), in the order they were held (so in the order of the counts). The holds
+    /// themselves are in the connection's output (`OutBuf::hold`).
     held: VecDeque<(u64, ConnId, u32)>,
-    /// The count each held connection (by slot and generation) waits for: its latest, which
-    /// a connection held again while held moves on.
-    until: HashMap<ConnId, (u64, u32)>,
     /// Publish outcomes for other shards, each waiting for the records its delivery made here.
     outcomes: VecDeque<(u64, ShardId, ShardMsg)>,
+}
+
+/// Where a connection's output and the journal stood before some work: what
+/// [`Shard::hold_output`] holds from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OutputMark {
+    records: u64,
+    output: u64,
 }
 
 impl Shard {
@@ -99,20 +105,27 @@ impl Shard {
         self.journal.appended
     }
 
-    /// Holds `conn`'s output until the records made since `mark` are durable.
-    pub(super) fn hold_output(&mut self, conn: ConnId, mark: u64) {
-        if !self.journal.pending_since(mark) {
+    /// The journal's record count and the end of `conn`'s output now.
+    pub(super) fn output_mark(&self, conn: ConnId) -> OutputMark {
+        OutputMark {
+            records: self.journal.appended,
+            output: self.conns.get(conn as usize).map_or(0, |c| c.out.end()),
+        }
+    }
+
+    /// Holds what `conn` was sent since `mark`, and all it is sent later, until the records
+    /// made since `mark` are durable.
+    pub(super) fn hold_output(&mut self, conn: ConnId, mark: OutputMark) {
+        if !self.journal.pending_since(mark.records) {
             return;
         }
         let Some(c) = self.conns.get_mut(conn as usize).filter(|c| c.is_open()) else {
             return;
         };
         let until = self.journal.appended;
-        c.held = true;
-        let generation = c.generation;
-        let d = &mut self.durability;
-        if d.until.insert(conn, (until, generation)) != Some((until, generation)) {
-            d.held.push_back((until, conn, generation));
+        if c.out.hold(mark.output, until) {
+            let generation = c.generation;
+            self.durability.held.push_back((until, conn, generation));
         }
     }
 
@@ -141,14 +154,13 @@ impl Shard {
                 break;
             }
             self.durability.held.pop_front();
-            if self.durability.until.get(&conn) != Some(&(until, generation)) {
-                // Held again since for a later record (a later entry releases it), or the
-                // connection is gone.
-                continue;
-            }
-            self.durability.until.remove(&conn);
-            if let Some(c) = self.conns.get_mut(conn as usize) {
-                c.held = false;
+            // A connection gone since (its slot free or taken by another) waits for nothing.
+            let released = self
+                .conns
+                .get_mut(conn as usize)
+                .filter(|c| c.generation == generation)
+                .is_some_and(|c| c.out.durable(count));
+            if released {
                 self.mark_dirty(conn);
             }
         }
@@ -164,10 +176,5 @@ impl Shard {
     /// Records made so far: the count the server's journal reports durable up to.
     pub fn records_made(&self) -> u64 {
         self.journal.appended
-    }
-
-    /// A connection slot is freed: it waits for nothing any more.
-    pub(super) fn forget_held(&mut self, conn: ConnId) {
-        self.durability.until.remove(&conn);
     }
 }

@@ -142,7 +142,7 @@ impl Shard {
     /// nothing. Losing them in a crash means a QoS 1 message comes again, which QoS 1 allows;
     /// a QoS 2 message they send holds the output itself (`deliver.rs`).
     fn on_frame(&mut self, conn: ConnId, now: Instant, frame: Bytes) {
-        let mark = self.journal_mark();
+        let mark = self.output_mark(conn);
         let promises = !matches!(frame[0] >> 4, packet_type::PUBACK | packet_type::PUBCOMP);
         self.dispatch_frame(conn, now, frame);
         if promises {

@@ -373,7 +373,7 @@ impl Shard {
     pub fn output_full(&self, conn: ConnId) -> bool {
         self.conns
             .get(conn as usize)
-            .is_some_and(|c| c.out.len() >= self.settings.broker.send_buffer_max)
+            .is_some_and(|c| c.out.pending() >= self.settings.broker.send_buffer_max)
     }
 
     /// Whether the peer of a connection the core ended may still be sending: it did not end
@@ -392,13 +392,11 @@ impl Shard {
             .is_none_or(|c| c.state == ConnState::Closing)
     }
 
-    /// The bytes waiting for `conn`'s socket; none while they wait for the journal
-    /// (`shard/durability.rs`): the shard lists the connection dirty when they may go.
+    /// The bytes waiting for `conn`'s socket. Those that wait for the journal
+    /// (`shard/durability.rs`) are not among what it lets be written: the shard lists the
+    /// connection dirty when they may go.
     pub fn output(&mut self, conn: ConnId) -> Option<&mut OutBuf> {
-        self.conns
-            .get_mut(conn as usize)
-            .filter(|c| !c.held)
-            .map(|c| &mut c.out)
+        self.conns.get_mut(conn as usize).map(|c| &mut c.out)
     }
 
     /// The server wrote some of `conn`'s output: room in the send buffer lets queued messages go.
@@ -428,7 +426,6 @@ impl Shard {
             self.close(conn, now, lifecycle::CloseKind::Abrupt);
         }
         if let Some(c) = self.conns.try_remove(conn as usize) {
-            self.forget_held(conn);
             self.stats.connections_closed += 1;
             let endpoint = self.stats.endpoint(c.endpoint);
             endpoint.active -= 1;
@@ -460,11 +457,12 @@ impl Shard {
         self.conns.get(conn as usize).map(|c| c.last_packet_at)
     }
 
-    /// Whether `conn` has bytes waiting to be written.
+    /// Whether `conn` has bytes waiting to be written, or waiting for the journal before they
+    /// may be: a closing connection is not closed, nor an idle one parked, before they went.
     pub fn has_output(&self, conn: ConnId) -> bool {
         self.conns
             .get(conn as usize)
-            .is_some_and(|c| !c.out.is_empty())
+            .is_some_and(|c| c.out.pending() > 0 || c.out.is_held())
     }
 
     pub fn take_outbox(&mut self, into: &mut Vec<(ShardId, ShardMsg)>) {
@@ -490,9 +488,12 @@ impl Shard {
 
     // ----- helpers shared by the handlers -----
 
+    /// Lists `conn` for the flusher; not while all its output waits for the journal (the
+    /// journal's report lists it when some may go).
     fn mark_dirty(&mut self, conn: ConnId) {
         let c = &mut self.conns[conn as usize];
-        if !c.dirty && !c.held {
+        let all_waiting = c.out.is_held() && c.out.is_empty();
+        if !c.dirty && !all_waiting {
             c.dirty = true;
             self.dirty.push(conn);
         }

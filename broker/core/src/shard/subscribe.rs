@@ -114,7 +114,7 @@ impl Shard {
         while let Some(conn) = self.unfinished_order.pop_front() {
             // A connection that closed meanwhile left its work behind; skip it.
             if let Some(work) = self.unfinished.remove(&conn) {
-                let mark = self.journal_mark();
+                let mark = self.output_mark(conn);
                 self.subscribe_slice(conn, now, *work);
                 self.hold_output(conn, mark);
                 if !self.unfinished.contains_key(&conn) {

@@ -14,6 +14,9 @@ const SLICES_PER_SEND: usize = 64;
 pub enum Sent {
     /// Everything buffered was written.
     All,
+    /// Everything that may go now was written; the rest waits for the journal, whose report
+    /// lists the connection for the flusher again (`ironsight_core::outbuf`).
+    Held,
     /// The socket is full: wait until it is writable.
     Blocked,
 }
@@ -33,7 +36,7 @@ pub fn send_all(
             .prepare(out)
             .map_err(|e| io::Error::new(io::ErrorKind::ConnectionAborted, e))?;
         if !transport.has_output(out) {
-            return Ok(Sent::All);
+            return Ok(if out.is_held() { Sent::Held } else { Sent::All });
         }
         let result = {
             let mut slices = [IoSlice::new(&[]); SLICES_PER_SEND];

@@ -51,6 +51,27 @@ fn connect_raw(b: &mut Broker, c: Connect) -> Client {
     client
 }
 
+/// Connects `c` (a durable session) and subscribes it to `topic`, its records durable.
+fn subscribed_durably(b: &mut Broker, c: Connect, topic: &str, qos: QoS) -> Client {
+    let mut client = connect_raw(b, c);
+    b.send(&mut client, subscribe(1, &[(topic, opts(qos))]));
+    sync(b);
+    b.received(&mut client);
+    client
+}
+
+/// Sends a QoS 1 PUBLISH of `payload` to `topic` with packet id `id`.
+fn publish_qos1(b: &mut Broker, c: &mut Client, topic: &str, payload: &[u8], id: u16) {
+    b.send(
+        c,
+        Packet::Publish(publish(topic, payload, QoS::AtLeastOnce, Some(id))),
+    );
+}
+
+fn puback_ok(id: u16) -> Packet {
+    Packet::PubAck(ack(id, ReasonCode::Success))
+}
+
 fn names(packets: &[Packet]) -> Vec<&'static str> {
     packets.iter().map(Packet::name).collect()
 }
@@ -72,10 +93,7 @@ fn acknowledgements_wait_for_the_records_they_promise() {
     assert_eq!(names(&b.received(&mut d)), ["SUBACK"]);
 
     let (mut p, _) = b.connect(connect("p", V311, true));
-    b.send(
-        &mut p,
-        Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(7))),
-    );
+    publish_qos1(&mut b, &mut p, "t", b"x", 7);
     assert_eq!(
         b.publishes(&mut d).len(),
         1,
@@ -83,10 +101,7 @@ fn acknowledgements_wait_for_the_records_they_promise() {
     );
     assert!(b.received(&mut p).is_empty(), "PUBACK held");
     sync(&mut b);
-    assert_eq!(
-        b.received(&mut p),
-        [Packet::PubAck(ack(7, ReasonCode::Success))]
-    );
+    assert_eq!(b.received(&mut p), [puback_ok(7)]);
 }
 
 /// Proves a QoS 1 PUBLISH that stores nothing durable is acknowledged at once, even while
@@ -95,43 +110,71 @@ fn acknowledgements_wait_for_the_records_they_promise() {
 #[test]
 fn only_what_made_records_waits_and_order_holds() {
     let mut b = on_disk(1);
-    let mut d = connect_raw(&mut b, connect("d", V311, false));
-    b.send(&mut d, subscribe(1, &[("durable", opts(QoS::AtLeastOnce))]));
-    sync(&mut b);
-    b.received(&mut d);
+    let _subscriber = subscribed_durably(
+        &mut b,
+        connect("d", V311, false),
+        "durable",
+        QoS::AtLeastOnce,
+    );
     let (mut clean, _) = b.connect(connect("clean", V311, true));
     b.subscribe(&mut clean, &[("passing", opts(QoS::AtLeastOnce))]);
 
     let (mut p, _) = b.connect(connect("p", V311, true));
-    b.send(
-        &mut p,
-        Packet::Publish(publish("passing", b"x", QoS::AtLeastOnce, Some(1))),
-    );
-    assert_eq!(
-        b.received(&mut p),
-        [Packet::PubAck(ack(1, ReasonCode::Success))]
-    );
+    publish_qos1(&mut b, &mut p, "passing", b"x", 1);
+    assert_eq!(b.received(&mut p), [puback_ok(1)]);
 
-    b.send(
-        &mut p,
-        Packet::Publish(publish("durable", b"x", QoS::AtLeastOnce, Some(2))),
-    );
-    b.send(
-        &mut p,
-        Packet::Publish(publish("passing", b"x", QoS::AtLeastOnce, Some(3))),
-    );
+    publish_qos1(&mut b, &mut p, "durable", b"x", 2);
+    publish_qos1(&mut b, &mut p, "passing", b"x", 3);
     assert!(
         b.received(&mut p).is_empty(),
         "the second waits behind the first"
     );
     sync(&mut b);
+    assert_eq!(b.received(&mut p), [puback_ok(2), puback_ok(3)]);
+}
+
+/// Proves each acknowledgement waits for its own message's records, not for the latest of
+/// its connection: a publisher that sends again before the first message is durable gets the
+/// first PUBACK once that one is (and not the second's), then the second once it is.
+#[test]
+fn each_acknowledgement_waits_only_for_its_own_records() {
+    let mut b = on_disk(1);
+    let _subscriber = subscribed_durably(&mut b, connect("d", V311, false), "t", QoS::AtLeastOnce);
+
+    let (mut p, _) = b.connect(connect("p", V311, true));
+    publish_qos1(&mut b, &mut p, "t", b"1", 1);
+    let first = b.shards[0].records_made();
+    publish_qos1(&mut b, &mut p, "t", b"2", 2);
+    assert!(
+        b.shards[0].records_made() > first,
+        "the second message made records of its own"
+    );
+    assert!(b.received(&mut p).is_empty(), "both held");
+    b.shards[0].durable(first);
     assert_eq!(
         b.received(&mut p),
-        [
-            Packet::PubAck(ack(2, ReasonCode::Success)),
-            Packet::PubAck(ack(3, ReasonCode::Success))
-        ]
+        [puback_ok(1)],
+        "the first goes once its records are durable"
     );
+    sync(&mut b);
+    assert_eq!(b.received(&mut p), [puback_ok(2)]);
+}
+
+/// Proves a connection that closes while its acknowledgements wait for the journal is closed
+/// only after they went: a publisher's DISCONNECT right after its PUBLISH loses no PUBACK.
+#[test]
+fn a_closing_connection_waits_for_its_held_acknowledgements() {
+    let mut b = on_disk(1);
+    let _subscriber = subscribed_durably(&mut b, connect("d", V311, false), "t", QoS::AtLeastOnce);
+
+    let (mut p, _) = b.connect(connect("p", V311, true));
+    publish_qos1(&mut b, &mut p, "t", b"x", 4);
+    b.send(&mut p, Packet::Disconnect(Disconnect::normal()));
+    assert!(b.received(&mut p).is_empty(), "PUBACK held");
+    assert!(!p.closed, "not closed while its PUBACK waits");
+    sync(&mut b);
+    assert_eq!(b.received(&mut p), [puback_ok(4)]);
+    assert!(p.closed, "closed once its last bytes went");
 }
 
 /// Proves a QoS 2 message is not sent to a durable session before its record is durable (a
@@ -140,10 +183,7 @@ fn only_what_made_records_waits_and_order_holds() {
 #[test]
 fn qos2_waits_in_both_directions() {
     let mut b = on_disk(1);
-    let mut d = connect_raw(&mut b, connect("d", V311, false));
-    b.send(&mut d, subscribe(1, &[("t", opts(QoS::ExactlyOnce))]));
-    sync(&mut b);
-    b.received(&mut d);
+    let mut d = subscribed_durably(&mut b, connect("d", V311, false), "t", QoS::ExactlyOnce);
 
     let mut p = connect_raw(&mut b, connect("p", V311, false));
     sync(&mut b);
@@ -175,16 +215,10 @@ fn a_publish_waits_for_every_shard_it_reached() {
         .find(|id| b.shards[0].owner_of(id) as usize != sub_shard)
         .unwrap();
     let pub_shard = 1 - sub_shard;
-    let mut d = connect_raw(&mut b, connect(sub_id, V311, false));
-    b.send(&mut d, subscribe(1, &[("t", opts(QoS::AtLeastOnce))]));
-    sync(&mut b);
-    b.received(&mut d);
+    let mut d = subscribed_durably(&mut b, connect(sub_id, V311, false), "t", QoS::AtLeastOnce);
 
     let (mut p, _) = b.connect(connect(&pub_id, V311, true));
-    b.send(
-        &mut p,
-        Packet::Publish(publish("t", b"x", QoS::AtLeastOnce, Some(9))),
-    );
+    publish_qos1(&mut b, &mut p, "t", b"x", 9);
     let made = b.shards[pub_shard].records_made();
     b.shards[pub_shard].durable(made);
     assert!(
@@ -192,10 +226,7 @@ fn a_publish_waits_for_every_shard_it_reached() {
         "the subscriber's shard has not synced"
     );
     sync(&mut b);
-    assert_eq!(
-        b.received(&mut p),
-        [Packet::PubAck(ack(9, ReasonCode::Success))]
-    );
+    assert_eq!(b.received(&mut p), [puback_ok(9)]);
     assert_eq!(b.publishes(&mut d).len(), 1);
 }
 
@@ -209,17 +240,11 @@ fn a_full_store_refuses_new_durable_work_only() {
     let mut b = on_disk_with(1, full.clone());
     let mut durable = connect("d", V5, false);
     durable.properties.session_expiry_interval_s = Some(300);
-    let mut d = connect_raw(&mut b, durable);
-    b.send(&mut d, subscribe(1, &[("t", opts(QoS::AtLeastOnce))]));
-    sync(&mut b);
-    b.received(&mut d);
+    let mut d = subscribed_durably(&mut b, durable, "t", QoS::AtLeastOnce);
     let (mut p, _) = b.connect(connect("p", V5, true));
     full.set(true);
 
-    b.send(
-        &mut p,
-        Packet::Publish(publish("t", b"q1", QoS::AtLeastOnce, Some(1))),
-    );
+    publish_qos1(&mut b, &mut p, "t", b"q1", 1);
     assert_eq!(
         b.received(&mut p),
         [Packet::PubAck(ack(1, ReasonCode::QuotaExceeded))]
@@ -241,25 +266,16 @@ fn a_full_store_refuses_new_durable_work_only() {
     let (_, connack) = b.connect(refused);
     assert_eq!(connack.reason_code, ReasonCode::QuotaExceeded);
     let (mut v3, _) = b.connect(connect("v3", V311, true));
-    b.send(
-        &mut v3,
-        Packet::Publish(publish("t", b"v3", QoS::AtLeastOnce, Some(4))),
-    );
+    publish_qos1(&mut b, &mut v3, "t", b"v3", 4);
     assert!(
         v3.closed,
         "a v3 publisher cannot be told no: it is disconnected"
     );
 
     full.set(false);
-    b.send(
-        &mut p,
-        Packet::Publish(publish("t", b"q1", QoS::AtLeastOnce, Some(5))),
-    );
+    publish_qos1(&mut b, &mut p, "t", b"q1", 5);
     sync(&mut b);
-    assert_eq!(
-        b.received(&mut p),
-        [Packet::PubAck(ack(5, ReasonCode::Success))]
-    );
+    assert_eq!(b.received(&mut p), [puback_ok(5)]);
     assert_eq!(payloads(&b.publishes(&mut d)), [b"q1"]);
 }
 
@@ -268,15 +284,9 @@ fn a_full_store_refuses_new_durable_work_only() {
 #[test]
 fn a_subscribers_puback_does_not_hold_its_deliveries() {
     let mut b = on_disk(1);
-    let mut d = connect_raw(&mut b, connect("d", V311, false));
-    b.send(&mut d, subscribe(1, &[("t", opts(QoS::AtLeastOnce))]));
-    sync(&mut b);
-    b.received(&mut d);
+    let mut d = subscribed_durably(&mut b, connect("d", V311, false), "t", QoS::AtLeastOnce);
     let (mut p, _) = b.connect(connect("p", V311, true));
-    b.send(
-        &mut p,
-        Packet::Publish(publish("t", b"1", QoS::AtLeastOnce, Some(1))),
-    );
+    publish_qos1(&mut b, &mut p, "t", b"1", 1);
     let first = b.publishes(&mut d);
     sync(&mut b);
     b.send(
@@ -284,10 +294,7 @@ fn a_subscribers_puback_does_not_hold_its_deliveries() {
         Packet::PubAck(ack(first[0].packet_id.unwrap().get(), ReasonCode::Success)),
     );
     let made = b.shards[0].records_made();
-    b.send(
-        &mut p,
-        Packet::Publish(publish("t", b"2", QoS::AtLeastOnce, Some(2))),
-    );
+    publish_qos1(&mut b, &mut p, "t", b"2", 2);
     assert_eq!(
         payloads(&b.publishes(&mut d)),
         [b"2"],

@@ -313,7 +313,8 @@ impl Broker {
                 .push(Packet::decode(frame, client.version).unwrap());
             at += header.frame_len();
         }
-        if shard.is_closing(client.conn) {
+        // Output that waits for the journal keeps a closing connection, as in the server.
+        if shard.is_closing(client.conn) && !shard.has_output(client.conn) {
             shard.release(client.conn, self.now);
             client.closed = true;
         } else {
