@@ -337,6 +337,7 @@ class Case:
             broker.stop()
             if disk:
                 result["disk"] = {k: disk[k] for k in ("fdatasync_median_ms", "fdatasync_p99_ms",
+                                                       "overwrite_median_ms", "overwrite_p99_ms",
                                                        "syncs_per_s")}
                 # What the run wrote to the journal (until compaction, its whole history).
                 result["data_bytes"] = journal_bytes(broker.store_dir)
@@ -397,8 +398,12 @@ def ms(us) -> str:
 
 def targets(entry: dict) -> dict:
     """The issue's three targets for one scenario and payload, each met or not; left out when
-    a run it needs failed or was not made. "Two disk syncs" is twice the median sync the disk
-    took just before the paced run."""
+    a run it needs failed or was not made. "Two disk syncs" is read two ways, both reported:
+    the acknowledgement's p99 against twice the median sync the disk took just before the
+    paced run; and what the store adds to the in-memory broker's p99 against twice the disk's
+    p99 sync over zeros (as the journal writes) just before it. On a disk that syncs in less
+    than the loopback round trip takes, the first is below what the in-memory broker itself
+    needs, and cannot be met."""
     runs = entry["brokers"]
     store = runs.get("ironsight-store", {})
     memory = runs.get("ironsight-memory", {})
@@ -414,6 +419,12 @@ def targets(entry: dict) -> dict:
         out["ack_p99_paced_ms"] = {"value": round(p99_ms, 2), "target": round(bound_ms, 2),
                                    "met": p99_ms <= bound_ms,
                                    "in_memory": in_memory and round(in_memory / 1000, 2)}
+        tail_ms = store["paced"]["disk"].get("overwrite_p99_ms")
+        if in_memory and tail_ms is not None:
+            added_ms = p99_ms - in_memory / 1000
+            out["ack_p99_added_ms"] = {"value": round(added_ms, 2),
+                                       "target": round(2 * tail_ms, 2),
+                                       "met": added_ms <= 2 * tail_ms}
     per_sync = store.get("max", {}).get("messages_per_sync")
     if per_sync:
         out["messages_per_sync"] = {"value": per_sync, "target": MESSAGES_PER_SYNC_FAR,
@@ -541,8 +552,9 @@ def qos1_table(results: dict) -> list[str]:
                          f"{pair_cell(pc, 'ack_latency_us')} | {sync_cell(pc)} | {disk} |")
     lines += ["", "Targets (issue 10), ironsight with the store:", "",
               "| case | rate vs in memory (≥ 50%) | paced ack p99 vs 2 disk syncs (in memory) | "
+              "paced ack p99 added to the in-memory one vs 2 disk syncs at their p99 | "
               f"messages per sync at the highest rate (≥ {MESSAGES_PER_SYNC_FAR}) |",
-              "|---|---|---|---|"]
+              "|---|---|---|---|---|"]
     for entry in results["durable_qos1"]:
         t = entry["targets"]
 
@@ -554,9 +566,10 @@ def qos1_table(results: dict) -> list[str]:
         share = cell("rate_share_of_memory", lambda v: f"{v['value']:.0%}")
         p99 = cell("ack_p99_paced_ms",
                    lambda v: f"{v['value']} ms vs {v['target']} ms ({v['in_memory']} ms)")
+        added = cell("ack_p99_added_ms", lambda v: f"{v['value']} ms vs {v['target']} ms")
         per_sync = cell("messages_per_sync", lambda v: f"{v['value']:,}")
         lines.append(f"| {entry['scenario']} {entry['payload']} B | {share} | {p99} | "
-                     f"{per_sync} |")
+                     f"{added} | {per_sync} |")
     journal = [f"{e['scenario']} {e['payload']} B: {size(run['data_bytes'])} for "
                f"{run['published_total']:,} messages "
                f"({run['data_bytes'] / run['published_total']:,.0f} B each)"

@@ -94,6 +94,8 @@ def test_the_disk_is_measured_beside_every_durable_run(quick_run):
     paced = results["durable_qos1"][0]["brokers"]["ironsight-store"]["paced"]
     assert targets["ack_p99_paced_ms"]["target"] == round(
         2 * paced["disk"]["fdatasync_median_ms"], 2), targets
+    assert targets["ack_p99_added_ms"]["target"] == round(
+        2 * paced["disk"]["overwrite_p99_ms"], 2), targets
     assert "rate_share_of_memory" in targets, targets
     assert f"median {disk['fdatasync_median_ms']} ms" in markdown
     assert "does **not** acknowledge after a sync" in markdown

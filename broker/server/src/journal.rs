@@ -25,7 +25,7 @@ use ironsight_core::shard::SnapshotCursor;
 use ironsight_store::batch::Batch;
 use ironsight_store::records::{Clock, RecordEncoder};
 use ironsight_store::segment::SegmentHeader;
-use ironsight_store::writer::{SegmentWriter, WriteError};
+use ironsight_store::writer::{Removal, SegmentWriter, WriteError};
 
 use crate::shard_io::ShardIo;
 
@@ -110,6 +110,8 @@ enum Compaction {
     Finishing {
         first: u64,
     },
+    /// They are being removed, beside the batches (`SegmentWriter::remove_before`).
+    Removing(Removal),
 }
 
 /// Opens shard `shard`'s journal in the generation directory `dir`, its first segment begun,
@@ -245,8 +247,14 @@ impl JournalWriter {
         match std::mem::replace(&mut self.compaction, Compaction::Idle) {
             Compaction::Finishing { first } => {
                 // The snapshot's last slice was in the batch just written: it is whole.
-                let removed = self.writer.remove_before(first).await?;
                 self.snapshot_bytes = self.since_snapshot;
+                self.compaction = Compaction::Removing(self.writer.remove_before(first)?);
+            }
+            Compaction::Removing(removal) if !removal.is_done() => {
+                self.compaction = Compaction::Removing(removal);
+            }
+            Compaction::Removing(removal) => {
+                let removed = removal.outcome()?;
                 tracing::debug!(
                     shard = io.id,
                     removed,
