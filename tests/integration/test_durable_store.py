@@ -283,7 +283,7 @@ def test_a_torn_tail_is_cut_and_the_rest_recovered(durable, tmp_path):
 
 
 #: docs/store.md, "Files": a segment's header, then batches, each a header and frames.
-SEGMENT_HEADER_BYTES = 30
+SEGMENT_HEADER_BYTES = 38
 BATCH_HEADER_BYTES = 33
 #: Where a batch header holds the length of its frames (u64, little-endian).
 BATCH_FRAMES_LEN_AT = 21

@@ -2,9 +2,10 @@
 //!
 //! [`read_shard`] reads `shard-<n>/`'s segments in sequence order, one file in memory at a
 //! time, and hands every frame of its good batches to the caller with the file and offset it
-//! came from. A torn tail (damage in the newest segment's last batch, `scan.rs`) ends the read
-//! quietly and is reported in [`ShardRead::torn`]: [`cut_torn_tail`] cuts it off at the batch's
-//! start. Corruption stops the read with a [`Corruption`] that names the file and byte offset:
+//! came from, each older segment up to where the next one's header says its batches end (the
+//! writer may have left zeros after them, `writer.rs`). A torn tail (damage in the newest
+//! segment's last batch, `scan.rs`) ends the read quietly and is reported in
+//! [`ShardRead::torn`]: [`cut_torn_tail`] cuts it off at the batch's start. Corruption stops the read with a [`Corruption`] that names the file and byte offset:
 //! [`recover_truncate`] is the documented way past it (`docs/store.md`, "Files"). A segment of
 //! another format version is refused as such ([`ReadError::Format`]), not as corruption: there
 //! is nothing to repair, and `--recover-truncate` would remove it.
@@ -20,8 +21,8 @@ use std::path::{Path, PathBuf};
 
 use crate::batch::{self, BatchError};
 use crate::frame::FrameError;
-use crate::scan::{self, End, NotTorn};
-use crate::segment::{self, HeaderError, SegmentHeader, SEGMENT_HEADER_BYTES};
+use crate::scan::{self, End, NotTorn, Tail};
+use crate::segment::{self, HeaderError, SegmentHeader, PREVIOUS_END_AT, SEGMENT_HEADER_BYTES};
 
 /// A good frame, with where it lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +89,13 @@ pub enum Damage {
     Header(HeaderError),
     #[error("segment {missing} is missing before this one")]
     Gap { missing: u64 },
+    /// `Corruption::file` is the later segment, whose header names an end the one before it
+    /// cannot have.
+    #[error(
+        "the header says the previous segment's batches end at byte offset {end}, but that \
+         segment is {len} bytes long"
+    )]
+    PreviousEnd { end: u64, len: u64 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,13 +154,13 @@ pub fn read_shard<E: From<ReadError>>(
                 return Err(corrupt(path, 0, Damage::Gap { missing }).into());
             }
         }
-        let newest = i + 1 == segments.len();
-        let bytes = fs::read(path).map_err(|source| io_error(path, source))?;
+        let mut bytes = fs::read(path).map_err(|source| io_error(path, source))?;
+        let tail = cut_at_recorded_end(&mut bytes, shard, *sequence, segments.get(i + 1))?;
         let place = Place {
             file: path,
             shard,
             sequence: *sequence,
-            newest,
+            tail,
         };
         let segment = read_segment(place, &bytes, &mut visit)?;
         read.frames += segment.frames;
@@ -172,8 +180,10 @@ pub struct Place<'a> {
     pub file: &'a Path,
     pub shard: u16,
     pub sequence: u64,
-    /// The shard's newest segment: the only one a crash can tear.
-    pub newest: bool,
+    /// What may follow its batches: whether it is the shard's newest segment, the only one a
+    /// crash can tear, and if not, whether the next one's header says where its batches end
+    /// (and the bytes are cut there).
+    pub tail: Tail,
 }
 
 /// What one segment held.
@@ -206,7 +216,7 @@ pub fn read_segment<E: From<ReadError>>(
             torn: Some(torn),
         });
     };
-    let end = scan::scan(bytes, SEGMENT_HEADER_BYTES, header.salt, place.newest).map_err(|c| {
+    let end = scan::scan(bytes, SEGMENT_HEADER_BYTES, header.salt, place.tail).map_err(|c| {
         let damage = Damage::Batch {
             batch: c.batch as u64,
             error: c.error,
@@ -255,7 +265,7 @@ fn segment_header(bytes: &[u8], place: Place<'_>) -> Result<Option<SegmentHeader
             })
         }
         Err(HeaderError::Short | HeaderError::BadMagic | HeaderError::BadCrc)
-            if place.newest && bytes.len() <= SEGMENT_HEADER_BYTES =>
+            if place.tail == Tail::Newest && bytes.len() <= SEGMENT_HEADER_BYTES =>
         {
             return Ok(None)
         }
@@ -265,6 +275,60 @@ fn segment_header(bytes: &[u8], place: Place<'_>) -> Result<Option<SegmentHeader
         .check_place(place.shard, place.sequence)
         .map_err(bad)?;
     Ok(Some(header))
+}
+
+/// Cuts the bytes of segment `sequence` where the header of the `next` segment says its
+/// batches end (what follows is zeros the writer had not cut off yet), and says what may follow
+/// them.
+fn cut_at_recorded_end(
+    bytes: &mut Vec<u8>,
+    shard: u16,
+    sequence: u64,
+    next: Option<&(u64, PathBuf)>,
+) -> Result<Tail, ReadError> {
+    let Some((next_sequence, next)) = next else {
+        return Ok(Tail::Newest);
+    };
+    // A gap, or a next header that a crash tore or that is damaged: reading on says which.
+    let recorded = if *next_sequence == sequence + 1 {
+        previous_end(next, shard, *next_sequence)?
+    } else {
+        None
+    };
+    let Some(end) = recorded else {
+        return Ok(Tail::Left);
+    };
+    let len = bytes.len() as u64;
+    if (SEGMENT_HEADER_BYTES as u64..=len).contains(&end) {
+        bytes.truncate(end as usize);
+        return Ok(Tail::Recorded);
+    }
+    // Damage to this segment's own header is named as such, by reading it.
+    if SegmentHeader::decode(bytes).is_err() {
+        return Ok(Tail::Left);
+    }
+    let damage = Damage::PreviousEnd { end, len };
+    Err(corrupt(next, PREVIOUS_END_AT as u64, damage))
+}
+
+/// Where the batches of the segment before `next` end, as `next`'s header says; none if that
+/// header is not good where it lies.
+fn previous_end(next: &Path, shard: u16, sequence: u64) -> Result<Option<u64>, ReadError> {
+    let mut header = [0; SEGMENT_HEADER_BYTES];
+    let file = File::open(next).map_err(|source| io_error(next, source))?;
+    let mut read = 0;
+    while read < header.len() {
+        match file.read_at(&mut header[read..], read as u64) {
+            Ok(0) => break,
+            Ok(n) => read += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(io_error(next, source)),
+        }
+    }
+    Ok(SegmentHeader::decode(&header[..read])
+        .ok()
+        .filter(|h| h.check_place(shard, sequence).is_ok())
+        .map(|h| h.previous_end))
 }
 
 fn corrupt(file: &Path, offset: u64, damage: Damage) -> ReadError {
@@ -326,8 +390,33 @@ pub fn recover_truncate(corruption: &Corruption) -> Result<Recovered, ReadError>
             removed.push(file.clone());
             None
         }
+        Damage::PreviousEnd { .. } => {
+            remove_durably(file)?;
+            removed.push(file.clone());
+            // The segment before lost bytes this header recorded. Its last batch, cut short,
+            // was acknowledged: it goes here, named, not as a torn tail at the next read,
+            // which would say that nothing in it was.
+            let previous = shard_dir.join(segment::segment_file_name(sequence - 1));
+            cut_to_whole_batches(&previous)?
+        }
     };
     Ok(Recovered { truncated, removed })
+}
+
+/// Cuts a segment that ends inside a batch back to its whole batches, durably; the file and
+/// its length now, if it was cut. Other damage in it is left for the next read to report.
+fn cut_to_whole_batches(file: &Path) -> Result<Option<(PathBuf, u64)>, ReadError> {
+    let bytes = fs::read(file).map_err(|source| io_error(file, source))?;
+    let salt = SegmentHeader::decode(&bytes)
+        .map_err(|error| corrupt(file, 0, Damage::Header(error)))?
+        .salt;
+    match scan::scan(&bytes, SEGMENT_HEADER_BYTES, salt, Tail::Newest) {
+        Ok(End::Torn { offset, .. }) => {
+            truncate_durably(file, offset as u64)?;
+            Ok(Some((file.to_owned(), offset as u64)))
+        }
+        Ok(End::Clean | End::Zeros { .. }) | Err(_) => Ok(None),
+    }
 }
 
 /// The segment files of a shard directory, by sequence.
@@ -427,9 +516,14 @@ mod tests {
     }
 
     /// Writes segment `sequence` of shard 1: one batch per slice of bodies, one frame per body
-    /// (kind = its index in the batch), as the writer would.
+    /// (kind = its index in the batch), as the writer would; its header records where the
+    /// segment before it in `dir` ends, if there is one.
     fn write_batches(dir: &Path, sequence: u64, batches: &[&[&[u8]]]) -> Written {
-        let header = SegmentHeader::new(SHARD, SHARD_COUNT, sequence);
+        let previous = dir.join(segment_file_name(sequence.wrapping_sub(1)));
+        let header = SegmentHeader {
+            previous_end: fs::metadata(previous).map_or(0, |m| m.len()),
+            ..SegmentHeader::new(SHARD, SHARD_COUNT, sequence)
+        };
         let mut bytes = header.encode().to_vec();
         let mut offsets = Vec::new();
         for bodies in batches {
@@ -739,6 +833,93 @@ mod tests {
             (c.offset, c.damage),
             (0, Damage::Header(HeaderError::Short))
         );
+    }
+
+    /// Appends `zeros` zero bytes to a segment, as prewriting leaves them after its batches.
+    fn add_zeros(path: &Path, zeros: usize) {
+        let mut bytes = fs::read(path).unwrap();
+        bytes.resize(bytes.len() + zeros, 0);
+        fs::write(path, bytes).unwrap();
+    }
+
+    /// Proves an older segment that the writer left with zeros after its batches reads up to
+    /// where the next segment's header says they end, with every frame; that zeros or a cut
+    /// before that end are corruption; and that where the next header was torn, the older
+    /// segment may end in zeros but not in a torn batch.
+    #[test]
+    fn an_older_segment_is_read_to_the_end_the_next_one_records() {
+        let (_data, dir) = new_shard();
+        let older = write_batches(&dir, 0, &[&[b"one"], &[b"two", b"three"]]);
+        let whole = fs::read(&older.path).unwrap();
+        let newer = write_segment(&dir, 1, &[b"four"]).path;
+        add_zeros(&older.path, 4096);
+        let (read, seen) = read_all(&dir).unwrap();
+        assert_eq!(bodies(&seen), [&b"one"[..], b"two", b"three", b"four"]);
+        assert_eq!((read.segments, read.torn), (2, None));
+
+        let last = older.batches[1].0 as usize;
+        let mut lost = whole.clone();
+        lost[last..].fill(0);
+        lost.resize(whole.len() + 4096, 0);
+        fs::write(&older.path, &lost).unwrap();
+        let c = corruption(read_all(&dir));
+        assert_eq!((&c.file, c.offset), (&older.path, last as u64));
+        assert!(
+            matches!(
+                c.damage,
+                Damage::Batch {
+                    why: NotTorn::NotNewest,
+                    ..
+                }
+            ),
+            "{c}"
+        );
+
+        fs::write(&newer, vec![0; SEGMENT_HEADER_BYTES]).unwrap();
+        fs::write(&older.path, &whole).unwrap();
+        add_zeros(&older.path, 4096);
+        let (read, seen) = read_all(&dir).unwrap();
+        assert_eq!(bodies(&seen), [&b"one"[..], b"two", b"three"]);
+        let torn = read.torn.unwrap();
+        assert_eq!((&torn.file, torn.tear), (&newer, Tear::Header));
+        fs::write(&older.path, &whole[..whole.len() - 1]).unwrap();
+        let c = corruption(read_all(&dir));
+        assert_eq!(c.file, older.path);
+        let Damage::Batch { batch, why, .. } = c.damage else {
+            panic!("{c}");
+        };
+        assert_eq!((batch, why), (last as u64, NotTorn::NotNewest));
+    }
+
+    /// Proves a next segment whose header says the one before it ends past its last byte is
+    /// corruption named at that header's field, and that `--recover-truncate` removes it and
+    /// the ones after it, and cuts the older segment's last batch, cut short, off with them
+    /// (named: it was acknowledged); the older segment then reads clean as the newest.
+    #[test]
+    fn a_recorded_end_past_the_older_segment_is_corruption() {
+        let (_data, dir) = new_shard();
+        let older = write_batches(&dir, 0, &[&[b"one"], &[b"two"]]);
+        let whole = fs::read(&older.path).unwrap();
+        let newer = write_segment(&dir, 1, &[b"three"]).path;
+        let newest = write_segment(&dir, 2, &[b"four"]).path;
+        fs::write(&older.path, &whole[..whole.len() - 1]).unwrap();
+        let c = corruption(read_all(&dir));
+        assert_eq!((&c.file, c.offset), (&newer, PREVIOUS_END_AT as u64));
+        let (end, len) = (whole.len() as u64, whole.len() as u64 - 1);
+        assert_eq!(c.damage, Damage::PreviousEnd { end, len });
+        assert!(
+            c.to_string().contains(&format!("end at byte offset {end}")),
+            "{c}"
+        );
+
+        let recovered = recover_truncate(&c).unwrap();
+        assert_eq!(recovered.removed, [newest, newer]);
+        let last = older.batches[1].0;
+        assert_eq!(recovered.truncated, Some((older.path.clone(), last)));
+        assert_eq!(fs::metadata(&older.path).unwrap().len(), last);
+        let (read, seen) = read_all(&dir).unwrap();
+        assert_eq!(bodies(&seen), [b"one"]);
+        assert_eq!(read.torn, None);
     }
 
     /// Proves one flipped byte anywhere in a middle batch stops the read with the file and the

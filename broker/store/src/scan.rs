@@ -18,8 +18,10 @@
 //! - zeros from a batch boundary to the end of the newest segment are where the writer
 //!   stopped: segments are prewritten with zeros (`writer.rs`), and a batch header never begins
 //!   with a zero byte. A batch whose write left nothing but zeros is one of them: nothing in it
-//!   was acknowledged. Zeros at the end of an older segment are damage: the writer cut it back
-//!   to its batches before it named the next.
+//!   was acknowledged. An older segment may have zeros after its batches too (the writer leaves
+//!   a prewritten segment without waiting for them to be cut off), but the next segment's header
+//!   says where its batches end, and the reader scans it up to there: zeros before that are
+//!   damage ([`Tail`]).
 //!
 //! "Good batch header" is strict: the right magic byte, its own CRC, the segment's salt and its
 //! own offset (`batch.rs`). Frames alone never count: bytes of the last batch past a hole are
@@ -28,12 +30,29 @@
 use crate::batch::{self, BatchError, Header};
 use crate::frame::{self, Frame, FrameError, HEADER_BYTES};
 
+/// What may follow a segment's last good batch: what the writer can have left there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tail {
+    /// The shard's newest segment: a crash can tear its last batch, and the zeros it was
+    /// prewritten with follow its batches.
+    Newest,
+    /// An older segment, cut where the next segment's header says its batches end: batches
+    /// to the last byte, and nothing else.
+    Recorded,
+    /// An older segment whose end is not recorded: the next one's header was torn by a crash
+    /// while the writer began it (or is damaged, or the next segment is missing, which the
+    /// reader reports when it gets there). The writer left it whole, and the zeros it was
+    /// prewritten with may follow its batches. Damage that zeroed its last batches cannot be
+    /// told from them here: the recorded end is what tells it elsewhere.
+    Left,
+}
+
 /// How a segment's batches end, when they end well enough to go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
     /// Good batches up to the last byte.
     Clean,
-    /// Good batches up to `offset`, zeros after it: the rest of a prewritten newest segment.
+    /// Good batches up to `offset`, zeros after it: the rest of a prewritten segment.
     Zeros { offset: usize },
     /// A bad batch at `offset`, the newest segment's last: what a crash during the last write
     /// leaves. Everything from `offset` on is to be cut off.
@@ -80,9 +99,9 @@ pub enum NotTorn {
 }
 
 /// Checks every batch of `bytes` from `from` on (the segment header before it is the
-/// caller's), against the segment's `salt`, and says where the good ones end. `newest`: whether
-/// this is the shard's newest segment, the only one a crash can tear.
-pub fn scan(bytes: &[u8], from: usize, salt: u64, newest: bool) -> Result<End, Corrupt> {
+/// caller's), against the segment's `salt`, and says where the good ones end, given what may
+/// follow them (`tail`).
+pub fn scan(bytes: &[u8], from: usize, salt: u64, tail: Tail) -> Result<End, Corrupt> {
     assert!(from <= bytes.len());
     let mut at = from;
     while at < bytes.len() {
@@ -98,10 +117,10 @@ pub fn scan(bytes: &[u8], from: usize, salt: u64, newest: bool) -> Result<End, C
                 }
                 at = frames.end;
             }
-            Err(_) if newest && bytes[at..].iter().all(|&b| b == 0) => {
+            Err(_) if tail != Tail::Recorded && bytes[at..].iter().all(|&b| b == 0) => {
                 return Ok(End::Zeros { offset: at })
             }
-            Err(error) => return classify(bytes, at, error, salt, newest),
+            Err(error) => return classify(bytes, at, error, salt, tail == Tail::Newest),
         }
     }
     Ok(End::Clean)
@@ -215,9 +234,12 @@ mod tests {
     #[test]
     fn good_batches_end_clean_and_read_back() {
         let (bytes, offsets) = batches_of(0, &[&[b"one", b""], &[], &[b"three"]]);
-        assert_eq!(scan(&bytes, 0, SALT, true), Ok(End::Clean));
-        assert_eq!(scan(&bytes, 0, SALT, false), Ok(End::Clean));
-        assert_eq!(scan(&bytes, bytes.len(), SALT, false), Ok(End::Clean));
+        assert_eq!(scan(&bytes, 0, SALT, Tail::Newest), Ok(End::Clean));
+        assert_eq!(scan(&bytes, 0, SALT, Tail::Recorded), Ok(End::Clean));
+        assert_eq!(
+            scan(&bytes, bytes.len(), SALT, Tail::Recorded),
+            Ok(End::Clean)
+        );
         let h = batch::HEADER_BYTES;
         assert_eq!(offsets, [0, h + 23, 2 * h + 23]);
         assert_eq!(
@@ -230,17 +252,16 @@ mod tests {
         );
     }
 
-    /// Proves a cut-off last batch is a torn tail in the newest segment and corruption in any
-    /// other, at every cut, and that the batches before it are the good ones.
     /// Proves the zeros after a prewritten segment's batches end it in the newest segment,
     /// wherever they begin at a batch boundary (a last batch whose write left only zeros
-    /// included), and are corruption in an older one.
+    /// included), and in an older one whose end is not recorded; and are corruption before
+    /// the end the next segment's header records.
     #[test]
-    fn zeros_after_the_batches_end_only_the_newest_segment() {
+    fn zeros_after_the_batches_end_a_segment_whose_end_is_not_recorded() {
         let (bytes, offsets) = batches_of(0, &[&[b"kept"], &[b"last", b"batch"]]);
         let mut prewritten = bytes.clone();
         prewritten.resize(bytes.len() + 4096, 0);
-        let end = scan(&prewritten, 0, SALT, true);
+        let end = scan(&prewritten, 0, SALT, Tail::Newest);
         assert_eq!(
             end,
             Ok(End::Zeros {
@@ -251,19 +272,27 @@ mod tests {
         let mut unwritten = prewritten.clone();
         unwritten[offsets[1]..].fill(0);
         assert_eq!(
-            scan(&unwritten, 0, SALT, true),
+            scan(&unwritten, 0, SALT, Tail::Newest),
             Ok(End::Zeros { offset: offsets[1] })
         );
-        let older = scan(&prewritten, 0, SALT, false).unwrap_err();
+        assert_eq!(
+            scan(&prewritten, 0, SALT, Tail::Left),
+            Ok(End::Zeros {
+                offset: bytes.len()
+            })
+        );
+        let older = scan(&prewritten, 0, SALT, Tail::Recorded).unwrap_err();
         assert_eq!((older.batch, older.why), (bytes.len(), NotTorn::NotNewest));
     }
 
+    /// Proves a cut-off last batch is a torn tail in the newest segment and corruption in any
+    /// other, at every cut, and that the batches before it are the good ones.
     #[test]
     fn a_cut_last_batch_is_torn_only_in_the_newest_segment() {
         let (bytes, offsets) = batches_of(0, &[&[b"kept"], &[b"cut off", b"somewhere"]]);
         let last = offsets[1];
         for cut in last + 1..bytes.len() {
-            let end = scan(&bytes[..cut], 0, SALT, true).unwrap();
+            let end = scan(&bytes[..cut], 0, SALT, Tail::Newest).unwrap();
             let End::Torn { offset, error } = end else {
                 panic!("cut at {cut}: {end:?}");
             };
@@ -272,8 +301,10 @@ mod tests {
             assert!(short, "cut at {cut}: {error:?}");
             assert_eq!(end.good_until(cut), last);
             assert_eq!(read(&bytes[..cut], last).len(), 1);
-            let corrupt = scan(&bytes[..cut], 0, SALT, false).unwrap_err();
-            assert_eq!((corrupt.batch, corrupt.why), (last, NotTorn::NotNewest));
+            for older in [Tail::Recorded, Tail::Left] {
+                let corrupt = scan(&bytes[..cut], 0, SALT, older).unwrap_err();
+                assert_eq!((corrupt.batch, corrupt.why), (last, NotTorn::NotNewest));
+            }
         }
     }
 
@@ -293,7 +324,7 @@ mod tests {
             let mut torn = bytes.clone();
             torn[hole.clone()].fill(fill);
             assert_eq!(frame::decode(&torn[after..]).map(|f| f.kind), Ok(2));
-            let end = scan(&torn, 0, SALT, true).unwrap();
+            let end = scan(&torn, 0, SALT, Tail::Newest).unwrap();
             let End::Torn { offset, error } = end else {
                 panic!("{end:?}");
             };
@@ -303,7 +334,7 @@ mod tests {
             let (next, _) = batches_of(torn.len(), &[&[b"a later batch"]]);
             let mut followed = torn.clone();
             followed.extend_from_slice(&next[torn.len()..]);
-            let corrupt = scan(&followed, 0, SALT, true).unwrap_err();
+            let corrupt = scan(&followed, 0, SALT, Tail::Newest).unwrap_err();
             assert_eq!(corrupt.batch, offsets[1]);
             assert!(matches!(corrupt.error, BatchError::BadCrc { .. }));
             let second_frame = offsets[1] + batch::HEADER_BYTES + frame::HEADER_BYTES + 15;
@@ -325,7 +356,7 @@ mod tests {
         for at in last..last + batch::HEADER_BYTES {
             let mut torn = bytes.clone();
             torn[at] ^= 0x20;
-            let end = scan(&torn, 0, SALT, true).unwrap();
+            let end = scan(&torn, 0, SALT, Tail::Newest).unwrap();
             let End::Torn { offset, error } = end else {
                 panic!("byte {at}: {end:?}");
             };
@@ -340,7 +371,7 @@ mod tests {
         torn[last..last + batch::HEADER_BYTES].fill(0);
         let (next, _) = batches_of(torn.len(), &[&[b"later"]]);
         torn.extend_from_slice(&next[torn.len()..]);
-        let corrupt = scan(&torn, 0, SALT, true).unwrap_err();
+        let corrupt = scan(&torn, 0, SALT, Tail::Newest).unwrap_err();
         assert_eq!(
             (corrupt.batch, corrupt.offset(), corrupt.frame),
             (last, last, None)
@@ -369,7 +400,7 @@ mod tests {
         let mut torn = bytes[..h].to_vec();
         torn.extend_from_slice(&other_salt[h..]);
         assert_eq!(
-            scan(&torn, 0, SALT, true),
+            scan(&torn, 0, SALT, Tail::Newest),
             Ok(End::Torn {
                 offset: h,
                 error: BatchError::WrongSalt { found: SALT + 1 }
@@ -382,7 +413,7 @@ mod tests {
         moved.push(0);
         moved[h + 1..].copy_from_slice(&bytes[h..]);
         assert!(matches!(
-            scan(&moved, 0, SALT, true),
+            scan(&moved, 0, SALT, Tail::Newest),
             Ok(End::Torn { offset, error: BatchError::BadMagic { found: 0 } }) if offset == h
         ));
     }
@@ -395,7 +426,7 @@ mod tests {
         frame::encode(batch.frames_out(), 1, |b| b.extend_from_slice(b"good"));
         batch.frames_out().extend_from_slice(b"not a frame");
         let bytes = batch.seal(SALT, 0).to_vec();
-        let corrupt = scan(&bytes, 0, SALT, true).unwrap_err();
+        let corrupt = scan(&bytes, 0, SALT, Tail::Newest).unwrap_err();
         assert_eq!(
             (corrupt.error, corrupt.why),
             (BatchError::Unframed, NotTorn::Whole)

@@ -11,9 +11,16 @@
 //!      8     2  shard count when the file was written, u16 little-endian
 //!     10     8  sequence, u64 little-endian (the same as in the file name)
 //!     18     8  salt, u64 little-endian: random, repeated in every batch header (batch.rs)
-//!     26     4  CRC-32C of bytes 0 .. 26, u32 little-endian
-//!     30        batches (batch.rs), each a header and frames (frame.rs)
+//!     26     8  previous end, u64 little-endian: where the batches of the shard's previous
+//!               segment end (its length, less the zeros it was prewritten with); 0 in a
+//!               segment the writer began first
+//!     34     4  CRC-32C of bytes 0 .. 34, u32 little-endian
+//!     38        batches (batch.rs), each a header and frames (frame.rs)
 //! ```
+//!
+//! The previous end is what lets a writer leave a prewritten segment for the next without
+//! cutting its zeros off first (`writer.rs`): the reader reads the older segment up to there,
+//! and damage there is still damage.
 //!
 //! The magic and the version come first and are read before anything else, so that a segment
 //! of another format is named as such, whatever its length.
@@ -34,15 +41,18 @@ pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const SEGMENT_MAGIC: [u8; 4] = *b"ISEG";
 
 /// Bumped when the layout of segments, batches or frames changes; a reader refuses versions it
-/// does not know. Version 1 had no batch headers; the store never shipped with it, so nothing
-/// written in it is read.
-pub const FORMAT_VERSION: u16 = 2;
+/// does not know. Version 1 had no batch headers, version 2 no previous end; no release
+/// shipped with either, so nothing written in them is read.
+pub const FORMAT_VERSION: u16 = 3;
 
-pub const SEGMENT_HEADER_BYTES: usize = 30;
+pub const SEGMENT_HEADER_BYTES: usize = 38;
+
+/// Where the header holds the previous segment's end: where a reader says it is damaged.
+pub const PREVIOUS_END_AT: usize = 26;
 
 /// Magic and version: what is read before the rest of the header.
 const VERSION_END: usize = 6;
-const CRC_AT: usize = 26;
+const CRC_AT: usize = 34;
 
 const SEGMENT_SUFFIX: &str = ".seg";
 const SEQUENCE_DIGITS: usize = 20;
@@ -61,6 +71,9 @@ pub struct SegmentHeader {
     pub sequence: u64,
     /// Random, per segment: a batch header is good only with its segment's salt (`batch.rs`).
     pub salt: u64,
+    /// Where the batches of the shard's previous segment end; 0 when the writer began this
+    /// segment first.
+    pub previous_end: u64,
 }
 
 /// Why the start of a segment file is not a good header.
@@ -86,9 +99,9 @@ pub enum HeaderError {
 }
 
 impl SegmentHeader {
-    /// The header of a new segment, with a salt of its own. Not a secret, only different from
-    /// every other segment's: std's `RandomState` is seeded from the system's randomness (and
-    /// changes at every call), and the time goes in too.
+    /// The header of a shard's first segment, with a salt of its own. Not a secret, only
+    /// different from every other segment's: std's `RandomState` is seeded from the system's
+    /// randomness (and changes at every call), and the time goes in too.
     pub fn new(shard: u16, shard_count: u16, sequence: u64) -> SegmentHeader {
         let salt = RandomState::new().hash_one((SystemTime::now(), shard, sequence));
         SegmentHeader {
@@ -96,6 +109,15 @@ impl SegmentHeader {
             shard_count,
             sequence,
             salt,
+            previous_end: 0,
+        }
+    }
+
+    /// The header of the segment after this one, whose batches end at `end`.
+    pub fn next(&self, end: u64) -> SegmentHeader {
+        SegmentHeader {
+            previous_end: end,
+            ..SegmentHeader::new(self.shard, self.shard_count, self.sequence + 1)
         }
     }
 
@@ -108,6 +130,7 @@ impl SegmentHeader {
         out[8..10].copy_from_slice(&self.shard_count.to_le_bytes());
         out[10..18].copy_from_slice(&self.sequence.to_le_bytes());
         out[18..26].copy_from_slice(&self.salt.to_le_bytes());
+        out[PREVIOUS_END_AT..CRC_AT].copy_from_slice(&self.previous_end.to_le_bytes());
         let crc = crc32c::crc32c(&out[..CRC_AT]);
         out[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         out
@@ -144,6 +167,7 @@ impl SegmentHeader {
             shard_count: field(8),
             sequence: u64_at(10),
             salt: u64_at(18),
+            previous_end: u64_at(PREVIOUS_END_AT),
         };
         if decoded.shard >= decoded.shard_count {
             return Err(HeaderError::ShardOutOfRange {
@@ -208,7 +232,8 @@ pub fn looks_like_segment(name: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// The header, field by field: shard 2 of 4, sequence 7, salt 0x0123456789abcdef.
+    /// The header, field by field: shard 2 of 4, sequence 7, salt 0x0123456789abcdef, the
+    /// previous segment's batches ending at 0x4000_0123.
     #[test]
     fn a_header_spelled_out() {
         let header = SegmentHeader {
@@ -216,16 +241,18 @@ mod tests {
             shard_count: 4,
             sequence: 7,
             salt: 0x0123_4567_89AB_CDEF,
+            previous_end: 0x4000_0123,
         };
         let bytes = header.encode();
         let expected = [
             b'I', b'S', b'E', b'G', //                        magic
-            0x02, 0x00, //                                    format version 2
+            0x03, 0x00, //                                    format version 3
             0x02, 0x00, //                                    shard 2
             0x04, 0x00, //                                    of 4 shards
             0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // sequence 7
             0xEF, 0xCD, 0xAB, 0x89, 0x67, 0x45, 0x23, 0x01, // salt
-            0xA4, 0x7F, 0x98, 0x20, //                        CRC-32C of the above
+            0x23, 0x01, 0x00, 0x40, 0x00, 0x00, 0x00, 0x00, // previous end 0x4000_0123
+            0x9E, 0x3F, 0x4C, 0x27, //                        CRC-32C of the above
         ];
         assert_eq!(bytes, expected);
         assert_eq!(SegmentHeader::decode(&bytes), Ok(header));
@@ -236,7 +263,10 @@ mod tests {
     #[test]
     fn bad_headers_are_named() {
         let good = SegmentHeader::new(1, 2, 9).encode();
-        assert_eq!(SegmentHeader::decode(&good[..29]), Err(HeaderError::Short));
+        assert_eq!(
+            SegmentHeader::decode(&good[..SEGMENT_HEADER_BYTES - 1]),
+            Err(HeaderError::Short)
+        );
         assert_eq!(SegmentHeader::decode(&good[..5]), Err(HeaderError::Short));
 
         let mut bad = good;
@@ -244,10 +274,10 @@ mod tests {
         assert_eq!(SegmentHeader::decode(&bad), Err(HeaderError::BadMagic));
 
         let mut bad = good;
-        bad[4] = 3;
+        bad[4] = 4;
         assert_eq!(
             SegmentHeader::decode(&bad),
-            Err(HeaderError::UnsupportedVersion { found: 3 })
+            Err(HeaderError::UnsupportedVersion { found: 4 })
         );
 
         for at in 6..SEGMENT_HEADER_BYTES {

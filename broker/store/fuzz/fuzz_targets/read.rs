@@ -5,13 +5,16 @@
 //! has no good batch header after it (checked at every offset), and cutting it off leaves a
 //! segment that reads clean with the same frames; corruption names the first bad batch, and a
 //! good batch header where it says one follows; an older segment is never torn; zeros after the
-//! good batches end the newest segment cleanly (a prewritten one), and only the newest.
+//! good batches end the newest segment cleanly (a prewritten one), and an older one whose end
+//! the next segment's header does not record, but never one cut at its recorded end.
 //!
-//! The first input byte says whether the segment is the shard's newest, whether a good header
-//! goes before the rest (so that most runs reach the batches), whether the rest is raw bytes
-//! or a recipe: good batches of good frames (random CRCs are hopeless for a fuzzer to match),
-//! then one byte flipped, a hole of zeros and the end cut off, which is what disks and power
-//! cuts do to a segment; and whether zeros follow, as in a prewritten segment.
+//! The first input byte says what may follow the segment's batches (`scan::Tail`), whether a
+//! good header goes before the rest (so that most runs reach the batches), whether the rest is
+//! raw bytes or a recipe: good batches of good frames (random CRCs are hopeless for a fuzzer to
+//! match), then one byte flipped, a hole of zeros and the end cut off, which is what disks and
+//! power cuts do to a segment; and whether zeros follow, as in a prewritten segment. Which
+//! tail a segment gets from the next one's header (`reader::read_shard`) is tested in
+//! `reader.rs`, not here.
 //!
 //! Run: `cd broker/store/fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run read -- -max_total_time=60`
 
@@ -24,7 +27,7 @@ use ironsight_store::batch::{self, Batch, Header};
 use ironsight_store::frame;
 use ironsight_store::reader::{read_segment, Damage, Place, ReadError, SegmentRead, Tear};
 use ironsight_store::records::{Clock, RecordDecoder};
-use ironsight_store::scan::NotTorn;
+use ironsight_store::scan::{NotTorn, Tail};
 use ironsight_store::segment::{SegmentHeader, FORMAT_VERSION, SEGMENT_HEADER_BYTES};
 use libfuzzer_sys::fuzz_target;
 
@@ -40,7 +43,11 @@ fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
     };
-    let newest = mode & 1 == 1;
+    let tail = match (mode & 1, mode & 16) {
+        (1, _) => Tail::Newest,
+        (_, 0) => Tail::Recorded,
+        _ => Tail::Left,
+    };
     let mut bytes = Vec::new();
     if mode & 2 == 0 {
         let header = SegmentHeader {
@@ -48,6 +55,7 @@ fuzz_target!(|data: &[u8]| {
             shard_count: 1,
             sequence: SEQUENCE,
             salt: SALT,
+            previous_end: 0,
         };
         bytes.extend_from_slice(&header.encode());
     }
@@ -59,7 +67,7 @@ fuzz_target!(|data: &[u8]| {
     if mode & 8 != 0 {
         bytes.resize(bytes.len() + PREWRITTEN_ZEROS, 0);
     }
-    check(&bytes, newest);
+    check(&bytes, tail);
 });
 
 /// Appends the batches of a recipe, then damages them: `flip at (u16), flip with (u8), hole
@@ -97,12 +105,12 @@ fn cook(recipe: &[u8], bytes: &mut Vec<u8>) {
 type Frames = Vec<(u64, u8, Vec<u8>)>;
 
 /// (offset, kind, body) of every frame handed out, and what the read said.
-fn read(bytes: &[u8], newest: bool) -> (Frames, Result<SegmentRead, ReadError>) {
+fn read(bytes: &[u8], tail: Tail) -> (Frames, Result<SegmentRead, ReadError>) {
     let place = Place {
         file: Path::new("fuzz.seg"),
         shard: SHARD,
         sequence: SEQUENCE,
-        newest,
+        tail,
     };
     let mut frames = Vec::new();
     let result = read_segment(place, bytes, |f| {
@@ -151,8 +159,9 @@ fn good_batches(bytes: &[u8], salt: u64) -> (Frames, usize) {
     (frames, at)
 }
 
-fn check(bytes: &[u8], newest: bool) {
-    let (frames, result) = read(bytes, newest);
+fn check(bytes: &[u8], tail: Tail) {
+    let newest = tail == Tail::Newest;
+    let (frames, result) = read(bytes, tail);
     decode_records(&frames);
     match result {
         Ok(segment) => {
@@ -168,7 +177,7 @@ fn check(bytes: &[u8], newest: bool) {
             assert_eq!(frames, expected, "the frames of the good batches, in order");
             match &segment.torn {
                 None if first_bad < bytes.len() => {
-                    assert!(newest, "only the newest segment ends in zeros");
+                    assert_ne!(tail, Tail::Recorded, "zeros before the recorded end");
                     assert!(
                         bytes[first_bad..].iter().all(|&b| b == 0),
                         "a clean segment is all batches, then only zeros"
@@ -187,7 +196,7 @@ fn check(bytes: &[u8], newest: bool) {
                         (after..bytes.len()).all(|q| Header::parse(bytes, q, header.salt).is_err()),
                         "a good batch header after a torn tail at {offset}"
                     );
-                    let (again, cut) = read(&bytes[..offset], newest);
+                    let (again, cut) = read(&bytes[..offset], tail);
                     assert_eq!(again, frames, "the cut segment reads the same frames");
                     assert_eq!(cut.expect("the cut segment reads clean").torn, None);
                 }
@@ -216,7 +225,9 @@ fn check(bytes: &[u8], newest: bool) {
                     }
                 }
                 Damage::Header(_) => assert_eq!(c.offset, 0),
-                Damage::Gap { .. } => panic!("one segment has no gap"),
+                Damage::Gap { .. } | Damage::PreviousEnd { .. } => {
+                    panic!("one segment has neither a gap nor a next one")
+                }
             }
         }
         Err(ReadError::Format { .. }) => {
