@@ -96,6 +96,16 @@ def test_the_disk_is_measured_beside_every_durable_run(quick_run):
         2 * paced["disk"]["fdatasync_median_ms"], 2), targets
     assert targets["ack_p99_added_ms"]["target"] == round(
         2 * paced["disk"]["overwrite_p99_ms"], 2), targets
+    # The disk alone doing the journal's group commit beside the paced run: every record of
+    # the window's length at the paced rate made durable, gathered into no more writes.
+    alone = paced["disk"]["group_commit"]
+    assert alone["records"] == round(results["paced_rate"] * alone["seconds"]), alone
+    assert 0 < alone["writes"] <= alone["records"], alone
+    assert 0 < alone["p50_ms"] <= alone["p99_ms"], alone
+    assert targets["ack_p99_added_vs_disk_alone_ms"]["target"] == alone["p99_ms"], targets
+    assert f"in {alone['writes']:,} writes" in markdown
+    steps = results["durable_qos1"][0]["brokers"]["ironsight-store"]["steps"]
+    assert steps and all("group_commit" not in step["disk"] for step in steps), steps
     assert "rate_share_of_memory" in targets, targets
     assert f"median {disk['fdatasync_median_ms']} ms" in markdown
     assert "does **not** acknowledge after a sync" in markdown

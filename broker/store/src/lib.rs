@@ -22,7 +22,9 @@
 //!   io_uring write to a segment opened `O_DSYNC`, segments rolled at `SEGMENT_BYTES`, a full
 //!   disk as its own error.
 //! - `disk_probe`: the disk's own `fdatasync` latency and rate ([`disk_probe::probe_sync`]),
-//!   printed beside every durable benchmark; `examples/disk_sync.rs` prints it as JSON.
+//!   and the disk alone doing the journal's group commit at a paced rate
+//!   ([`disk_probe::probe_group_commit`]), printed beside every durable benchmark;
+//!   `examples/disk_sync.rs` prints them as JSON.
 
 pub mod batch;
 pub mod disk_probe;
