@@ -78,7 +78,6 @@ pub fn probe_sync(
     })
 }
 
-/// The probe's file, removed when the probe ends, however it ends.
 /// What the disk alone did as the journal's group commit ([`probe_group_commit`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct GroupCommitProbe {
@@ -183,6 +182,7 @@ fn write_zeros(file: &File, len: usize) -> io::Result<()> {
     file.sync_all()
 }
 
+/// The probe's file, removed when the probe ends, however it ends.
 struct ProbeFile {
     path: PathBuf,
     file: File,
