@@ -40,6 +40,12 @@ const FULL_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// microseconds of the shard's time, between which its clients are served.
 pub const SNAPSHOT_SLICE: usize = 256;
 
+/// The bytes of the snapshot at start gathered before they are written: the snapshot is
+/// written as it is made, not made whole first, which held the whole encoded state (and
+/// glommio's copy of it) beside the state itself at the moment of the start's highest memory.
+/// Half of what a spare batch keeps, so that one buffer serves every batch.
+pub const START_SNAPSHOT_BATCH_BYTES: usize = SPARE_BYTES_MAX / 2;
+
 /// What the core has recorded and the journal task has not written yet.
 struct Gathering {
     batch: Batch,
@@ -185,12 +191,17 @@ impl JournalWriter {
             self.since_snapshot += batch.len() as u64;
         }
         batch.clear();
-        // A batch far larger than the usual (the snapshot at start, a burst) does not keep its
-        // memory for the rest of the shard's life.
+        // A batch far larger than the usual (a burst) does not keep its memory for the rest of
+        // the shard's life.
         if batch.capacity() <= SPARE_BYTES_MAX {
             self.spare = batch;
         }
         Ok(records)
+    }
+
+    /// The bytes gathered and not yet written.
+    pub fn gathered_bytes(&self) -> usize {
+        self.gathering.borrow().batch.len()
     }
 
     /// What was written so far is a snapshot (the one at start): compaction measures the

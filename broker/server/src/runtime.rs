@@ -20,6 +20,7 @@ use ironsight_config::{Config, ListenerOverride};
 use ironsight_core::interest::InterestBoard;
 use ironsight_core::message::SharedMessage;
 use ironsight_core::recovery::RecoveredSession;
+use ironsight_core::shard::SnapshotCursor;
 use ironsight_core::Shard;
 
 use crate::accept::Listening;
@@ -334,12 +335,20 @@ async fn restore(core: &mut Shard, start: DurableStart) -> Result<JournalWriter,
         core.restore_retained(msg);
     }
     core.resume_message_ids(start.message_n_max);
-    core.snapshot();
-    let durable = writer
-        .write()
-        .await
-        .map_err(|e| format!("cannot write shard {}'s snapshot: {e}", core.id))?;
-    core.durable(durable);
+    let mut cursor = SnapshotCursor::default();
+    loop {
+        let done = core.snapshot_slice(&mut cursor, journal::SNAPSHOT_SLICE);
+        if done || writer.gathered_bytes() >= journal::START_SNAPSHOT_BATCH_BYTES {
+            let durable = writer
+                .write()
+                .await
+                .map_err(|e| format!("cannot write shard {}'s snapshot: {e}", core.id))?;
+            core.durable(durable);
+        }
+        if done {
+            break;
+        }
+    }
     writer.snapshot_written();
     let _ = start.snapshotted.send(());
     // Blocking this thread is fine: nothing runs on this shard until its listeners open.

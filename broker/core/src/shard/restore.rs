@@ -121,15 +121,10 @@ impl Shard {
         self.next_message_id = self.next_message_id.max(after_n);
     }
 
-    /// Hands the journal every durable thing this shard holds, as the records that would make
-    /// it: what a new journal starts with (at start, before any client: all at once).
-    pub fn snapshot(&mut self) {
-        let mut cursor = SnapshotCursor::default();
-        while !self.snapshot_slice(&mut cursor, usize::MAX) {}
-    }
-
-    /// Hands the journal the next `budget` entries of a snapshot taken in slices while clients
-    /// come and go (compaction): sessions, then the retained topics this shard journals. Each
+    /// Hands the journal the next `budget` entries of a snapshot of every durable thing this
+    /// shard holds, as the records that would make it: what a new generation's journal starts
+    /// with (at start, written as it is made), and what compaction takes in slices while
+    /// clients come and go: sessions, then the retained topics this shard journals. Each
     /// session's records begin with `SessionEnded`, so they stand alone: whatever the journal
     /// said of the session before them, in older segments or in records made since the
     /// snapshot began, they replace. A session that ends, or begins, while the snapshot is

@@ -7,6 +7,7 @@ use std::rc::Rc;
 use super::*;
 use crate::journal::{Journal, Record};
 use crate::recovery::Recovery;
+use crate::shard::SnapshotCursor;
 
 /// A journal that folds every record into a shared [`Recovery`] as it is made: what a journal
 /// on disk would give back at start.
@@ -277,7 +278,8 @@ fn a_snapshot_is_the_state_it_was_taken_of() {
 
     let (mut b, snapshot) = restart(&a, &recovery, 3, 1);
     for shard in &mut b.shards {
-        shard.snapshot();
+        let mut cursor = SnapshotCursor::default();
+        while !shard.snapshot_slice(&mut cursor, usize::MAX) {}
     }
     let (mut c, _) = restart(&b, &snapshot, 2, 1);
     let (mut d, connack) = c.connect(resume("d"));
