@@ -249,6 +249,18 @@ class Client:
                         [self.pubacks[info.mid]], timeout,
                         message=f"acknowledgement of {topic} QoS {qos}")[0]
 
+    def publish_and_be_closed(self, topic: str, payload: bytes = b"x", qos: int = 1,
+                              retain: bool = False, timeout: float = 5) -> None:
+        """Publish where the broker answers by closing the connection (a v3 client refused by a
+        policy cannot be told otherwise) and assert that it closes. paho may report that close
+        as the publish's own result (no connection) when its network thread sees it before
+        publish() returns; the close is the outcome either way."""
+        assert self.mqtt.is_connected()
+        info = self.mqtt.publish(topic, payload, qos, retain)
+        assert info.rc in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN), info.rc
+        assert self.disconnected.wait(timeout), \
+            f"{self.client_id!r} still connected after publishing on {topic}"
+
     def wait_messages(self, n: int, timeout: float = 5, topic: str | None = None) -> list:
         """Wait until at least n messages (on `topic`, if given) have arrived; return them."""
         def got():
