@@ -49,13 +49,17 @@ tests/bench/compare.py uses (the broker on the first half, the load generator on
 
    The issue's targets, reported as met or not, never hidden: the durable rate at least 50%
    of ironsight's own in-memory rate in the same run; the acknowledgement p99 (paced) within
-   about two disk syncs, read three ways (`targets`): against twice the median of the disk
+   about two disk syncs, read four ways (`targets`): against twice the median of the disk
    probe run just before, shown beside the in-memory broker's own acknowledgement p99 (what
    the machine adds without any disk); what the store adds to that p99 against twice the
-   disk's p99 over as many syncs as the window holds; and the same against the disk alone
-   doing the journal's group commit at the paced rate for as long as the window (the disk
-   probe's `--group-commit`: records arriving evenly, one O_DSYNC write in flight; no broker,
-   no network), which is what acknowledging after the disk costs on this disk at this rate;
+   disk's p99 over as many syncs as the window holds; the same against the disk alone doing
+   the journal's group commit at the paced rate for as long as the window (the disk probe's
+   `--group-commit`: records arriving evenly, one O_DSYNC write in flight; no broker, no
+   network), which is what acknowledging after the disk costs on this disk at this rate on a
+   quiet machine; and the same against that probe run on the broker's CPUs during an extra
+   paced run of the in-memory broker (`disk_beside`): the journal's writes run on its shard's
+   CPU, beside the clients it serves, and this is the disk under that load with no broker
+   code between the records and the disk;
    syncs a second far below messages a second at the highest rate (here: at least 10
    messages per sync). Group commit keeps one batch in flight, so the journal syncs about as
    often as the disk allows whenever records keep coming, whatever the message rate: at a
@@ -81,6 +85,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime
 import json
 import os
@@ -226,13 +231,22 @@ def make_broker(kind: str, cpus, workdir: Path, data: Path):
 
 # ----- the disk and its syncs ---------------------------------------------------------------
 
+#: The disk_sync example as `disk_sync` (its `cargo run`) built it.
+DISK_SYNC = REPO / "target/release/examples/disk_sync"
+
+
+def disk_sync_args(dir: Path, syncs: int, group_commit: tuple | None) -> list[str]:
+    paced = ["--group-commit", *map(str, group_commit)] if group_commit else []
+    return [str(dir), str(syncs), *paced]
+
+
 def disk_sync(dir: Path, syncs: int, group_commit: tuple | None = None) -> dict:
     """The disk_sync example's one JSON line for `dir`, and the file system it is on; with
     `group_commit` (rate, seconds, record bytes), the disk alone doing the journal's group
     commit at that rate as well."""
-    paced = ["--group-commit", *map(str, group_commit)] if group_commit else []
     done = subprocess.run(["cargo", "run", "--release", "--quiet", "-p", "ironsight-store",
-                           "--example", "disk_sync", "--", str(dir), str(syncs), *paced],
+                           "--example", "disk_sync", "--", *disk_sync_args(dir, syncs,
+                                                                           group_commit)],
                           cwd=REPO, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise RuntimeError(f"disk_sync failed: {done.stderr[-2000:]}")
@@ -241,6 +255,29 @@ def disk_sync(dir: Path, syncs: int, group_commit: tuple | None = None) -> dict:
                         capture_output=True, text=True).stdout.splitlines()
     probe["filesystem"] = " ".join(df[-1].split()) if len(df) > 1 else "unknown"
     return probe
+
+
+@contextlib.contextmanager
+def disk_beside(dir: Path, cpus, group_commit: tuple):
+    """The disk alone doing the journal's group commit (`group_commit`: rate, seconds, record
+    bytes) on `cpus` for the span of a `with` block: yields a dict that holds the probe's
+    `group_commit` figures once the block is done. The journal's writes run on its shard's CPU
+    (io_uring's worker for a shard inherits the shard's CPU), so the probe beside a broker
+    without a store on the same CPUs is the disk under the load the store's disk work meets."""
+    command = ["taskset", "-c", compare.cpu_list(cpus), str(DISK_SYNC),
+               *disk_sync_args(dir, 1, group_commit)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    probe: dict = {}
+    try:
+        yield probe
+        out, err = proc.communicate(timeout=60 + group_commit[1])
+        if proc.returncode != 0:
+            raise RuntimeError(f"disk_sync failed: {err[-2000:]}")
+        probe.update(json.loads(out.strip().splitlines()[-1])["group_commit"])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
 
 
 def perf_problem(data_root: Path) -> str | None:
@@ -300,6 +337,11 @@ def window_s(quick: bool) -> int:
     return 1 if quick else 3
 
 
+def warmup_s(quick: bool) -> float:
+    """The seconds each ironsight-bench run offers its rate before it measures."""
+    return 0.5 if quick else 1
+
+
 def one_run(scenario, n: int, payload: int, broker, tool_cpus, rate: float, quick: bool,
             count_syncs: bool, workdir: Path) -> dict:
     """One ironsight-bench run at `rate` (0: as fast as flow control allows) against `broker`,
@@ -307,7 +349,7 @@ def one_run(scenario, n: int, payload: int, broker, tool_cpus, rate: float, quic
     name, _, args = scenario
     bench_args = [a.replace("{n}", str(n)) for a in args] + LOAD + [
         "--payload", str(payload), "--rate", str(rate),
-        "--warmup", "0.5" if quick else "1", "--duration", str(window_s(quick)), "--drain", "5"]
+        "--warmup", str(warmup_s(quick)), "--duration", str(window_s(quick)), "--drain", "5"]
     if count_syncs:
         with SyncCounter(broker.pid, workdir / "perf.txt") as syncs:
             r = compare.bench(bench_args, broker, tool_cpus, timeout=300)
@@ -347,9 +389,11 @@ class Case:
         self.data_root, self.workdir, self.quick = data_root, workdir, quick
         self.count_syncs = count_syncs
 
-    def run(self, rate: float, paced: bool = False) -> dict:
+    def run(self, rate: float, paced: bool = False, beside_disk: bool = False) -> dict:
         """One run at `rate`; `paced`: the run whose acknowledgement p99 is set against the
-        disk's, which is measured at length beside it, with the disk's own group commit."""
+        disk's, which is measured at length beside it, with the disk's own group commit;
+        `beside_disk`: a run during which the disk alone does that group commit on the
+        broker's CPUs (`disk_beside`), for the whole warm-up and window."""
         data = Path(tempfile.mkdtemp(prefix="data-", dir=self.data_root))
         broker = make_broker(self.kind, self.broker_cpus, self.workdir, data)
         try:
@@ -358,13 +402,18 @@ class Case:
             disk = None
             if self.kind == "ironsight-store" and paced:
                 disk = disk_sync(data, 100 if self.quick else DISK_SYNCS_BESIDE_PACED,
-                                 (rate, window_s(self.quick),
-                                  self.payload + JOURNAL_BYTES_PER_MESSAGE))
+                                 self.group_commit(rate, window_s(self.quick)))
             elif self.kind == "ironsight-store":
                 disk = disk_sync(data, DISK_SYNCS_BESIDE)
             broker.start()
-            result = one_run(self.scenario, self.n, self.payload, broker, self.tool_cpus, rate,
-                             self.quick, self.count_syncs, self.workdir)
+            seconds = warmup_s(self.quick) + window_s(self.quick)
+            beside = (disk_beside(data, self.broker_cpus, self.group_commit(rate, seconds))
+                      if beside_disk else contextlib.nullcontext(None))
+            with beside as probe:
+                result = one_run(self.scenario, self.n, self.payload, broker, self.tool_cpus,
+                                 rate, self.quick, self.count_syncs, self.workdir)
+            if probe is not None:
+                result["disk_beside"] = probe
             broker.stop()
             if disk:
                 result["disk"] = {k: disk[k] for k in ("fdatasync_median_ms", "fdatasync_p99_ms",
@@ -377,6 +426,10 @@ class Case:
             broker.stop()
             shutil.rmtree(data, ignore_errors=True)
         return result
+
+    def group_commit(self, rate: float, seconds: float) -> tuple:
+        """The disk probe's group commit that mirrors this case's journal at `rate`."""
+        return rate, seconds, self.payload + JOURNAL_BYTES_PER_MESSAGE
 
 
 def durable_qos1(results: dict, kinds, scenarios, payloads, broker_cpus, tool_cpus,
@@ -406,6 +459,11 @@ def durable_qos1(results: dict, kinds, scenarios, payloads, broker_cpus, tool_cp
                 entry["brokers"][kind] = runs
                 log(f"  {kind:17s} max   {describe(runs['max'])}")
                 log(f"  {kind:17s} paced {describe(paced)}")
+                if kind == "ironsight-memory" and "ironsight-store" in kinds:
+                    beside = compare.attempt(f"{what} paced beside the disk",
+                                             lambda: case.run(paced_rate, beside_disk=True))
+                    runs["paced_beside_disk"] = beside
+                    log(f"  {kind:17s} paced beside the disk {describe(beside)}")
             entry["targets"] = targets(entry)
             results["durable_qos1"].append(entry)
             save()
@@ -421,6 +479,8 @@ def describe(m: dict) -> str:
         text += f"  syncs {sync_cell(m)}"
     if m.get("disk"):
         text += f"  (disk sync median {m['disk']['fdatasync_median_ms']} ms)"
+    if m.get("disk_beside"):
+        text += f"  (the disk's group commit beside it p99 {m['disk_beside']['p99_ms']} ms)"
     return text
 
 
@@ -430,15 +490,17 @@ def ms(us) -> str:
 
 def targets(entry: dict) -> dict:
     """The issue's three targets for one scenario and payload, each met or not; left out when
-    a run it needs failed or was not made. "Two disk syncs" is read three ways, all reported:
+    a run it needs failed or was not made. "Two disk syncs" is read four ways, all reported:
     the acknowledgement's p99 against twice the median sync the disk took just before the
     paced run; what the store adds to the in-memory broker's p99 against twice the disk's p99
     sync over zeros (as the journal writes), measured over as many syncs as the window holds
     just before it; and the same addition against the p99 of the disk alone doing the
     journal's group commit at the paced rate for as long as the window (a record waits for the
-    write in flight, then its own: two syncs, at the disk's tail). On a disk that syncs in less
-    than the loopback round trip takes, the first is below what the in-memory broker itself
-    needs, and cannot be met."""
+    write in flight, then its own: two syncs, at the disk's tail), on a quiet machine, and
+    again on the broker's CPUs while the in-memory broker serves the paced run there (the
+    load the journal's own disk work meets). On a disk that syncs in less than the loopback
+    round trip takes, the first is below what the in-memory broker itself needs, and cannot
+    be met."""
     runs = entry["brokers"]
     store = runs.get("ironsight-store", {})
     memory = runs.get("ironsight-memory", {})
@@ -465,6 +527,11 @@ def targets(entry: dict) -> dict:
                 out["ack_p99_added_vs_disk_alone_ms"] = {
                     "value": round(added_ms, 2), "target": alone["p99_ms"],
                     "met": added_ms <= alone["p99_ms"]}
+            loaded = memory.get("paced_beside_disk", {}).get("disk_beside")
+            if loaded:
+                out["ack_p99_added_vs_disk_under_load_ms"] = {
+                    "value": round(added_ms, 2), "target": loaded["p99_ms"],
+                    "met": added_ms <= loaded["p99_ms"]}
     per_sync = store.get("max", {}).get("messages_per_sync")
     if per_sync:
         out["messages_per_sync"] = {"value": per_sync, "target": MESSAGES_PER_SYNC_FAR,
@@ -594,8 +661,9 @@ def qos1_table(results: dict) -> list[str]:
               "| case | rate vs in memory (≥ 50%) | paced ack p99 vs 2 disk syncs (in memory) | "
               "paced ack p99 added to the in-memory one vs 2 disk syncs at their p99 | "
               "the same vs the disk's own group commit p99 | "
+              "the same vs that group commit's p99 beside the in-memory broker's paced run | "
               f"messages per sync at the highest rate (≥ {MESSAGES_PER_SYNC_FAR}) |",
-              "|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|"]
     for entry in results["durable_qos1"]:
         t = entry["targets"]
 
@@ -610,9 +678,11 @@ def qos1_table(results: dict) -> list[str]:
         added = cell("ack_p99_added_ms", lambda v: f"{v['value']} ms vs {v['target']} ms")
         alone = cell("ack_p99_added_vs_disk_alone_ms",
                      lambda v: f"{v['value']} ms vs {v['target']} ms")
+        loaded = cell("ack_p99_added_vs_disk_under_load_ms",
+                      lambda v: f"{v['value']} ms vs {v['target']} ms")
         per_sync = cell("messages_per_sync", lambda v: f"{v['value']:,}")
         lines.append(f"| {entry['scenario']} {entry['payload']} B | {share} | {p99} | "
-                     f"{added} | {alone} | {per_sync} |")
+                     f"{added} | {alone} | {loaded} | {per_sync} |")
     journal = [f"{e['scenario']} {e['payload']} B: {size(run['data_bytes'])} for "
                f"{run['published_total']:,} messages "
                f"({run['data_bytes'] / run['published_total']:,.0f} B each)"
@@ -630,6 +700,18 @@ def qos1_table(results: dict) -> list[str]:
                   f"{results['paced_rate']:,} records a second for the window's length, one "
                   f"O_DSYNC write in flight over zeros, each record durable when its write "
                   f"returns (`disk_sync --group-commit`): " + "; ".join(alone) + "."]
+    loaded = [f"{e['scenario']} {e['payload']} B: p50 {g['p50_ms']} ms, p99 {g['p99_ms']} ms "
+              f"({g['records']:,} records in {g['writes']:,} writes), while the broker's "
+              f"acknowledgements took p50 {ms(run['ack_latency_us']['p50'])} ms, p99 "
+              f"{ms(run['ack_latency_us']['p99'])} ms"
+              for e in results["durable_qos1"]
+              for run in [e["brokers"].get("ironsight-memory", {}).get("paced_beside_disk", {})]
+              for g in [run.get("disk_beside")] if g]
+    if loaded:
+        lines += ["", f"The disk alone doing the same group commit on the broker's CPUs while "
+                  f"ironsight without its store serves the paced run on them (an extra run, for "
+                  f"the warm-up and the window; the journal's writes run on its shard's CPU): "
+                  + "; ".join(loaded) + "."]
     if journal:
         lines += ["", "The journal each paced run of ironsight with the store wrote (its whole "
                   "history: no compaction ran; segments up to the zeros prewritten after their "
